@@ -1,0 +1,45 @@
+"""trio_ws: WebSocket client and server for Trio, with bounded memory.
+
+The public names match trio-websocket's, so ``import trio_ws as
+trio_websocket`` works for ordinary programs.
+"""
+
+from .client import (
+    connect_websocket,
+    connect_websocket_url,
+    open_websocket,
+    open_websocket_url,
+    wrap_client_stream,
+)
+from .connection import WebSocketConnection
+from .exceptions import (
+    ConnectionClosed,
+    ConnectionRejected,
+    ConnectionTimeout,
+    DisconnectionTimeout,
+    HandshakeError,
+)
+from .server import WebSocketRequest, WebSocketServer, serve_websocket, wrap_server_stream
+from .values import CloseReason, Endpoint
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "CloseReason",
+    "ConnectionClosed",
+    "ConnectionRejected",
+    "ConnectionTimeout",
+    "DisconnectionTimeout",
+    "Endpoint",
+    "HandshakeError",
+    "WebSocketConnection",
+    "WebSocketRequest",
+    "WebSocketServer",
+    "connect_websocket",
+    "connect_websocket_url",
+    "open_websocket",
+    "open_websocket_url",
+    "serve_websocket",
+    "wrap_client_stream",
+    "wrap_server_stream",
+]

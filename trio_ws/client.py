@@ -1,0 +1,315 @@
+"""Opening client connections.
+
+``open_websocket*`` are async context managers that own the connection and
+its background reader; ``connect_websocket*`` and ``wrap_client_stream`` run
+the reader in a nursery you pass and leave closing to you. The keyword
+arguments they share are documented once, in the reference under
+"Connection options".
+"""
+
+from __future__ import annotations
+
+import ssl
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import AsyncIterator, Awaitable, Callable, Sequence
+from urllib.parse import urlsplit
+
+import trio
+
+from .close_codes import INTERNAL_ERROR, NORMAL_CLOSURE
+from .connection import WebSocketConnection
+from .exceptions import ConnectionTimeout, DisconnectionTimeout, HandshakeError
+from .handshake import HeaderInput, client_handshake, host_header
+from .options import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_DISCONNECT_TIMEOUT,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_MESSAGE_QUEUE_SIZE,
+    DEFAULT_RECEIVE_BUFFER_SIZE,
+    ConnectionOptions,
+)
+
+__all__ = [
+    "connect_websocket",
+    "connect_websocket_url",
+    "open_websocket",
+    "open_websocket_url",
+    "wrap_client_stream",
+]
+
+
+@asynccontextmanager
+async def open_websocket(
+    host: str,
+    port: int,
+    resource: str,
+    *,
+    use_ssl: bool | ssl.SSLContext,
+    subprotocols: Sequence[str] | None = None,
+    extra_headers: HeaderInput | None = None,
+    message_queue_size: int = DEFAULT_MESSAGE_QUEUE_SIZE,
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    receive_buffer_size: int = DEFAULT_RECEIVE_BUFFER_SIZE,
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    disconnect_timeout: float = DEFAULT_DISCONNECT_TIMEOUT,
+) -> AsyncIterator[WebSocketConnection]:
+    """Open a connection to ``host:port`` for *resource*, and close it on exit.
+
+    *use_ssl* is ``False`` for ``ws://``, ``True`` for ``wss://`` with a
+    default, verifying TLS context, or an :class:`ssl.SSLContext` to use.
+
+    Leaving the block closes the connection with 1000 (1011 if the block
+    raised an exception), waiting at most *disconnect_timeout* for the closing
+    handshake; if that runs out and the block itself raised nothing,
+    :class:`DisconnectionTimeout` is raised. Errors come out as themselves,
+    never wrapped in an :class:`ExceptionGroup`.
+    """
+    options = ConnectionOptions(
+        message_queue_size, max_message_size, receive_buffer_size, connect_timeout, disconnect_timeout
+    )
+
+    async def connect(nursery: trio.Nursery) -> WebSocketConnection:
+        return await _connect(
+            nursery, host, port, resource, use_ssl, subprotocols, extra_headers, options
+        )
+
+    async with _owned_connection(connect) as connection:
+        yield connection
+
+
+def open_websocket_url(
+    url: str,
+    ssl_context: ssl.SSLContext | None = None,
+    *,
+    subprotocols: Sequence[str] | None = None,
+    extra_headers: HeaderInput | None = None,
+    message_queue_size: int = DEFAULT_MESSAGE_QUEUE_SIZE,
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    receive_buffer_size: int = DEFAULT_RECEIVE_BUFFER_SIZE,
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    disconnect_timeout: float = DEFAULT_DISCONNECT_TIMEOUT,
+) -> AbstractAsyncContextManager[WebSocketConnection]:
+    """Like :func:`open_websocket`, for a ``ws://`` or ``wss://`` *url*.
+
+    ``wss://`` URLs verify the server's certificate with a default context
+    unless *ssl_context* is given.
+    """
+    host, port, resource, use_ssl = _parse_url(url, ssl_context)
+    return open_websocket(
+        host,
+        port,
+        resource,
+        use_ssl=use_ssl,
+        subprotocols=subprotocols,
+        extra_headers=extra_headers,
+        message_queue_size=message_queue_size,
+        max_message_size=max_message_size,
+        receive_buffer_size=receive_buffer_size,
+        connect_timeout=connect_timeout,
+        disconnect_timeout=disconnect_timeout,
+    )
+
+
+async def connect_websocket(
+    nursery: trio.Nursery,
+    host: str,
+    port: int,
+    resource: str,
+    *,
+    use_ssl: bool | ssl.SSLContext,
+    subprotocols: Sequence[str] | None = None,
+    extra_headers: HeaderInput | None = None,
+    message_queue_size: int = DEFAULT_MESSAGE_QUEUE_SIZE,
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    receive_buffer_size: int = DEFAULT_RECEIVE_BUFFER_SIZE,
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    disconnect_timeout: float = DEFAULT_DISCONNECT_TIMEOUT,
+) -> WebSocketConnection:
+    """Connect as :func:`open_websocket` does, running the reader in *nursery*.
+
+    The caller must close the connection (``await connection.aclose()``).
+    """
+    options = ConnectionOptions(
+        message_queue_size, max_message_size, receive_buffer_size, connect_timeout, disconnect_timeout
+    )
+    return await _connect(nursery, host, port, resource, use_ssl, subprotocols, extra_headers, options)
+
+
+async def connect_websocket_url(
+    nursery: trio.Nursery,
+    url: str,
+    ssl_context: ssl.SSLContext | None = None,
+    *,
+    subprotocols: Sequence[str] | None = None,
+    extra_headers: HeaderInput | None = None,
+    message_queue_size: int = DEFAULT_MESSAGE_QUEUE_SIZE,
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    receive_buffer_size: int = DEFAULT_RECEIVE_BUFFER_SIZE,
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+    disconnect_timeout: float = DEFAULT_DISCONNECT_TIMEOUT,
+) -> WebSocketConnection:
+    """Like :func:`connect_websocket`, for a ``ws://`` or ``wss://`` *url*."""
+    host, port, resource, use_ssl = _parse_url(url, ssl_context)
+    options = ConnectionOptions(
+        message_queue_size, max_message_size, receive_buffer_size, connect_timeout, disconnect_timeout
+    )
+    return await _connect(nursery, host, port, resource, use_ssl, subprotocols, extra_headers, options)
+
+
+async def wrap_client_stream(
+    nursery: trio.Nursery,
+    stream: trio.abc.Stream,
+    host: str,
+    resource: str,
+    *,
+    subprotocols: Sequence[str] | None = None,
+    extra_headers: HeaderInput | None = None,
+    message_queue_size: int = DEFAULT_MESSAGE_QUEUE_SIZE,
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+    receive_buffer_size: int = DEFAULT_RECEIVE_BUFFER_SIZE,
+    disconnect_timeout: float = DEFAULT_DISCONNECT_TIMEOUT,
+) -> WebSocketConnection:
+    """Run the client handshake over an already connected *stream*.
+
+    *host* is sent as the Host header. The reader runs in *nursery*; the
+    connection owns *stream* from now on and the caller must close the
+    connection. No timeout applies to the handshake: wrap the call in
+    :func:`trio.fail_after` if you need one.
+    """
+    options = ConnectionOptions(
+        message_queue_size, max_message_size, receive_buffer_size, disconnect_timeout=disconnect_timeout
+    )
+    return await _handshake(nursery, stream, host, resource, subprotocols, extra_headers, options)
+
+
+# ------------------------------------------------------------------ internals
+
+
+def _parse_url(url: str, ssl_context: ssl.SSLContext | None) -> tuple[str, int, str, bool | ssl.SSLContext]:
+    parts = urlsplit(url)
+    if parts.scheme not in ("ws", "wss"):
+        raise ValueError(f"WebSocket URL scheme must be ws or wss: {url!r}")
+    if not parts.hostname:
+        raise ValueError(f"WebSocket URL has no host: {url!r}")
+    is_ssl = parts.scheme == "wss"
+    port = parts.port or (443 if is_ssl else 80)
+    resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    use_ssl: bool | ssl.SSLContext = (ssl_context or True) if is_ssl else False
+    return parts.hostname, port, resource, use_ssl
+
+
+async def _connect(
+    nursery: trio.Nursery,
+    host: str,
+    port: int,
+    resource: str,
+    use_ssl: bool | ssl.SSLContext,
+    subprotocols: Sequence[str] | None,
+    extra_headers: HeaderInput | None,
+    options: ConnectionOptions,
+) -> WebSocketConnection:
+    """TCP, TLS and the HTTP upgrade, together bounded by ``connect_timeout``."""
+    try:
+        with trio.fail_after(options.connect_timeout):
+            stream = await _open_stream(host, port, use_ssl)
+            try:
+                return await _handshake(
+                    nursery,
+                    stream,
+                    host_header(host, port, bool(use_ssl)),
+                    resource,
+                    subprotocols,
+                    extra_headers,
+                    options,
+                )
+            except BaseException:
+                await trio.aclose_forcefully(stream)
+                raise
+    except trio.TooSlowError:
+        raise ConnectionTimeout(
+            f"no WebSocket connection to {host}:{port} within {options.connect_timeout} s"
+        ) from None
+
+
+async def _open_stream(host: str, port: int, use_ssl: bool | ssl.SSLContext) -> trio.abc.Stream:
+    if not use_ssl:
+        return await trio.open_tcp_stream(host, port)
+    context = use_ssl if isinstance(use_ssl, ssl.SSLContext) else ssl.create_default_context()
+    stream = await trio.open_ssl_over_tcp_stream(host, port, ssl_context=context)
+    try:
+        # Handshake now, so a TLS failure is reported as such, at once.
+        await stream.do_handshake()
+    except trio.BrokenResourceError as exc:
+        await trio.aclose_forcefully(stream)
+        raise HandshakeError(f"TLS handshake with {host}:{port} failed: {exc.__cause__}") from exc
+    return stream
+
+
+async def _handshake(
+    nursery: trio.Nursery,
+    stream: trio.abc.Stream,
+    host: str,
+    resource: str,
+    subprotocols: Sequence[str] | None,
+    extra_headers: HeaderInput | None,
+    options: ConnectionOptions,
+) -> WebSocketConnection:
+    try:
+        result = await client_handshake(
+            stream,
+            host=host,
+            resource=resource,
+            subprotocols=subprotocols,
+            extra_headers=extra_headers,
+            receive_size=options.receive_buffer_size,
+        )
+    except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        raise HandshakeError(f"connection lost during the opening handshake: {exc}") from exc
+    if result.extensions:
+        raise HandshakeError(f"server enabled extensions we did not offer: {result.extensions}")
+    connection = WebSocketConnection(
+        stream,
+        options,
+        is_client=True,
+        path=resource,
+        subprotocol=result.subprotocol,
+        handshake_headers=result.headers,
+        trailing_data=result.trailing_data,
+    )
+    nursery.start_soon(connection._reader_task)
+    return connection
+
+
+@asynccontextmanager
+async def _owned_connection(
+    connect: Callable[[trio.Nursery], Awaitable[WebSocketConnection]],
+) -> AsyncIterator[WebSocketConnection]:
+    """Run *connect* in a private nursery, yield its connection, close it.
+
+    Exceptions are caught inside the nursery and re-raised after it, so the
+    caller sees the exception itself and not an ExceptionGroup around it; the
+    only task in the nursery, the reader, never raises.
+    """
+    error: BaseException | None = None
+    finished_in_time = True
+    async with trio.open_nursery() as nursery:
+        try:
+            connection = await connect(nursery)
+        except BaseException as exc:
+            error = exc
+        else:
+            code = NORMAL_CLOSURE
+            try:
+                yield connection
+            except BaseException as exc:
+                error = exc
+                if isinstance(exc, Exception):
+                    code = INTERNAL_ERROR
+            try:
+                finished_in_time = await connection._close(code, None)
+            except BaseException as exc:
+                error = error or exc
+    if error is not None:
+        raise error
+    if not finished_in_time:
+        raise DisconnectionTimeout("the closing handshake did not finish in time")

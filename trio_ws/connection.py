@@ -1,0 +1,367 @@
+"""An open WebSocket connection: its reader task, message queue and sends.
+
+One background reader task per connection reads the transport, feeds wsproto
+and pushes each complete message into a Trio memory channel of capacity
+``message_queue_size``. When the channel is full the reader waits, so it stops
+reading the socket and TCP flow control slows the peer down: nothing is
+dropped and nothing is buffered without bound.
+
+Every frame is written under one FIFO lock, so frames of concurrent senders
+never interleave; a write that is cancelled or fails part-way leaves the
+stream in an unknown state, so the connection is failed rather than reused.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import OrderedDict
+from typing import Sequence, Union
+
+import trio
+from wsproto.connection import Connection, ConnectionState, ConnectionType
+from wsproto.events import (
+    BytesMessage,
+    CloseConnection,
+    Event,
+    Ping,
+    Pong,
+    TextMessage,
+)
+from wsproto.extensions import Extension
+
+from .close_codes import ABNORMAL_CLOSURE, MESSAGE_TOO_BIG, NORMAL_CODES, check_sendable
+from .exceptions import ConnectionClosed
+from .handshake import Headers
+from .options import ConnectionOptions
+from .size_limit import MessageSizeLimit
+from .values import CloseReason, Endpoint, socket_endpoints
+
+logger = logging.getLogger("trio_ws.connection")
+
+Message = Union[str, bytes]
+
+
+class WebSocketConnection(trio.abc.AsyncResource):
+    """A WebSocket connection after a successful opening handshake.
+
+    Create one with the client functions or accept one on a server; the
+    constructor is not public API. Messages arrive whole: ``get_message()``
+    returns a complete ``str`` or ``bytes`` message of at most
+    ``max_message_size`` bytes.
+    """
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        options: ConnectionOptions,
+        *,
+        is_client: bool,
+        path: str,
+        subprotocol: str | None,
+        handshake_headers: Headers,
+        trailing_data: bytes = b"",
+        extensions: Sequence[Extension] = (),
+    ) -> None:
+        self._stream = stream
+        self._options = options
+        # Last in the chain, so it counts payload after any decompression.
+        self._size_limit = MessageSizeLimit(options.max_message_size)
+        self._ws = Connection(
+            ConnectionType.CLIENT if is_client else ConnectionType.SERVER,
+            [*extensions, self._size_limit],
+            trailing_data,
+        )
+        self._is_client = is_client
+        self._path = path
+        self._subprotocol = subprotocol
+        self._handshake_headers = handshake_headers
+        self._local, self._remote = socket_endpoints(stream)
+
+        self._send_lock = trio.Lock()  # trio.Lock is fair: senders go in FIFO order
+        self._queue_in, self._queue_out = trio.open_memory_channel[Message](
+            options.message_queue_size
+        )
+        self._pings: OrderedDict[bytes, trio.Event] = OrderedDict()
+        self._close_reason: CloseReason | None = None
+        self._reader_done = trio.Event()
+
+    # ------------------------------------------------------------ properties
+
+    @property
+    def closed(self) -> CloseReason | None:
+        """Why the connection closed, or ``None`` while it is open.
+
+        Set as soon as either side starts the closing handshake (or the
+        transport is lost), so a closing connection already reports it.
+        """
+        return self._close_reason
+
+    @property
+    def is_client(self) -> bool:
+        """True if this side opened the connection."""
+        return self._is_client
+
+    @property
+    def is_server(self) -> bool:
+        """True if this side accepted the connection."""
+        return not self._is_client
+
+    @property
+    def local(self) -> Endpoint | None:
+        """This side's address, or ``None`` if the transport is not a socket."""
+        return self._local
+
+    @property
+    def remote(self) -> Endpoint | None:
+        """The peer's address, or ``None`` if the transport is not a socket."""
+        return self._remote
+
+    @property
+    def path(self) -> str:
+        """The request target of the opening handshake, such as ``/chat?room=1``."""
+        return self._path
+
+    @property
+    def subprotocol(self) -> str | None:
+        """The subprotocol the server chose, or ``None``."""
+        return self._subprotocol
+
+    @property
+    def handshake_headers(self) -> Headers:
+        """The peer's handshake headers as ``(lowercase name, value)`` pairs.
+
+        On a client, the headers of the server's 101 answer; on a server, the
+        headers of the client's request.
+        """
+        return self._handshake_headers
+
+    # ------------------------------------------------------------ receiving
+
+    async def get_message(self) -> Message:
+        """Wait for the next whole message and return it.
+
+        Cancelling this call loses no message: a message is either returned or
+        left at the head of the queue. Raises :class:`ConnectionClosed` once
+        the connection is closed and every message that arrived before the
+        close has been returned.
+        """
+        try:
+            return await self._queue_out.receive()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            raise ConnectionClosed(self._reason()) from None
+
+    def __aiter__(self) -> WebSocketConnection:
+        return self
+
+    async def __anext__(self) -> Message:
+        """Iterate over messages; a normal close (1000/1001) ends the loop."""
+        try:
+            return await self.get_message()
+        except ConnectionClosed as exc:
+            if exc.reason.code in NORMAL_CODES:
+                raise StopAsyncIteration from None
+            raise
+
+    # ------------------------------------------------------------ sending
+
+    async def send_message(self, message: str | bytes) -> None:
+        """Send *message* as one text (``str``) or binary (``bytes``) message.
+
+        Returns once the frame is handed to the transport, so a peer that
+        reads slowly slows the sender down. Concurrent calls are served in
+        FIFO order. If the call is cancelled (or fails) while the frame is
+        part-written, the connection is failed (close code 1006) because the
+        peer could no longer find the frame boundary; to bound a send, wrap it
+        in :func:`trio.move_on_after` and expect :class:`ConnectionClosed` on
+        later calls if the timeout fired mid-frame.
+        """
+        if isinstance(message, str):
+            event: Event = TextMessage(data=message)
+        elif isinstance(message, (bytes, bytearray, memoryview)):
+            event = BytesMessage(data=bytes(message))
+        else:
+            raise TypeError(f"message must be str or bytes, not {type(message).__name__}")
+        await self._send(event)
+
+    async def ping(self, payload: bytes | None = None) -> None:
+        """Send a ping and wait for the matching pong.
+
+        *payload* (at most 125 bytes) must differ from every ping still in
+        flight; by default a random one is used. A pong also acknowledges
+        every ping sent before the one it answers. Raises
+        :class:`ConnectionClosed` as soon as the connection closes.
+        """
+        if payload is None:
+            payload = os.urandom(4)
+            while payload in self._pings:
+                payload = os.urandom(4)
+        elif payload in self._pings:
+            raise ValueError(f"a ping with payload {payload!r} is already in flight")
+        waiter = trio.Event()
+        self._pings[payload] = waiter
+        try:
+            await self._send(Ping(payload=payload))
+            await waiter.wait()
+        finally:
+            unanswered = self._pings.pop(payload, None) is not None
+        if unanswered:
+            raise ConnectionClosed(self._reason())
+
+    async def pong(self, payload: bytes | None = None) -> None:
+        """Send an unsolicited pong, for example as a unidirectional heartbeat."""
+        await self._send(Pong(payload=payload or b""))
+
+    async def _send(self, event: Event) -> None:
+        async with self._send_lock:
+            if self._ws.state is not ConnectionState.OPEN or self._close_reason is not None:
+                raise ConnectionClosed(self._reason())
+            await self._write(self._ws.send(event))
+
+    async def _write(self, data: bytes) -> None:
+        """Write *data* whole, or fail the connection; call under the send lock."""
+        try:
+            await self._stream.send_all(data)
+        except BaseException as exc:
+            self._set_reason(ABNORMAL_CLOSURE, "transport failed while sending")
+            await trio.aclose_forcefully(self._stream)
+            if isinstance(exc, (trio.BrokenResourceError, trio.ClosedResourceError)):
+                raise ConnectionClosed(self._reason()) from exc
+            raise
+
+    async def _send_if(self, state: ConnectionState, event: Event) -> None:
+        """Send a frame for the protocol (pong, close) if still in *state*."""
+        async with self._send_lock:
+            if self._ws.state is state:
+                await self._write(self._ws.send(event))
+
+    # ------------------------------------------------------------ closing
+
+    async def aclose(self, code: int = 1000, reason: str | None = None) -> None:
+        """Close the connection with *code* and *reason*; idempotent.
+
+        Messages still queued are dropped, the Close frame is sent, and the
+        call waits for the peer's answer (and, on a client, for the server to
+        close the TCP connection), at most ``disconnect_timeout`` seconds;
+        after that the transport is dropped. If cancelled, the transport is
+        dropped at once and the cancellation propagates.
+        """
+        await self._close(code, reason)
+
+    async def _close(self, code: int, reason: str | None) -> bool:
+        """Close as :meth:`aclose` does; return whether it finished in time."""
+        check_sendable(code)
+        self._queue_out.close()  # drop queued messages; wake blocked readers
+        try:
+            with trio.move_on_after(self._options.disconnect_timeout):
+                if self._close_reason is None:
+                    self._set_reason(code, reason)
+                    await self._send_if(ConnectionState.OPEN, CloseConnection(code, reason))
+                await self._reader_done.wait()
+                return True
+            logger.debug("closing handshake timed out; dropping transport")
+            await trio.aclose_forcefully(self._stream)
+            return False
+        except ConnectionClosed:
+            return True  # the transport broke while sending Close: nothing to wait for
+        except BaseException:
+            await trio.aclose_forcefully(self._stream)
+            raise
+
+    def _set_reason(self, code: int, reason: str | None) -> None:
+        if self._close_reason is None:
+            self._close_reason = CloseReason(code, reason)
+
+    def _reason(self) -> CloseReason:
+        return self._close_reason or CloseReason(ABNORMAL_CLOSURE, None)
+
+    # ------------------------------------------------------------ reader task
+
+    async def _reader_task(self) -> None:
+        """Read until the connection closes; never raises except Cancelled."""
+        try:
+            await self._read_frames()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionClosed):
+            pass
+        except Exception:  # a bug here must not crash the user's nursery
+            logger.exception("unexpected error in WebSocket reader task")
+        finally:
+            self._set_reason(ABNORMAL_CLOSURE, None)
+            self._queue_in.close()
+            for waiter in self._pings.values():
+                waiter.set()
+            with trio.CancelScope(shield=True), trio.move_on_after(self._options.disconnect_timeout):
+                await self._stream.aclose()
+            self._reader_done.set()
+
+    async def _read_frames(self) -> None:
+        parts: list[Message] = []
+        while True:
+            data = await self._stream.receive_some(self._options.receive_buffer_size)
+            if not data:
+                return  # transport lost without a closing handshake: 1006
+            self._ws.receive_data(data)
+            for event in self._ws.events():
+                if isinstance(event, (TextMessage, BytesMessage)):
+                    parts.append(event.data)
+                    if event.message_finished:
+                        message = parts[0] if len(parts) == 1 else parts[0][:0].join(parts)  # type: ignore[arg-type]
+                        parts = []
+                        await self._deliver(message)
+                elif isinstance(event, Ping):
+                    await self._send_if(ConnectionState.OPEN, event.response())
+                elif isinstance(event, Pong):
+                    self._acknowledge(event.payload)
+                elif isinstance(event, CloseConnection):
+                    await self._closing_frame(event)
+                    return
+
+    async def _deliver(self, message: Message) -> None:
+        try:
+            await self._queue_in.send(message)
+        except trio.BrokenResourceError:
+            pass  # the application closed: drop what it will never read
+
+    def _acknowledge(self, payload: bytes) -> None:
+        if payload not in self._pings:
+            return  # an unsolicited pong
+        while self._pings:
+            key, waiter = self._pings.popitem(last=False)
+            waiter.set()
+            if key == payload:
+                break
+
+    async def _closing_frame(self, event: CloseConnection) -> None:
+        state = self._ws.state
+        if state is ConnectionState.REMOTE_CLOSING:
+            # The peer started the closing handshake: echo its code.
+            self._set_reason(event.code, event.reason)
+            await self._send_if(state, event.response())
+        elif state in (ConnectionState.OPEN, ConnectionState.LOCAL_CLOSING):
+            # wsproto reports a protocol violation by the peer this way,
+            # without a state change: fail the connection with its code.
+            reason = event.reason
+            if event.code == MESSAGE_TOO_BIG and self._size_limit.violation:
+                reason = self._size_limit.violation
+            logger.debug("failing connection: %s %s", event.code, reason)
+            self._set_reason(event.code, reason)
+            await self._send_if(ConnectionState.OPEN, CloseConnection(event.code, reason))
+            await self._linger()
+            return
+        if self._is_client:
+            # RFC 6455 7.1.1: the server closes the TCP connection first.
+            await self._linger()
+
+    async def _linger(self) -> None:
+        """Let the peer read our Close frame before the TCP connection goes.
+
+        Closing a socket with unread input makes the kernel send RST, which
+        can destroy our Close frame in flight. So half-close where the
+        transport allows it and read (discarding) until the peer closes.
+        """
+        with trio.move_on_after(self._options.disconnect_timeout):
+            if isinstance(self._stream, trio.abc.HalfCloseableStream):
+                async with self._send_lock:
+                    await self._stream.send_eof()
+            while await self._stream.receive_some(self._options.receive_buffer_size):
+                pass

@@ -1,0 +1,288 @@
+"""The HTTP/1.1 opening handshake of RFC 6455 section 4, parsed with h11.
+
+This module knows HTTP and nothing about Trio tasks: the client side sends the
+upgrade request and checks the answer; the server side reads a request, says
+what is wrong with it as an HTTP status, and renders the answer. Reads go
+through a single helper that bounds the head size.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from typing import Sequence, Union
+
+import h11
+import trio
+
+from .exceptions import ConnectionRejected, HandshakeError
+from .options import MAX_HANDSHAKE_HEAD_SIZE, MAX_REJECT_BODY_SIZE
+from .values import format_host
+
+Headers = list[tuple[bytes, bytes]]
+HeaderInput = Sequence[tuple[Union[bytes, str], Union[bytes, str]]]
+
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+_VERSION = b"13"
+
+
+def accept_token(key: bytes) -> bytes:
+    """The ``Sec-WebSocket-Accept`` value that answers ``Sec-WebSocket-Key``."""
+    return base64.b64encode(hashlib.sha1(key + _GUID).digest())
+
+
+def _as_bytes(value: bytes | str) -> bytes:
+    return value.encode("latin-1") if isinstance(value, str) else bytes(value)
+
+
+def normalize_headers(headers: HeaderInput | None) -> Headers:
+    """Headers as ``(lowercase name, value)`` byte pairs.
+
+    Raises ``ValueError`` for a name or value that would break the head
+    apart (CR, LF or NUL), so no caller can inject headers.
+    """
+    pairs = [(_as_bytes(n).lower(), _as_bytes(v)) for n, v in headers or ()]
+    for name, value in pairs:
+        if not name or any(c in name + value for c in b"\r\n\0") or b":" in name:
+            raise ValueError(f"invalid header {name!r}: {value!r}")
+    return pairs
+
+
+def _tokens(headers: Headers, name: bytes) -> list[str]:
+    """The comma-separated values of every *name* header, stripped."""
+    return [
+        token.strip().decode("latin-1")
+        for n, value in headers
+        if n == name
+        for token in value.split(b",")
+        if token.strip()
+    ]
+
+
+def _has_token(headers: Headers, name: bytes, token: str) -> bool:
+    return token in (t.lower() for t in _tokens(headers, name))
+
+
+async def _next_event(conn: h11.Connection, stream: trio.abc.Stream, receive_size: int) -> object:
+    """The next h11 event, reading more from *stream* as needed."""
+    while True:
+        event = conn.next_event()
+        if event is not h11.NEED_DATA:
+            return event
+        conn.receive_data(await stream.receive_some(receive_size))
+
+
+# ---------------------------------------------------------------- client side
+
+
+@dataclass(frozen=True)
+class ClientResult:
+    """What the server's 101 answer established."""
+
+    headers: Headers
+    subprotocol: str | None
+    extensions: list[str]
+    trailing_data: bytes
+
+
+def host_header(host: str, port: int, is_ssl: bool) -> str:
+    """The Host header for *host*: IPv6 literals bracketed, default ports left out."""
+    default = 443 if is_ssl else 80
+    return format_host(host) if port == default else f"{format_host(host)}:{port}"
+
+
+async def client_handshake(
+    stream: trio.abc.Stream,
+    *,
+    host: str,
+    resource: str,
+    subprotocols: Sequence[str] | None,
+    extra_headers: HeaderInput | None,
+    extension_offers: Sequence[str] = (),
+    receive_size: int,
+) -> ClientResult:
+    """Send the upgrade request on *stream* and validate the server's answer.
+
+    Raises :class:`ConnectionRejected` for a non-101 answer and
+    :class:`HandshakeError` when the server hangs up or answers 101 wrongly.
+    """
+    key = base64.b64encode(os.urandom(16))
+    headers: Headers = [
+        (b"host", host.encode("idna")),
+        (b"upgrade", b"websocket"),
+        (b"connection", b"Upgrade"),
+        (b"sec-websocket-key", key),
+        (b"sec-websocket-version", _VERSION),
+    ]
+    if subprotocols:
+        headers.append((b"sec-websocket-protocol", ", ".join(subprotocols).encode()))
+    if extension_offers:
+        headers.append((b"sec-websocket-extensions", ", ".join(extension_offers).encode()))
+    headers += normalize_headers(extra_headers)
+
+    conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HANDSHAKE_HEAD_SIZE)
+    request = h11.Request(method="GET", target=resource.encode(), headers=headers)
+    await stream.send_all(conn.send(request) + (conn.send(h11.EndOfMessage()) or b""))
+
+    try:
+        while True:
+            event = await _next_event(conn, stream, receive_size)
+            if isinstance(event, h11.InformationalResponse) and event.status_code == 101:
+                break
+            if isinstance(event, h11.Response):
+                body = await _read_body(conn, stream, receive_size)
+                raise ConnectionRejected(event.status_code, list(event.headers), body)
+            if isinstance(event, h11.ConnectionClosed):
+                raise HandshakeError("server closed the connection before answering")
+    except h11.RemoteProtocolError as exc:
+        raise HandshakeError(f"server sent an invalid HTTP answer: {exc}") from exc
+
+    answer = list(event.headers)
+    if not _has_token(answer, b"upgrade", "websocket"):
+        raise HandshakeError("server's 101 answer lacks 'Upgrade: websocket'")
+    if not _has_token(answer, b"connection", "upgrade"):
+        raise HandshakeError("server's 101 answer lacks 'Connection: Upgrade'")
+    accepts = [v for n, v in answer if n == b"sec-websocket-accept"]
+    if accepts != [accept_token(key)]:
+        raise HandshakeError("server's Sec-WebSocket-Accept does not match our key")
+    chosen = _tokens(answer, b"sec-websocket-protocol")
+    if len(chosen) > 1 or (chosen and chosen[0] not in (subprotocols or ())):
+        raise HandshakeError(f"server chose a subprotocol we did not offer: {chosen}")
+    return ClientResult(
+        headers=answer,
+        subprotocol=chosen[0] if chosen else None,
+        extensions=_tokens(answer, b"sec-websocket-extensions"),
+        trailing_data=conn.trailing_data[0],
+    )
+
+
+async def _read_body(conn: h11.Connection, stream: trio.abc.Stream, receive_size: int) -> bytes:
+    """The body of a rejection, up to ``MAX_REJECT_BODY_SIZE`` bytes."""
+    body = bytearray()
+    try:
+        while len(body) < MAX_REJECT_BODY_SIZE:
+            event = await _next_event(conn, stream, receive_size)
+            if not isinstance(event, h11.Data):
+                break
+            body += event.data
+    except (h11.RemoteProtocolError, trio.BrokenResourceError):
+        pass  # keep what arrived; the status code is what matters
+    return bytes(body[:MAX_REJECT_BODY_SIZE])
+
+
+# ---------------------------------------------------------------- server side
+
+
+class BadRequest(Exception):
+    """A request the server answers with an HTTP error instead of upgrading."""
+
+    def __init__(self, status: int, detail: str, headers: Headers | None = None) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.headers = headers or []
+
+
+class PeerGone(Exception):
+    """The client closed the connection before sending a whole request."""
+
+
+@dataclass(frozen=True)
+class UpgradeRequest:
+    """A valid WebSocket upgrade request."""
+
+    target: str
+    headers: Headers
+    key: bytes
+    subprotocols: list[str]
+    extensions: list[str]
+    trailing_data: bytes = field(repr=False)
+
+
+async def read_upgrade_request(stream: trio.abc.Stream, receive_size: int) -> UpgradeRequest:
+    """Read one HTTP request from *stream* and check it is a WebSocket upgrade.
+
+    Raises :class:`BadRequest` with the status the client should get, or
+    :class:`PeerGone` when the client left first.
+    """
+    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HANDSHAKE_HEAD_SIZE)
+    try:
+        event = await _next_event(conn, stream, receive_size)
+        if isinstance(event, h11.ConnectionClosed):
+            raise PeerGone()
+        assert isinstance(event, h11.Request)
+        # An upgrade request has no body; h11 pauses right after it.
+        while not isinstance(await _next_event(conn, stream, receive_size), h11.EndOfMessage):
+            pass
+    except h11.RemoteProtocolError as exc:
+        raise BadRequest(exc.error_status_hint, f"malformed request: {exc}") from exc
+    return _check_upgrade(event, conn.trailing_data[0])
+
+
+def _check_upgrade(request: h11.Request, trailing_data: bytes) -> UpgradeRequest:
+    headers = list(request.headers)
+    upgrade_advice = [(b"upgrade", b"websocket"), (b"sec-websocket-version", _VERSION)]
+    if request.method != b"GET":
+        raise BadRequest(405, "a WebSocket upgrade must use GET", [(b"allow", b"GET")])
+    if not _has_token(headers, b"upgrade", "websocket"):
+        raise BadRequest(426, "this is a WebSocket endpoint", upgrade_advice)
+    if request.http_version != b"1.1":
+        raise BadRequest(400, "a WebSocket upgrade needs HTTP/1.1")
+    if not _has_token(headers, b"connection", "upgrade"):
+        raise BadRequest(400, "missing 'Connection: Upgrade'")
+    if _tokens(headers, b"sec-websocket-version") != ["13"]:
+        raise BadRequest(426, "unsupported Sec-WebSocket-Version", upgrade_advice)
+    keys = [v for n, v in headers if n == b"sec-websocket-key"]
+    try:
+        valid_key = len(keys) == 1 and len(base64.b64decode(keys[0], validate=True)) == 16
+    except ValueError:
+        valid_key = False
+    if not valid_key:
+        raise BadRequest(400, "missing or invalid Sec-WebSocket-Key")
+    return UpgradeRequest(
+        target=request.target.decode("latin-1"),
+        headers=headers,
+        key=keys[0],
+        subprotocols=_tokens(headers, b"sec-websocket-protocol"),
+        extensions=_tokens(headers, b"sec-websocket-extensions"),
+        trailing_data=trailing_data,
+    )
+
+
+def render_response(status: int, headers: Headers, body: bytes = b"") -> bytes:
+    """An HTTP/1.1 response head (and body) as bytes."""
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = ""
+    lines = [f"HTTP/1.1 {status} {phrase}".encode()]
+    lines += [name + b": " + value for name, value in headers]
+    return b"\r\n".join(lines) + b"\r\n\r\n" + body
+
+
+def rejection(status: int, headers: Headers, body: bytes) -> bytes:
+    """A complete non-101 answer, after which the server closes the connection."""
+    framing = [(b"content-length", str(len(body)).encode()), (b"connection", b"close")]
+    names = {name for name, _ in framing}
+    return render_response(status, [h for h in headers if h[0] not in names] + framing, body)
+
+
+def acceptance(
+    request: UpgradeRequest,
+    subprotocol: str | None,
+    extensions: str | None,
+    extra_headers: Headers,
+) -> bytes:
+    """The 101 answer that completes *request*'s upgrade."""
+    headers: Headers = [
+        (b"upgrade", b"websocket"),
+        (b"connection", b"Upgrade"),
+        (b"sec-websocket-accept", accept_token(request.key)),
+    ]
+    if subprotocol is not None:
+        headers.append((b"sec-websocket-protocol", subprotocol.encode()))
+    if extensions:
+        headers.append((b"sec-websocket-extensions", extensions.encode()))
+    return render_response(101, headers + extra_headers)

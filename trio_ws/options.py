@@ -1,0 +1,74 @@
+"""Every default and limit of trio_ws, in one place.
+
+Each public function that opens or accepts a connection takes the same
+keyword arguments; they are gathered here into :class:`ConnectionOptions`, so
+validation and defaults live in exactly one module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+KiB = 1024
+MiB = 1024 * KiB
+
+#: How many complete messages may wait in a connection's queue before the
+#: background reader stops reading the socket.
+DEFAULT_MESSAGE_QUEUE_SIZE = 1
+
+#: Largest message (in bytes, after decompression) that ``get_message()``
+#: will assemble; a bigger one closes the connection with 1009.
+DEFAULT_MAX_MESSAGE_SIZE = 1 * MiB
+
+#: Upper bound on the bytes requested from the transport in one read.
+DEFAULT_RECEIVE_BUFFER_SIZE = 64 * KiB
+
+#: Seconds allowed for TCP connect, TLS and the HTTP upgrade together.
+DEFAULT_CONNECT_TIMEOUT = 60.0
+
+#: Seconds allowed for the closing handshake before the transport is dropped.
+DEFAULT_DISCONNECT_TIMEOUT = 60.0
+
+#: Largest HTTP request or response head (request line and headers) accepted
+#: during the opening handshake; a server answers a bigger one with 431.
+MAX_HANDSHAKE_HEAD_SIZE = 16 * KiB
+
+#: Largest body of a non-101 handshake answer kept in ``ConnectionRejected``.
+MAX_REJECT_BODY_SIZE = 64 * KiB
+
+
+@dataclass(frozen=True)
+class ConnectionOptions:
+    """The per-connection settings shared by clients and servers.
+
+    The reference documentation describes each field once, under
+    "Connection options"; public functions take them as keyword arguments.
+    """
+
+    message_queue_size: int = DEFAULT_MESSAGE_QUEUE_SIZE
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    receive_buffer_size: int = DEFAULT_RECEIVE_BUFFER_SIZE
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    disconnect_timeout: float = DEFAULT_DISCONNECT_TIMEOUT
+
+    def __post_init__(self) -> None:
+        if self.message_queue_size < 0:
+            raise ValueError("message_queue_size must be >= 0")
+        if self.max_message_size < 1:
+            raise ValueError("max_message_size must be >= 1")
+        if self.receive_buffer_size < 1:
+            raise ValueError("receive_buffer_size must be >= 1")
+        if self.connect_timeout <= 0 or self.disconnect_timeout <= 0:
+            raise ValueError("timeouts must be > 0 seconds")
+
+    @property
+    def memory_bound(self) -> int:
+        """Upper bound, in bytes, of message data one connection holds.
+
+        The queue holds ``message_queue_size`` messages and the reader
+        assembles one more; joining that message's fragments briefly needs a
+        second copy of it; one read's worth of bytes is in flight and at most
+        one more waits unparsed inside the frame decoder.
+        """
+        messages = (self.message_queue_size + 2) * self.max_message_size
+        return messages + 2 * self.receive_buffer_size

@@ -1,0 +1,76 @@
+"""Small immutable values that describe a connection."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from .close_codes import code_name
+
+
+@dataclass(frozen=True)
+class CloseReason:
+    """Why a connection closed: a close code, its name and the peer's text."""
+
+    code: int
+    reason: str | None = None
+
+    @property
+    def name(self) -> str:
+        """The registered name of :attr:`code`, such as ``"NORMAL_CLOSURE"``."""
+        return code_name(self.code)
+
+    def __str__(self) -> str:
+        text = f"{self.code}/{self.name}"
+        return f"{text} ({self.reason})" if self.reason else text
+
+
+def format_host(host: str) -> str:
+    """Bracket an IPv6 literal so it can stand before ``:port`` in a URL."""
+    try:
+        if ipaddress.ip_address(host).version == 6:
+            return f"[{host}]"
+    except ValueError:
+        pass
+    return host
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One end of a connection: its address, port and whether TLS is used."""
+
+    address: str
+    port: int
+    is_ssl: bool
+
+    @property
+    def url(self) -> str:
+        """The endpoint as a ``ws://`` or ``wss://`` URL, omitting default ports."""
+        scheme, default = ("wss", 443) if self.is_ssl else ("ws", 80)
+        host = format_host(self.address)
+        return f"{scheme}://{host}" if self.port == default else f"{scheme}://{host}:{self.port}"
+
+
+def socket_endpoints(stream: trio.abc.Stream) -> tuple[Endpoint | None, Endpoint | None]:
+    """The local and remote :class:`Endpoint` of a (TLS over) socket stream.
+
+    Streams that are not sockets, such as Trio's memory streams, have none.
+    """
+    is_ssl = isinstance(stream, trio.SSLStream)
+    transport = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
+    sock = getattr(transport, "socket", None)
+    if sock is None:
+        return None, None
+
+    def endpoint(address: Any) -> Endpoint:
+        if isinstance(address, tuple):
+            return Endpoint(str(address[0]), int(address[1]), is_ssl)
+        return Endpoint(str(address), 0, is_ssl)  # a unix socket path
+
+    try:
+        return endpoint(sock.getsockname()), endpoint(sock.getpeername())
+    except OSError:
+        return endpoint(sock.getsockname()), None
