@@ -297,10 +297,8 @@ class WebSocketConnection(trio.abc.AsyncResource):
     async def _read_frames(self) -> None:
         parts: list[Message] = []
         while True:
-            data = await self._stream.receive_some(self._options.receive_buffer_size)
-            if not data:
-                return  # transport lost without a closing handshake: 1006
-            self._ws.receive_data(data)
+            # Events first: bytes that came with the handshake answer are
+            # already inside wsproto before the first read.
             for event in self._ws.events():
                 if isinstance(event, (TextMessage, BytesMessage)):
                     parts.append(event.data)
@@ -315,6 +313,10 @@ class WebSocketConnection(trio.abc.AsyncResource):
                 elif isinstance(event, CloseConnection):
                     await self._closing_frame(event)
                     return
+            data = await self._stream.receive_some(self._options.receive_buffer_size)
+            if not data:
+                return  # transport lost without a closing handshake: 1006
+            self._ws.receive_data(data)
 
     async def _deliver(self, message: Message) -> None:
         try:

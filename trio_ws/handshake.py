@@ -66,13 +66,25 @@ def _has_token(headers: Headers, name: bytes, token: str) -> bool:
     return token in (t.lower() for t in _tokens(headers, name))
 
 
+class PeerGone(Exception):
+    """The peer closed the connection in the middle of the handshake."""
+
+
 async def _next_event(conn: h11.Connection, stream: trio.abc.Stream, receive_size: int) -> object:
     """The next h11 event, reading more from *stream* as needed."""
+    eof = False
     while True:
-        event = conn.next_event()
+        try:
+            event = conn.next_event()
+        except h11.RemoteProtocolError:
+            if eof:
+                raise PeerGone() from None
+            raise
         if event is not h11.NEED_DATA:
             return event
-        conn.receive_data(await stream.receive_some(receive_size))
+        data = await stream.receive_some(receive_size)
+        eof = not data
+        conn.receive_data(data)
 
 
 # ---------------------------------------------------------------- client side
@@ -136,7 +148,9 @@ async def client_handshake(
                 body = await _read_body(conn, stream, receive_size)
                 raise ConnectionRejected(event.status_code, list(event.headers), body)
             if isinstance(event, h11.ConnectionClosed):
-                raise HandshakeError("server closed the connection before answering")
+                raise PeerGone()
+    except PeerGone:
+        raise HandshakeError("server closed the connection before answering") from None
     except h11.RemoteProtocolError as exc:
         raise HandshakeError(f"server sent an invalid HTTP answer: {exc}") from exc
 
@@ -168,7 +182,7 @@ async def _read_body(conn: h11.Connection, stream: trio.abc.Stream, receive_size
             if not isinstance(event, h11.Data):
                 break
             body += event.data
-    except (h11.RemoteProtocolError, trio.BrokenResourceError):
+    except (h11.RemoteProtocolError, PeerGone, trio.BrokenResourceError):
         pass  # keep what arrived; the status code is what matters
     return bytes(body[:MAX_REJECT_BODY_SIZE])
 
@@ -183,10 +197,6 @@ class BadRequest(Exception):
         super().__init__(detail)
         self.status = status
         self.headers = headers or []
-
-
-class PeerGone(Exception):
-    """The client closed the connection before sending a whole request."""
 
 
 @dataclass(frozen=True)
@@ -223,6 +233,10 @@ async def read_upgrade_request(stream: trio.abc.Stream, receive_size: int) -> Up
 
 def _check_upgrade(request: h11.Request, trailing_data: bytes) -> UpgradeRequest:
     headers = list(request.headers)
+    # h11 bounds only heads that arrive in pieces; one read can hold more.
+    head_size = len(request.target) + sum(len(n) + len(v) + 4 for n, v in headers)
+    if head_size > MAX_HANDSHAKE_HEAD_SIZE:
+        raise BadRequest(431, f"request head is larger than {MAX_HANDSHAKE_HEAD_SIZE} bytes")
     upgrade_advice = [(b"upgrade", b"websocket"), (b"sec-websocket-version", _VERSION)]
     if request.method != b"GET":
         raise BadRequest(405, "a WebSocket upgrade must use GET", [(b"allow", b"GET")])

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import ssl
+from typing import AsyncIterator
+
+import pytest
+import trio
+import trustme
+
+import trio_ws
+
+HOST = "127.0.0.1"
+
+
+async def echo_handler(request: trio_ws.WebSocketRequest) -> None:
+    ws = await request.accept()
+    async for message in ws:
+        await ws.send_message(message)
+
+
+@pytest.fixture
+async def echo_server(nursery: trio.Nursery) -> AsyncIterator[trio_ws.WebSocketServer]:
+    server = await nursery.start(trio_ws.serve_websocket, echo_handler, HOST, 0, None)
+    yield server
+
+
+@pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture
+def server_context(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost", "::1").configure_cert(context)
+    return context
+
+
+@pytest.fixture
+def client_context(ca: trustme.CA) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    ca.configure_trust(context)
+    return context

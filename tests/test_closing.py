@@ -1,0 +1,244 @@
+"""Closing and cancellation: nothing hangs, nothing is lost, nothing leaks."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+import trio
+import trio.testing
+
+import trio_ws
+
+from .conftest import HOST, echo_handler
+from .raw import (
+    CLOSE,
+    PING,
+    TEXT,
+    Reader,
+    accept_answer,
+    close_payload,
+    frame,
+    serve_raw,
+)
+
+
+async def test_pending_ping_raises_when_connection_is_lost(nursery: trio.Nursery) -> None:
+    async def ignore_then_vanish(stream: trio.SocketStream, reader: Reader, head: bytes) -> None:
+        await stream.send_all(accept_answer(head))
+        opcode, _ = await reader.frame()
+        assert opcode == PING
+        await stream.aclose()  # never answers
+
+    port = await nursery.start(serve_raw, ignore_then_vanish)
+    async with trio_ws.open_websocket(HOST, port, "/", use_ssl=False) as ws:
+        with trio.fail_after(5):
+            with pytest.raises(trio_ws.ConnectionClosed) as info:
+                await ws.ping()
+    assert info.value.reason.code == 1006
+
+
+async def test_pending_ping_raises_when_we_close(nursery: trio.Nursery) -> None:
+    async def silent(stream: trio.SocketStream, reader: Reader, head: bytes) -> None:
+        await stream.send_all(accept_answer(head))
+        assert await reader.close_code() == 1000
+        await stream.send_all(frame(CLOSE, close_payload(1000), mask=False))
+
+    port = await nursery.start(serve_raw, silent)
+    outcome: list[BaseException] = []
+    async with trio_ws.open_websocket(HOST, port, "/", use_ssl=False) as ws:
+
+        async def pinger() -> None:
+            try:
+                await ws.ping()
+            except trio_ws.ConnectionClosed as exc:
+                outcome.append(exc)
+
+        async with trio.open_nursery() as inner:
+            inner.start_soon(pinger)
+            await trio.testing.wait_all_tasks_blocked()
+            with trio.fail_after(5):
+                await ws.aclose()
+    assert len(outcome) == 1
+
+
+async def test_ping_during_closing_handshake_does_not_crash_reader(nursery: trio.Nursery) -> None:
+    async def ping_while_closing(stream: trio.SocketStream, reader: Reader, head: bytes) -> None:
+        await stream.send_all(accept_answer(head))
+        assert await reader.close_code() == 1000
+        # The client is now closing; a ping must not break it.
+        await stream.send_all(frame(PING, b"late", mask=False))
+        await stream.send_all(frame(TEXT, b"late message", mask=False))
+        await stream.send_all(frame(CLOSE, close_payload(1000), mask=False))
+        await stream.aclose()
+
+    port = await nursery.start(serve_raw, ping_while_closing)
+    with trio.fail_after(5):
+        async with trio_ws.open_websocket(HOST, port, "/", use_ssl=False) as ws:
+            pass
+    assert ws.closed == trio_ws.CloseReason(1000, None)
+
+
+async def test_handler_error_closes_with_1011_and_server_survives(
+    nursery: trio.Nursery, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def handler(request: trio_ws.WebSocketRequest) -> None:
+        ws = await request.accept()
+        if await ws.get_message() == "crash":
+            raise RuntimeError("handler exploded")
+        await ws.send_message("fine")
+
+    server = await nursery.start(trio_ws.serve_websocket, handler, HOST, 0, None)
+    async with trio_ws.open_websocket(HOST, server.port, "/", use_ssl=False) as other:
+        async with trio_ws.open_websocket(HOST, server.port, "/", use_ssl=False) as ws:
+            with caplog.at_level(logging.ERROR, logger="trio_ws"):
+                await ws.send_message("crash")
+                with pytest.raises(trio_ws.ConnectionClosed) as info:
+                    await ws.get_message()
+        assert info.value.reason.code == 1011
+        assert "handler exploded" in caplog.text
+        await other.send_message("hello")
+        assert await other.get_message() == "fine"
+
+
+async def test_leaving_block_with_full_queue_while_peer_floods(nursery: trio.Nursery) -> None:
+    async def flood(request: trio_ws.WebSocketRequest) -> None:
+        ws = await request.accept()
+        try:
+            while True:
+                await ws.send_message(b"x" * 10000)
+                with trio.move_on_after(0.001):
+                    await ws.ping()
+        except trio_ws.ConnectionClosed:
+            pass
+
+    server = await nursery.start(trio_ws.serve_websocket, flood, HOST, 0, None)
+    after_block = False
+    with trio.fail_after(5):
+        async with trio_ws.open_websocket(HOST, server.port, "/", use_ssl=False) as ws:
+            await ws.get_message()
+            await trio.sleep(0.1)  # the queue fills and the peer keeps going
+        after_block = True
+    assert after_block
+    assert ws.closed == trio_ws.CloseReason(1000, None)
+
+
+async def test_errors_are_not_wrapped_in_exception_groups(
+    nursery: trio.Nursery, echo_server: trio_ws.WebSocketServer
+) -> None:
+    with pytest.raises(ValueError, match="from the block"):
+        async with trio_ws.open_websocket(HOST, echo_server.port, "/", use_ssl=False):
+            raise ValueError("from the block")
+    with pytest.raises(trio_ws.HandshakeError):
+        async with trio_ws.open_websocket(HOST, echo_server.port, "/", use_ssl=True):
+            pass  # pragma: no cover
+    with pytest.raises(OSError):  # the port is taken
+        await nursery.start(trio_ws.serve_websocket, echo_handler, HOST, echo_server.port, None)
+
+
+async def test_block_error_closes_with_1011(nursery: trio.Nursery) -> None:
+    codes: list[int] = []
+
+    async def record(request: trio_ws.WebSocketRequest) -> None:
+        ws = await request.accept()
+        try:
+            await ws.get_message()
+        except trio_ws.ConnectionClosed as exc:
+            codes.append(exc.reason.code)
+
+    server = await nursery.start(trio_ws.serve_websocket, record, HOST, 0, None)
+    with pytest.raises(KeyError):
+        async with trio_ws.open_websocket(HOST, server.port, "/", use_ssl=False):
+            raise KeyError("boom")
+    with trio.fail_after(5):
+        while not codes:
+            await trio.sleep(0.01)
+    assert codes == [1011]
+
+
+async def test_cancelled_get_message_loses_nothing(nursery: trio.Nursery) -> None:
+    count = 200
+
+    async def sender(request: trio_ws.WebSocketRequest) -> None:
+        ws = await request.accept()
+        for i in range(count):
+            await ws.send_message(str(i))
+            if i % 7 == 0:
+                await trio.sleep(0.002)
+        await ws.get_message()
+
+    server = await nursery.start(trio_ws.serve_websocket, sender, HOST, 0, None)
+    received: list[str] = []
+    cancellations = 0
+    async with trio_ws.open_websocket(HOST, server.port, "/", use_ssl=False) as ws:
+        with trio.fail_after(20):
+            while len(received) < count:
+                with trio.move_on_after(0.0005) as scope:
+                    received.append(await ws.get_message())  # type: ignore[arg-type]
+                cancellations += scope.cancelled_caught
+        await ws.send_message("done")
+    assert received == [str(i) for i in range(count)]
+    assert cancellations > 0  # the test did exercise cancellation
+
+
+async def test_cancelled_partial_send_fails_the_connection(nursery: trio.Nursery) -> None:
+    server_saw: list[object] = []
+    release = trio.Event()
+
+    async def stalled(request: trio_ws.WebSocketRequest) -> None:
+        ws = await request.accept()
+        await release.wait()
+        try:
+            while True:
+                server_saw.append(await ws.get_message())
+        except trio_ws.ConnectionClosed as exc:
+            server_saw.append(exc.reason.code)
+
+    server = await nursery.start(
+        lambda task_status: trio_ws.serve_websocket(
+            stalled, HOST, 0, None, max_message_size=10**9, task_status=task_status
+        )
+    )
+    async with trio_ws.open_websocket(HOST, server.port, "/", use_ssl=False) as ws:
+        # One message fills the server's queue, the next blocks its reader.
+        await ws.send_message("first")
+        await ws.send_message("second")
+        with trio.move_on_after(0.5) as scope:
+            await ws.send_message(b"x" * 50_000_000)  # far more than TCP buffers hold
+        assert scope.cancelled_caught
+        assert ws.closed is not None and ws.closed.code == 1006
+        with pytest.raises(trio_ws.ConnectionClosed):
+            await ws.send_message("a new frame now would corrupt the stream")
+        release.set()
+        with trio.fail_after(5):
+            while len(server_saw) < 3:
+                await trio.sleep(0.01)
+    # The server got the whole messages, then a lost connection: no garbage.
+    assert server_saw == ["first", "second", 1006]
+
+
+async def test_disconnect_timeout(nursery: trio.Nursery, autojump_clock: trio.testing.MockClock) -> None:
+    async def never_reply(stream: trio.SocketStream, reader: Reader, head: bytes) -> None:
+        await stream.send_all(accept_answer(head))
+        await trio.sleep_forever()
+
+    port = await nursery.start(serve_raw, never_reply)
+    start = trio.current_time()
+    with pytest.raises(trio_ws.DisconnectionTimeout):
+        async with trio_ws.open_websocket(HOST, port, "/", use_ssl=False, disconnect_timeout=4):
+            pass
+    assert trio.current_time() - start == pytest.approx(4)
+
+
+async def test_server_initiated_close_is_echoed(nursery: trio.Nursery) -> None:
+    async def closer(stream: trio.SocketStream, reader: Reader, head: bytes) -> None:
+        await stream.send_all(accept_answer(head))
+        await stream.send_all(frame(CLOSE, close_payload(4321, b"bye"), mask=False))
+        assert await reader.close_code() == 4321
+        await stream.aclose()
+
+    port = await nursery.start(serve_raw, closer)
+    async with trio_ws.open_websocket(HOST, port, "/", use_ssl=False) as ws:
+        with pytest.raises(trio_ws.ConnectionClosed) as info:
+            await ws.get_message()
+    assert info.value.reason == trio_ws.CloseReason(4321, "bye")
