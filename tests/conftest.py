@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import ssl
-from typing import AsyncIterator
+from collections.abc import AsyncIterator
 
 import pytest
 import trio

@@ -10,7 +10,7 @@ import base64
 import hashlib
 import os
 import struct
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
 import trio
 
@@ -107,10 +107,14 @@ class Reader:
 def upgrade_request(path: str = "/", host: str = "localhost", extra: bytes = b"") -> bytes:
     key = base64.b64encode(os.urandom(16))
     return (
-        f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key.decode()}\r\n"
-        "Sec-WebSocket-Version: 13\r\n"
-    ).encode() + extra + b"\r\n"
+        (
+            f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key.decode()}\r\n"
+            "Sec-WebSocket-Version: 13\r\n"
+        ).encode()
+        + extra
+        + b"\r\n"
+    )
 
 
 async def raw_client(port: int, path: str = "/") -> tuple[trio.SocketStream, Reader, bytes]:
@@ -149,7 +153,9 @@ def accept_answer(request_head: bytes, extra: bytes = b"") -> bytes:
 Script = Callable[[trio.SocketStream, Reader, bytes], Awaitable[None]]
 
 
-async def serve_raw(script: Script, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+async def serve_raw(
+    script: Script, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED
+) -> None:
     """A server that runs *script(stream, reader, request_head)* per connection."""
 
     async def handle(stream: trio.SocketStream) -> None:

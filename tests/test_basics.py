@@ -38,10 +38,22 @@ async def test_import_as_trio_websocket() -> None:
     import trio_ws as trio_websocket
 
     for name in [
-        "open_websocket_url", "open_websocket", "connect_websocket", "connect_websocket_url",
-        "wrap_client_stream", "serve_websocket", "WebSocketServer", "wrap_server_stream",
-        "WebSocketRequest", "WebSocketConnection", "CloseReason", "Endpoint",
-        "ConnectionClosed", "HandshakeError", "ConnectionRejected", "ConnectionTimeout",
+        "open_websocket_url",
+        "open_websocket",
+        "connect_websocket",
+        "connect_websocket_url",
+        "wrap_client_stream",
+        "serve_websocket",
+        "WebSocketServer",
+        "wrap_server_stream",
+        "WebSocketRequest",
+        "WebSocketConnection",
+        "CloseReason",
+        "Endpoint",
+        "ConnectionClosed",
+        "HandshakeError",
+        "ConnectionRejected",
+        "ConnectionTimeout",
         "DisconnectionTimeout",
     ]:
         assert hasattr(trio_websocket, name), name
@@ -171,7 +183,9 @@ async def test_wrap_streams_over_memory() -> None:
         await ws.aclose()
 
 
-async def test_aclose_is_idempotent_and_sends_fail_after(echo_server: trio_ws.WebSocketServer) -> None:
+async def test_aclose_is_idempotent_and_sends_fail_after(
+    echo_server: trio_ws.WebSocketServer,
+) -> None:
     async with trio_ws.open_websocket(HOST, echo_server.port, "/", use_ssl=False) as ws:
         await ws.aclose(1001, "going")
         await ws.aclose()
@@ -192,7 +206,9 @@ async def test_aclose_rejects_reserved_codes(echo_server: trio_ws.WebSocketServe
         assert ws.closed is None
 
 
-async def test_ping_returns_on_pong_and_pong_is_allowed(echo_server: trio_ws.WebSocketServer) -> None:
+async def test_ping_returns_on_pong_and_pong_is_allowed(
+    echo_server: trio_ws.WebSocketServer,
+) -> None:
     async with trio_ws.open_websocket(HOST, echo_server.port, "/", use_ssl=False) as ws:
         await ws.ping()
         await ws.ping(b"custom")

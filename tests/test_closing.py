@@ -217,7 +217,9 @@ async def test_cancelled_partial_send_fails_the_connection(nursery: trio.Nursery
     assert server_saw == ["first", "second", 1006]
 
 
-async def test_disconnect_timeout(nursery: trio.Nursery, autojump_clock: trio.testing.MockClock) -> None:
+async def test_disconnect_timeout(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
     async def never_reply(stream: trio.SocketStream, reader: Reader, head: bytes) -> None:
         await stream.send_all(accept_answer(head))
         await trio.sleep_forever()

@@ -14,10 +14,17 @@ from .raw import Reader, accept_answer, http_exchange, serve_raw, upgrade_reques
 PROMPTLY = 5  # seconds; every connect_timeout below is much longer
 
 
-async def start(nursery: trio.Nursery, handler: object, **kwargs: object) -> trio_ws.WebSocketServer:
+async def start(
+    nursery: trio.Nursery, handler: object, **kwargs: object
+) -> trio_ws.WebSocketServer:
     return await nursery.start(
         lambda task_status: trio_ws.serve_websocket(
-            handler, HOST, 0, None, task_status=task_status, **kwargs  # type: ignore[arg-type]
+            handler,
+            HOST,
+            0,
+            None,
+            task_status=task_status,
+            **kwargs,  # type: ignore[arg-type]
         )
     )
 
@@ -83,10 +90,21 @@ async def test_handler_error_before_accept_is_500_and_server_survives(
 @pytest.mark.parametrize(
     "answer, match",
     [
-        (lambda head: accept_answer(head).replace(b"Sec-WebSocket-Accept: ", b"Sec-WebSocket-Accept: x"), "Accept"),
+        (
+            lambda head: accept_answer(head).replace(
+                b"Sec-WebSocket-Accept: ", b"Sec-WebSocket-Accept: x"
+            ),
+            "Accept",
+        ),
         (lambda head: accept_answer(head, b"Sec-WebSocket-Protocol: other\r\n"), "subprotocol"),
-        (lambda head: accept_answer(head).replace(b"Upgrade: websocket", b"Upgrade: h2c"), "Upgrade"),
-        (lambda head: accept_answer(head, b"Sec-WebSocket-Extensions: x-made-up\r\n"), "extensions"),
+        (
+            lambda head: accept_answer(head).replace(b"Upgrade: websocket", b"Upgrade: h2c"),
+            "Upgrade",
+        ),
+        (
+            lambda head: accept_answer(head, b"Sec-WebSocket-Extensions: x-made-up\r\n"),
+            "extensions",
+        ),
         (lambda head: b"HTTP/1.1 101 Switching Protocols\r\nbroken header\r\n\r\n", "invalid HTTP"),
     ],
 )
@@ -98,11 +116,15 @@ async def test_invalid_101_answers(nursery: trio.Nursery, answer: object, match:
     port = await nursery.start(serve_raw, respond)
     with trio.fail_after(PROMPTLY):
         with pytest.raises(trio_ws.HandshakeError, match=match):
-            async with trio_ws.open_websocket(HOST, port, "/", use_ssl=False, subprotocols=["mine"]):
+            async with trio_ws.open_websocket(
+                HOST, port, "/", use_ssl=False, subprotocols=["mine"]
+            ):
                 pass  # pragma: no cover
 
 
-async def test_connect_timeout(nursery: trio.Nursery, autojump_clock: trio.testing.MockClock) -> None:
+async def test_connect_timeout(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
     async def never_answer(stream: trio.SocketStream, reader: Reader, head: bytes) -> None:
         await trio.sleep_forever()
 

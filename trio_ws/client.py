@@ -10,8 +10,8 @@ arguments they share are documented once, in the reference under
 from __future__ import annotations
 
 import ssl
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import AsyncIterator, Awaitable, Callable, Sequence
 from urllib.parse import urlsplit
 
 import trio
@@ -65,7 +65,11 @@ async def open_websocket(
     never wrapped in an :class:`ExceptionGroup`.
     """
     options = ConnectionOptions(
-        message_queue_size, max_message_size, receive_buffer_size, connect_timeout, disconnect_timeout
+        message_queue_size,
+        max_message_size,
+        receive_buffer_size,
+        connect_timeout,
+        disconnect_timeout,
     )
 
     async def connect(nursery: trio.Nursery) -> WebSocketConnection:
@@ -130,9 +134,15 @@ async def connect_websocket(
     The caller must close the connection (``await connection.aclose()``).
     """
     options = ConnectionOptions(
-        message_queue_size, max_message_size, receive_buffer_size, connect_timeout, disconnect_timeout
+        message_queue_size,
+        max_message_size,
+        receive_buffer_size,
+        connect_timeout,
+        disconnect_timeout,
     )
-    return await _connect(nursery, host, port, resource, use_ssl, subprotocols, extra_headers, options)
+    return await _connect(
+        nursery, host, port, resource, use_ssl, subprotocols, extra_headers, options
+    )
 
 
 async def connect_websocket_url(
@@ -151,9 +161,15 @@ async def connect_websocket_url(
     """Like :func:`connect_websocket`, for a ``ws://`` or ``wss://`` *url*."""
     host, port, resource, use_ssl = _parse_url(url, ssl_context)
     options = ConnectionOptions(
-        message_queue_size, max_message_size, receive_buffer_size, connect_timeout, disconnect_timeout
+        message_queue_size,
+        max_message_size,
+        receive_buffer_size,
+        connect_timeout,
+        disconnect_timeout,
     )
-    return await _connect(nursery, host, port, resource, use_ssl, subprotocols, extra_headers, options)
+    return await _connect(
+        nursery, host, port, resource, use_ssl, subprotocols, extra_headers, options
+    )
 
 
 async def wrap_client_stream(
@@ -177,7 +193,10 @@ async def wrap_client_stream(
     :func:`trio.fail_after` if you need one.
     """
     options = ConnectionOptions(
-        message_queue_size, max_message_size, receive_buffer_size, disconnect_timeout=disconnect_timeout
+        message_queue_size,
+        max_message_size,
+        receive_buffer_size,
+        disconnect_timeout=disconnect_timeout,
     )
     return await _handshake(nursery, stream, host, resource, subprotocols, extra_headers, options)
 
@@ -185,7 +204,9 @@ async def wrap_client_stream(
 # ------------------------------------------------------------------ internals
 
 
-def _parse_url(url: str, ssl_context: ssl.SSLContext | None) -> tuple[str, int, str, bool | ssl.SSLContext]:
+def _parse_url(
+    url: str, ssl_context: ssl.SSLContext | None
+) -> tuple[str, int, str, bool | ssl.SSLContext]:
     parts = urlsplit(url)
     if parts.scheme not in ("ws", "wss"):
         raise ValueError(f"WebSocket URL scheme must be ws or wss: {url!r}")

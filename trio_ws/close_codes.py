@@ -42,7 +42,5 @@ def check_sendable(code: int) -> None:
     RFC 6455 allows 1000-1003, 1007-1011 (and the IANA-registered 1012-1014)
     and the 3000-4999 ranges; 1005, 1006 and 1015 are for local use only.
     """
-    if code in _LOCAL_ONLY or not (
-        1000 <= code <= 1014 and code != 1004 or 3000 <= code <= 4999
-    ):
+    if code in _LOCAL_ONLY or not ((1000 <= code <= 1014 and code != 1004) or 3000 <= code <= 4999):
         raise ValueError(f"{code} is not a close code an endpoint may send")

@@ -16,7 +16,8 @@ from __future__ import annotations
 import logging
 import os
 from collections import OrderedDict
-from typing import Sequence, Union
+from collections.abc import Sequence
+from typing import Any, cast
 
 import trio
 from wsproto.connection import Connection, ConnectionState, ConnectionType
@@ -39,7 +40,7 @@ from .values import CloseReason, Endpoint, socket_endpoints
 
 logger = logging.getLogger("trio_ws.connection")
 
-Message = Union[str, bytes]
+Message = str | bytes
 
 
 class WebSocketConnection(trio.abc.AsyncResource):
@@ -290,12 +291,15 @@ class WebSocketConnection(trio.abc.AsyncResource):
             self._queue_in.close()
             for waiter in self._pings.values():
                 waiter.set()
-            with trio.CancelScope(shield=True), trio.move_on_after(self._options.disconnect_timeout):
+            with (
+                trio.CancelScope(shield=True),
+                trio.move_on_after(self._options.disconnect_timeout),
+            ):
                 await self._stream.aclose()
             self._reader_done.set()
 
     async def _read_frames(self) -> None:
-        parts: list[Message] = []
+        parts: list[Any] = []  # the fragments of one message, all str or all bytes
         while True:
             # Events first: bytes that came with the handshake answer are
             # already inside wsproto before the first read.
@@ -303,7 +307,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
                 if isinstance(event, (TextMessage, BytesMessage)):
                     parts.append(event.data)
                     if event.message_finished:
-                        message = parts[0] if len(parts) == 1 else parts[0][:0].join(parts)  # type: ignore[arg-type]
+                        message = parts[0] if len(parts) == 1 else parts[0][:0].join(parts)
                         parts = []
                         await self._deliver(message)
                 elif isinstance(event, Ping):
@@ -316,7 +320,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
             data = await self._stream.receive_some(self._options.receive_buffer_size)
             if not data:
                 return  # transport lost without a closing handshake: 1006
-            self._ws.receive_data(data)
+            self._ws.receive_data(cast(bytes, data))  # wsproto takes bytearray too
 
     async def _deliver(self, message: Message) -> None:
         try:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
-from typing import Sequence, Union
 
 import h11
 import trio
@@ -23,7 +23,7 @@ from .options import MAX_HANDSHAKE_HEAD_SIZE, MAX_REJECT_BODY_SIZE
 from .values import format_host
 
 Headers = list[tuple[bytes, bytes]]
-HeaderInput = Sequence[tuple[Union[bytes, str], Union[bytes, str]]]
+HeaderInput = Sequence[tuple[bytes | str, bytes | str]]
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _VERSION = b"13"
@@ -84,7 +84,7 @@ async def _next_event(conn: h11.Connection, stream: trio.abc.Stream, receive_siz
             return event
         data = await stream.receive_some(receive_size)
         eof = not data
-        conn.receive_data(data)
+        conn.receive_data(bytes(data))
 
 
 # ---------------------------------------------------------------- client side

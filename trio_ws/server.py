@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import logging
 import ssl
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
-from typing import Awaitable, Callable, Sequence
 
 import trio
 
@@ -21,8 +21,8 @@ from .connection import WebSocketConnection
 from .exceptions import ConnectionClosed, HandshakeError
 from .handshake import (
     BadRequest,
-    Headers,
     HeaderInput,
+    Headers,
     PeerGone,
     UpgradeRequest,
     acceptance,
@@ -145,10 +145,14 @@ class WebSocketRequest:
             raise ValueError(f"cannot reject with HTTP status {status_code}")
         headers = normalize_headers(extra_headers)
         self._decide()
-        await _answer_and_close(self._stream, rejection(status_code, headers, body or b""), self._options)
+        await _answer_and_close(
+            self._stream, rejection(status_code, headers, body or b""), self._options
+        )
 
 
-async def _answer_and_close(stream: trio.abc.Stream, answer: bytes, options: ConnectionOptions) -> None:
+async def _answer_and_close(
+    stream: trio.abc.Stream, answer: bytes, options: ConnectionOptions
+) -> None:
     """Send a final HTTP answer and close, bounded by ``disconnect_timeout``."""
     with trio.move_on_after(options.disconnect_timeout):
         try:
@@ -201,7 +205,11 @@ class WebSocketServer:
         self._listeners = list(listeners)
         self._handler_nursery = handler_nursery
         self._options = ConnectionOptions(
-            message_queue_size, max_message_size, receive_buffer_size, connect_timeout, disconnect_timeout
+            message_queue_size,
+            max_message_size,
+            receive_buffer_size,
+            connect_timeout,
+            disconnect_timeout,
         )
 
     @property
@@ -232,7 +240,9 @@ class WebSocketServer:
             raise RuntimeError(f"server listens on {len(ports)} ports, not one: {sorted(ports)}")
         return ports.pop()
 
-    async def run(self, *, task_status: trio.TaskStatus[WebSocketServer] = trio.TASK_STATUS_IGNORED) -> None:
+    async def run(
+        self, *, task_status: trio.TaskStatus[WebSocketServer] = trio.TASK_STATUS_IGNORED
+    ) -> None:
         """Serve until cancelled; ``task_status.started`` receives the server."""
         async with trio.open_nursery() as nursery:
             await nursery.start(
@@ -303,9 +313,13 @@ async def serve_websocket(
     goes on. Errors opening the listeners are raised as themselves.
     """
     if ssl_context is None:
-        listeners: Sequence[trio.abc.Listener[trio.abc.Stream]] = await trio.open_tcp_listeners(port, host=host)
+        listeners: Sequence[trio.abc.Listener[trio.abc.Stream]] = await trio.open_tcp_listeners(
+            port, host=host
+        )
     else:
-        listeners = await trio.open_ssl_over_tcp_listeners(port, ssl_context, host=host, https_compatible=True)
+        listeners = await trio.open_ssl_over_tcp_listeners(
+            port, ssl_context, host=host, https_compatible=True
+        )
     server = WebSocketServer(
         handler,
         listeners,
@@ -337,6 +351,9 @@ async def wrap_server_stream(
     :func:`trio.fail_after` if you need one.
     """
     options = ConnectionOptions(
-        message_queue_size, max_message_size, receive_buffer_size, disconnect_timeout=disconnect_timeout
+        message_queue_size,
+        max_message_size,
+        receive_buffer_size,
+        disconnect_timeout=disconnect_timeout,
     )
     return await _receive_request(nursery, stream, options)

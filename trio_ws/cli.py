@@ -1,0 +1,178 @@
+"""The command line: ``python -m trio_ws``.
+
+``python -m trio_ws URL`` is an interactive client: each line typed is sent
+as a text message and every message received is printed. ``python -m trio_ws
+serve`` runs an echo server, and ``python -m trio_ws demo`` runs a server and
+a client against each other in one process, then exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import ssl
+import sys
+from collections.abc import Sequence
+
+import trio
+
+from .client import open_websocket_url
+from .connection import WebSocketConnection
+from .exceptions import ConnectionClosed, HandshakeError
+from .server import WebSocketRequest, serve_websocket
+
+
+async def echo(request: WebSocketRequest) -> None:
+    """A handler that sends every message back."""
+    ws = await request.accept()
+    async for message in ws:
+        await ws.send_message(message)
+
+
+def _parse_header(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    if not sep:
+        raise argparse.ArgumentTypeError(f"expected 'Name: value', got {text!r}")
+    return name.strip(), value.strip()
+
+
+def _client_context(args: argparse.Namespace) -> ssl.SSLContext | None:
+    if not args.url.startswith("wss:"):
+        return None
+    context = ssl.create_default_context(cafile=args.cafile)
+    if args.insecure:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+async def _print_messages(ws: WebSocketConnection, out: trio.abc.SendStream) -> None:
+    async for message in ws:
+        text = message if isinstance(message, str) else f"<{len(message)} bytes: {message[:32]!r}>"
+        await out.send_all(f"< {text}\n".encode())
+
+
+async def run_client(args: argparse.Namespace) -> int:
+    stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
+    stdout = trio.lowlevel.FdStream(os.dup(sys.stdout.fileno()))
+    try:
+        async with open_websocket_url(
+            args.url,
+            _client_context(args),
+            subprotocols=args.subprotocol or None,
+            extra_headers=args.header,
+        ) as ws:
+            await stdout.send_all(f"connected to {args.url}; Ctrl-D to close\n".encode())
+            async with trio.open_nursery() as nursery:
+
+                async def show_then_stop() -> None:
+                    await _print_messages(ws, stdout)
+                    nursery.cancel_scope.cancel()
+
+                nursery.start_soon(show_then_stop)
+                buffered = b""
+                while chunk := await stdin.receive_some():
+                    buffered += chunk
+                    *lines, buffered = buffered.split(b"\n")
+                    for line in lines:
+                        await ws.send_message(line.decode(errors="replace"))
+                await trio.sleep(args.linger)  # let answers to the last lines arrive
+                nursery.cancel_scope.cancel()
+        print(f"closed: {ws.closed}", file=sys.stderr)
+        return 0
+    except (HandshakeError, ConnectionClosed, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await stdin.aclose()
+        await stdout.aclose()
+
+
+async def run_server(args: argparse.Namespace) -> int:
+    context = None
+    if args.certfile:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(args.certfile, args.keyfile)
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(
+            lambda task_status: serve_websocket(
+                echo,
+                args.host,
+                args.port,
+                context,
+                max_message_size=args.max_message_size,
+                task_status=task_status,
+            )
+        )
+        for endpoint in server.listeners:
+            print(f"echo server listening on {getattr(endpoint, 'url', endpoint)}", flush=True)
+    return 0
+
+
+async def run_demo(args: argparse.Namespace) -> int:
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(serve_websocket, echo, "127.0.0.1", 0, None)
+        url = f"ws://127.0.0.1:{server.port}/demo"
+        print(f"echo server listening on {url}")
+        async with open_websocket_url(url) as ws:
+            for text in ["hello", "from", "trio_ws"]:
+                await ws.send_message(text)
+                print(f"sent {text!r}, received {await ws.get_message()!r}")
+            await ws.ping()
+            print("ping answered")
+        print(f"client closed: {ws.closed}")
+        nursery.cancel_scope.cancel()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m trio_ws", description=__doc__)
+    sub = parser.add_subparsers(dest="command")
+
+    serve = sub.add_parser("serve", help="run an echo server")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument("--certfile", help="PEM certificate chain: serve wss://")
+    serve.add_argument("--keyfile", help="PEM private key, if not in the certificate file")
+    serve.add_argument("--max-message-size", type=int, default=2**20)
+
+    sub.add_parser("demo", help="run a server and a client in one process, then exit")
+
+    client = sub.add_parser("connect", help="interactive client (the default command)")
+    client.add_argument("url", help="ws:// or wss:// URL")
+    client.add_argument(
+        "--header",
+        action="append",
+        type=_parse_header,
+        default=[],
+        help="extra request header 'Name: value' (repeatable)",
+    )
+    client.add_argument("--subprotocol", action="append", help="offer a subprotocol (repeatable)")
+    client.add_argument("--cafile", help="trust this CA bundle for wss://")
+    client.add_argument(
+        "--insecure",
+        action="store_true",
+        help="do not verify the server certificate (testing only)",
+    )
+    client.add_argument(
+        "--linger",
+        type=float,
+        default=0.0,
+        help="seconds to keep printing after end of input (default 0)",
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] not in ("serve", "demo", "connect", "-h", "--help"):
+        argv.insert(0, "connect")  # python -m trio_ws URL
+    args = build_parser().parse_args(argv)
+    runner = {"serve": run_server, "demo": run_demo, "connect": run_client}.get(args.command)
+    if runner is None:
+        build_parser().print_help()
+        return 2
+    try:
+        return trio.run(runner, args)
+    except KeyboardInterrupt:
+        return 130
