@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
 from typing import Any, cast
 
 import trio
@@ -31,11 +33,18 @@ from wsproto.events import (
 )
 from wsproto.extensions import Extension
 
-from .close_codes import ABNORMAL_CLOSURE, MESSAGE_TOO_BIG, NORMAL_CODES, check_sendable
+from .close_codes import (
+    ABNORMAL_CLOSURE,
+    INTERNAL_ERROR,
+    MESSAGE_TOO_BIG,
+    NORMAL_CODES,
+    check_sendable,
+)
 from .exceptions import ConnectionClosed
 from .handshake import Headers
-from .options import ConnectionOptions
+from .options import DEFAULT, ConnectionOptions, _Default
 from .size_limit import MessageSizeLimit
+from .streaming import MessageStream
 from .values import CloseReason, Endpoint, socket_endpoints
 
 logger = logging.getLogger("trio_ws.connection")
@@ -79,7 +88,13 @@ class WebSocketConnection(trio.abc.AsyncResource):
         self._handshake_headers = handshake_headers
         self._local, self._remote = socket_endpoints(stream)
 
-        self._send_lock = trio.Lock()  # trio.Lock is fair: senders go in FIFO order
+        # trio.Lock is fair, so both serve callers in FIFO order. A message's
+        # frames are sent under the message lock; each frame under the frame
+        # lock, so pongs and Close may go between fragments of a message.
+        self._message_lock = trio.Lock()
+        self._send_lock = trio.Lock()
+        self._streamed: MessageStream | None = None  # receives the current message
+        self._parts: list[Any] = []  # fragments of the message being assembled
         self._queue_in, self._queue_out = trio.open_memory_channel[Message](
             options.message_queue_size
         )
@@ -152,6 +167,54 @@ class WebSocketConnection(trio.abc.AsyncResource):
         except (trio.EndOfChannel, trio.ClosedResourceError):
             raise ConnectionClosed(self._reason()) from None
 
+    @asynccontextmanager
+    async def get_message_stream(
+        self, max_size: int | _Default | None = DEFAULT
+    ) -> AsyncIterator[MessageStream]:
+        """Receive the next message as chunks, as they arrive, not whole.
+
+        Use it as ``async with ws.get_message_stream() as chunks: async for
+        chunk in chunks: ...``. The stream gets the next message in arrival
+        order: if that message has already been queued whole, it comes as a
+        single chunk; otherwise the reader hands its chunks over one at a
+        time, so memory stays bounded by one chunk whatever the size.
+
+        *max_size* limits this message, in bytes (``None``: no limit); it
+        defaults to ``max_message_size``. Crossing it closes the connection
+        with 1009. Meanwhile, ``get_message()`` waits for the message after
+        the streamed one. Leaving the block early discards the rest of the
+        message (it is still read, then dropped) unless no chunk of it had
+        arrived yet, in which case the message stays for ``get_message()``.
+        Only one stream may be open at a time.
+        """
+        if self._streamed is not None:
+            raise RuntimeError("another task is already receiving a message stream")
+        try:
+            whole = self._queue_out.receive_nowait()
+        except (trio.EndOfChannel, trio.ClosedResourceError):
+            raise ConnectionClosed(self._reason()) from None
+        except trio.WouldBlock:
+            if self._reader_done.is_set():  # nothing more will arrive
+                raise ConnectionClosed(self._reason()) from None
+            # Part of the next message may be assembled already: it goes first.
+            stream = MessageStream(self._reason, _join(self._parts) if self._parts else None)
+            self._parts = []
+            limit = self._options.max_message_size if isinstance(max_size, _Default) else max_size
+            self._size_limit.max_size = sys.maxsize if limit is None else limit
+            self._streamed = stream
+        else:
+            stream = MessageStream(self._reason, whole, whole=True)
+        try:
+            yield stream
+        finally:
+            if self._streamed is stream and not stream.started:
+                self._end_stream()  # nothing of the message was taken: leave it
+            stream.abandon()
+
+    def _end_stream(self) -> None:
+        self._streamed = None
+        self._size_limit.max_size = self._options.max_message_size
+
     def __aiter__(self) -> WebSocketConnection:
         return self
 
@@ -183,7 +246,67 @@ class WebSocketConnection(trio.abc.AsyncResource):
             event = BytesMessage(data=bytes(message))
         else:
             raise TypeError(f"message must be str or bytes, not {type(message).__name__}")
-        await self._send(event)
+        async with self._message_lock:
+            await self._send(event)
+
+    async def send_message_stream(
+        self,
+        chunks: Iterable[str | bytes] | AsyncIterable[str | bytes],
+        *,
+        text: bool | None = None,
+    ) -> None:
+        """Send one message made of *chunks*, each as one frame as soon as it comes.
+
+        *chunks* is an iterable or async iterable of ``str`` (a text message)
+        or ``bytes`` (a binary one); *text* fixes the type up front, else the
+        first chunk does. Only one chunk is held at a time, whatever the
+        message size. Pings, pongs and Close may be sent between the frames;
+        other messages wait until this one is complete.
+
+        A message cannot be left half-sent on a connection that goes on: if
+        *chunks* raises or yields the wrong type, the connection is closed
+        with 1011 and the error propagates; if the call is cancelled between
+        frames, the transport is dropped (1006) as for a cancelled send.
+        """
+        async with self._message_lock:
+            is_text = text
+            started = False  # frames are out: only a final frame or a close ends them
+
+            async def send_chunk(chunk: object) -> None:
+                nonlocal is_text, started
+                if is_text is None:
+                    is_text = isinstance(chunk, str)
+                if not isinstance(chunk, str if is_text else (bytes, bytearray, memoryview)):
+                    kind = "str" if is_text else "bytes"
+                    raise TypeError(f"chunks of a message must all be {kind}")
+                data = chunk if isinstance(chunk, str) else bytes(chunk)
+                await self._send(_fragment(data, finished=False))
+                started = True
+
+            try:
+                if isinstance(chunks, AsyncIterable):
+                    async for chunk in chunks:
+                        await send_chunk(chunk)
+                else:
+                    for chunk in chunks:
+                        await send_chunk(chunk)
+                # An empty final frame: each chunk left as soon as it came.
+                await self._send(_fragment("" if is_text else b"", finished=True))
+            except ConnectionClosed:
+                raise
+            except Exception:
+                if started:
+                    await self._send_if(
+                        ConnectionState.OPEN,
+                        CloseConnection(INTERNAL_ERROR, "message stream failed"),
+                        reason=True,
+                    )
+                raise
+            except BaseException:
+                if started:
+                    self._set_reason(ABNORMAL_CLOSURE, "message stream interrupted")
+                    await trio.aclose_forcefully(self._stream)
+                raise
 
     async def ping(self, payload: bytes | None = None) -> None:
         """Send a ping and wait for the matching pong.
@@ -230,10 +353,15 @@ class WebSocketConnection(trio.abc.AsyncResource):
                 raise ConnectionClosed(self._reason()) from exc
             raise
 
-    async def _send_if(self, state: ConnectionState, event: Event) -> None:
-        """Send a frame for the protocol (pong, close) if still in *state*."""
+    async def _send_if(self, state: ConnectionState, event: Event, reason: bool = False) -> None:
+        """Send a frame for the protocol (pong, close) if still in *state*.
+
+        With *reason*, a Close frame also sets :attr:`closed`.
+        """
         async with self._send_lock:
             if self._ws.state is state:
+                if reason and isinstance(event, CloseConnection):
+                    self._set_reason(event.code, event.reason)
                 await self._write(self._ws.send(event))
 
     # ------------------------------------------------------------ closing
@@ -289,6 +417,8 @@ class WebSocketConnection(trio.abc.AsyncResource):
         finally:
             self._set_reason(ABNORMAL_CLOSURE, None)
             self._queue_in.close()
+            if self._streamed is not None:
+                self._streamed.end()
             for waiter in self._pings.values():
                 waiter.set()
             with (
@@ -299,16 +429,24 @@ class WebSocketConnection(trio.abc.AsyncResource):
             self._reader_done.set()
 
     async def _read_frames(self) -> None:
-        parts: list[Any] = []  # the fragments of one message, all str or all bytes
         while True:
             # Events first: bytes that came with the handshake answer are
             # already inside wsproto before the first read.
             for event in self._ws.events():
-                if isinstance(event, (TextMessage, BytesMessage)):
-                    parts.append(event.data)
+                if isinstance(event, (TextMessage, BytesMessage)) and self._streamed:
+                    if event.data or event.message_finished:
+                        data = (
+                            event.data
+                            if isinstance(event.data, (str, bytes))
+                            else bytes(event.data)
+                        )
+                        await self._streamed.feed(data, event.message_finished)
                     if event.message_finished:
-                        message = parts[0] if len(parts) == 1 else parts[0][:0].join(parts)
-                        parts = []
+                        self._end_stream()
+                elif isinstance(event, (TextMessage, BytesMessage)):
+                    self._parts.append(event.data)
+                    if event.message_finished:
+                        message, self._parts = _join(self._parts), []
                         await self._deliver(message)
                 elif isinstance(event, Ping):
                     await self._send_if(ConnectionState.OPEN, event.response())
@@ -317,10 +455,10 @@ class WebSocketConnection(trio.abc.AsyncResource):
                 elif isinstance(event, CloseConnection):
                     await self._closing_frame(event)
                     return
-            data = await self._stream.receive_some(self._options.receive_buffer_size)
-            if not data:
+            received = await self._stream.receive_some(self._options.receive_buffer_size)
+            if not received:
                 return  # transport lost without a closing handshake: 1006
-            self._ws.receive_data(cast(bytes, data))  # wsproto takes bytearray too
+            self._ws.receive_data(cast(bytes, received))  # wsproto takes bytearray too
 
     async def _deliver(self, message: Message) -> None:
         try:
@@ -371,3 +509,19 @@ class WebSocketConnection(trio.abc.AsyncResource):
                     await self._stream.send_eof()
             while await self._stream.receive_some(self._options.receive_buffer_size):
                 pass
+
+
+def _join(parts: list[Any]) -> Message:
+    """One message from its fragments (all ``str`` or all ``bytes``)."""
+    return parts[0] if len(parts) == 1 else parts[0][:0].join(parts)  # type: ignore[no-any-return]
+
+
+def _chunk(event: TextMessage | BytesMessage) -> Message:
+    data = event.data
+    return data if isinstance(data, (str, bytes)) else bytes(data)
+
+
+def _fragment(data: str | bytes, finished: bool) -> Event:
+    if isinstance(data, str):
+        return TextMessage(data=data, message_finished=finished)
+    return BytesMessage(data=data, message_finished=finished)

@@ -37,6 +37,17 @@ MAX_HANDSHAKE_HEAD_SIZE = 16 * KiB
 MAX_REJECT_BODY_SIZE = 64 * KiB
 
 
+class _Default:
+    """The type of :data:`DEFAULT`: "use the connection's setting"."""
+
+    def __repr__(self) -> str:
+        return "DEFAULT"
+
+
+#: Marks an argument left at the connection's own setting.
+DEFAULT = _Default()
+
+
 @dataclass(frozen=True)
 class ConnectionOptions:
     """The per-connection settings shared by clients and servers.
