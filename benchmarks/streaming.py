@@ -1,0 +1,85 @@
+"""Stream one large message through loopback in each direction.
+
+Reports, per direction, the throughput and the growth of this process's peak
+resident memory while the message moves (both ends run in this process, so
+the figure covers sender and receiver together). Not a test: run it by hand,
+
+    python benchmarks/streaming.py [--size-mib 1024] [--chunk-kib 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import trio
+
+import trio_ws
+
+MiB = 2**20
+
+
+def rss(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) * 1024
+    raise LookupError(field)
+
+
+def reset_peak() -> None:
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+async def run_direction(client_sends: bool, size: int, chunk: int) -> tuple[float, int]:
+    block = bytes(range(256)) * (chunk // 256)
+    count = size // chunk
+    received = 0
+
+    async def send(ws: trio_ws.WebSocketConnection) -> None:
+        await ws.send_message_stream(block for _ in range(count))
+
+    async def receive(ws: trio_ws.WebSocketConnection) -> None:
+        nonlocal received
+        async with ws.get_message_stream(max_size=None) as stream:
+            async for part in stream:
+                received += len(part)
+
+    async def handler(request: trio_ws.WebSocketRequest) -> None:
+        ws = await request.accept()
+        await (receive(ws) if client_sends else send(ws))
+        await ws.get_message()  # wait for the client's goodbye
+
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(trio_ws.serve_websocket, handler, "127.0.0.1", 0, None)
+        async with trio_ws.open_websocket("127.0.0.1", server.port, "/", use_ssl=False) as ws:
+            baseline = rss("VmRSS")
+            reset_peak()
+            start = time.perf_counter()
+            await (send(ws) if client_sends else receive(ws))
+            while received < count * chunk:
+                await trio.sleep(0.001)
+            elapsed = time.perf_counter() - start
+            growth = rss("VmHWM") - baseline
+            await ws.send_message("bye")
+        nursery.cancel_scope.cancel()
+    assert received == count * chunk
+    return count * chunk / MiB / elapsed, growth
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size-mib", type=int, default=1024)
+    parser.add_argument("--chunk-kib", type=int, default=64)
+    args = parser.parse_args()
+    size, chunk = args.size_mib * MiB, args.chunk_kib * 1024
+    print(
+        f"one {args.size_mib} MiB message in {args.chunk_kib} KiB chunks, trio_ws {trio_ws.__version__}"
+    )
+    for client_sends, label in [(True, "client -> server"), (False, "server -> client")]:
+        speed, growth = trio.run(run_direction, client_sends, size, chunk)
+        print(f"{label}: {speed:8.1f} MiB/s, peak RSS growth {growth / MiB:6.2f} MiB")
+
+
+if __name__ == "__main__":
+    main()
