@@ -73,9 +73,7 @@ def main() -> None:
     parser.add_argument("--chunk-kib", type=int, default=64)
     args = parser.parse_args()
     size, chunk = args.size_mib * MiB, args.chunk_kib * 1024
-    print(
-        f"one {args.size_mib} MiB message in {args.chunk_kib} KiB chunks, trio_ws {trio_ws.__version__}"
-    )
+    print(f"one {args.size_mib} MiB message in {args.chunk_kib} KiB chunks")
     for client_sends, label in [(True, "client -> server"), (False, "server -> client")]:
         speed, growth = trio.run(run_direction, client_sends, size, chunk)
         print(f"{label}: {speed:8.1f} MiB/s, peak RSS growth {growth / MiB:6.2f} MiB")
