@@ -86,10 +86,12 @@ async def flood_until_stalled(ws: trio_ws.WebSocketConnection, peer: Peer) -> tu
     sent = 0
     peak = baseline
 
+    noise = os.urandom(MiB - 4)  # incompressible, so compression cannot shrink the flood
+
     async def flood() -> None:
         nonlocal sent
         for i in range(COUNT):
-            await ws.send_message(i.to_bytes(4, "big") * (MiB // 4))
+            await ws.send_message(i.to_bytes(4, "big") + noise)
             sent += 1
 
     async with trio.open_nursery() as nursery:

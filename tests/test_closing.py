@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import pytest
 import trio
@@ -204,7 +205,8 @@ async def test_cancelled_partial_send_fails_the_connection(nursery: trio.Nursery
         await ws.send_message("first")
         await ws.send_message("second")
         with trio.move_on_after(0.5) as scope:
-            await ws.send_message(b"x" * 50_000_000)  # far more than TCP buffers hold
+            # Far more than TCP buffers hold (and incompressible, so it stays so).
+            await ws.send_message(os.urandom(50_000_000))
         assert scope.cancelled_caught
         assert ws.closed is not None and ws.closed.code == 1006
         with pytest.raises(trio_ws.ConnectionClosed):

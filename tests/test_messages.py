@@ -51,7 +51,10 @@ async def test_full_queue_stops_reading_and_blocks_the_peer(nursery: trio.Nurser
         trio_ws.serve_websocket, slow_reader, HOST, 0, None
     )  # message_queue_size=1, max_message_size=1 MiB by default
     sent = [0]
-    async with trio_ws.open_websocket(HOST, server.port, "/", use_ssl=False) as ws:
+    # No compression: these messages would shrink to nothing and never stall.
+    async with trio_ws.open_websocket(
+        HOST, server.port, "/", use_ssl=False, compression=None
+    ) as ws:
 
         async def flood() -> None:
             for i in range(total):
@@ -82,7 +85,9 @@ async def test_client_queue_backpressure_blocks_server(nursery: trio.Nursery) ->
             sent[0] += 1
 
     server = await nursery.start(trio_ws.serve_websocket, flooder, HOST, 0, None)
-    async with trio_ws.open_websocket(HOST, server.port, "/", use_ssl=False) as ws:
+    async with trio_ws.open_websocket(
+        HOST, server.port, "/", use_ssl=False, compression=None
+    ) as ws:
         assert await wait_until_stalled(sent) < total
         for i in range(total):
             message = await ws.get_message()

@@ -17,10 +17,12 @@ from urllib.parse import urlsplit
 import trio
 
 from .close_codes import INTERNAL_ERROR, NORMAL_CLOSURE
+from .compression import DeflateOptions, NegotiationError, PerMessageDeflate
 from .connection import WebSocketConnection
 from .exceptions import ConnectionTimeout, DisconnectionTimeout, HandshakeError
 from .handshake import HeaderInput, client_handshake, host_header
 from .options import (
+    DEFAULT_COMPRESSION,
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_DISCONNECT_TIMEOUT,
     DEFAULT_MAX_MESSAGE_SIZE,
@@ -28,6 +30,7 @@ from .options import (
     DEFAULT_RECEIVE_BUFFER_SIZE,
     ConnectionOptions,
 )
+from .size_limit import MessageSizeLimit
 
 __all__ = [
     "connect_websocket",
@@ -52,6 +55,7 @@ async def open_websocket(
     receive_buffer_size: int = DEFAULT_RECEIVE_BUFFER_SIZE,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     disconnect_timeout: float = DEFAULT_DISCONNECT_TIMEOUT,
+    compression: DeflateOptions | None = DEFAULT_COMPRESSION,
 ) -> AsyncIterator[WebSocketConnection]:
     """Open a connection to ``host:port`` for *resource*, and close it on exit.
 
@@ -70,6 +74,7 @@ async def open_websocket(
         receive_buffer_size,
         connect_timeout,
         disconnect_timeout,
+        compression=compression,
     )
 
     async def connect(nursery: trio.Nursery) -> WebSocketConnection:
@@ -92,6 +97,7 @@ def open_websocket_url(
     receive_buffer_size: int = DEFAULT_RECEIVE_BUFFER_SIZE,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     disconnect_timeout: float = DEFAULT_DISCONNECT_TIMEOUT,
+    compression: DeflateOptions | None = DEFAULT_COMPRESSION,
 ) -> AbstractAsyncContextManager[WebSocketConnection]:
     """Like :func:`open_websocket`, for a ``ws://`` or ``wss://`` *url*.
 
@@ -111,6 +117,7 @@ def open_websocket_url(
         receive_buffer_size=receive_buffer_size,
         connect_timeout=connect_timeout,
         disconnect_timeout=disconnect_timeout,
+        compression=compression,
     )
 
 
@@ -128,6 +135,7 @@ async def connect_websocket(
     receive_buffer_size: int = DEFAULT_RECEIVE_BUFFER_SIZE,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     disconnect_timeout: float = DEFAULT_DISCONNECT_TIMEOUT,
+    compression: DeflateOptions | None = DEFAULT_COMPRESSION,
 ) -> WebSocketConnection:
     """Connect as :func:`open_websocket` does, running the reader in *nursery*.
 
@@ -139,6 +147,7 @@ async def connect_websocket(
         receive_buffer_size,
         connect_timeout,
         disconnect_timeout,
+        compression=compression,
     )
     return await _connect(
         nursery, host, port, resource, use_ssl, subprotocols, extra_headers, options
@@ -157,6 +166,7 @@ async def connect_websocket_url(
     receive_buffer_size: int = DEFAULT_RECEIVE_BUFFER_SIZE,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     disconnect_timeout: float = DEFAULT_DISCONNECT_TIMEOUT,
+    compression: DeflateOptions | None = DEFAULT_COMPRESSION,
 ) -> WebSocketConnection:
     """Like :func:`connect_websocket`, for a ``ws://`` or ``wss://`` *url*."""
     host, port, resource, use_ssl = _parse_url(url, ssl_context)
@@ -166,6 +176,7 @@ async def connect_websocket_url(
         receive_buffer_size,
         connect_timeout,
         disconnect_timeout,
+        compression=compression,
     )
     return await _connect(
         nursery, host, port, resource, use_ssl, subprotocols, extra_headers, options
@@ -184,6 +195,7 @@ async def wrap_client_stream(
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     receive_buffer_size: int = DEFAULT_RECEIVE_BUFFER_SIZE,
     disconnect_timeout: float = DEFAULT_DISCONNECT_TIMEOUT,
+    compression: DeflateOptions | None = DEFAULT_COMPRESSION,
 ) -> WebSocketConnection:
     """Run the client handshake over an already connected *stream*.
 
@@ -197,6 +209,7 @@ async def wrap_client_stream(
         max_message_size,
         receive_buffer_size,
         disconnect_timeout=disconnect_timeout,
+        compression=compression,
     )
     return await _handshake(nursery, stream, host, resource, subprotocols, extra_headers, options)
 
@@ -275,6 +288,10 @@ async def _handshake(
     extra_headers: HeaderInput | None,
     options: ConnectionOptions,
 ) -> WebSocketConnection:
+    limit = MessageSizeLimit(options.max_message_size)
+    deflate = (
+        PerMessageDeflate(options.compression, limit, client=True) if options.compression else None
+    )
     try:
         result = await client_handshake(
             stream,
@@ -282,12 +299,12 @@ async def _handshake(
             resource=resource,
             subprotocols=subprotocols,
             extra_headers=extra_headers,
+            extension_offers=[deflate.offer()] if deflate else [],
             receive_size=options.receive_buffer_size,
         )
     except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
         raise HandshakeError(f"connection lost during the opening handshake: {exc}") from exc
-    if result.extensions:
-        raise HandshakeError(f"server enabled extensions we did not offer: {result.extensions}")
+    _agree_extensions(result.extensions, deflate)
     connection = WebSocketConnection(
         stream,
         options,
@@ -296,9 +313,24 @@ async def _handshake(
         subprotocol=result.subprotocol,
         handshake_headers=result.headers,
         trailing_data=result.trailing_data,
+        size_limit=limit,
+        deflate=deflate,
     )
     nursery.start_soon(connection._reader_task)
     return connection
+
+
+def _agree_extensions(answers: list[str], deflate: PerMessageDeflate | None) -> None:
+    """Check the server's extension answer (RFC 7692 7.1): fail if invalid."""
+    if not answers:
+        return
+    named = answers[0].split(";", 1)[0].strip().lower()
+    if deflate is None or len(answers) > 1 or named != deflate.name:
+        raise HandshakeError(f"server enabled extensions we did not offer: {answers}")
+    try:
+        deflate.finalize(answers[0])
+    except NegotiationError as exc:
+        raise HandshakeError(f"invalid permessage-deflate answer: {exc}") from exc
 
 
 @asynccontextmanager

@@ -17,7 +17,7 @@ import logging
 import os
 import sys
 from collections import OrderedDict
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
@@ -40,6 +40,7 @@ from .close_codes import (
     NORMAL_CODES,
     check_sendable,
 )
+from .compression import PerMessageDeflate
 from .exceptions import ConnectionClosed
 from .handshake import Headers
 from .options import DEFAULT, ConnectionOptions, _Default
@@ -50,6 +51,10 @@ from .values import CloseReason, Endpoint, socket_endpoints
 logger = logging.getLogger("trio_ws.connection")
 
 Message = str | bytes
+
+#: Compressed bytes decoded at a time while a message stream is open, which
+#: bounds one chunk to about 1 MiB however well the data compresses.
+STREAM_INFLATE_SLICE = 1024
 
 
 class WebSocketConnection(trio.abc.AsyncResource):
@@ -71,12 +76,15 @@ class WebSocketConnection(trio.abc.AsyncResource):
         subprotocol: str | None,
         handshake_headers: Headers,
         trailing_data: bytes = b"",
-        extensions: Sequence[Extension] = (),
+        size_limit: MessageSizeLimit | None = None,
+        deflate: PerMessageDeflate | None = None,
     ) -> None:
         self._stream = stream
         self._options = options
-        # Last in the chain, so it counts payload after any decompression.
-        self._size_limit = MessageSizeLimit(options.max_message_size)
+        self._size_limit = size_limit or MessageSizeLimit(options.max_message_size)
+        self._deflate = deflate if deflate is not None and deflate.enabled() else None
+        # The limit goes last, so that it counts payload after decompression.
+        extensions: list[Extension] = [self._deflate] if self._deflate else []
         self._ws = Connection(
             ConnectionType.CLIENT if is_client else ConnectionType.SERVER,
             [*extensions, self._size_limit],
@@ -229,7 +237,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
 
     # ------------------------------------------------------------ sending
 
-    async def send_message(self, message: str | bytes) -> None:
+    async def send_message(self, message: str | bytes, *, compress: bool = True) -> None:
         """Send *message* as one text (``str``) or binary (``bytes``) message.
 
         Returns once the frame is handed to the transport, so a peer that
@@ -239,6 +247,10 @@ class WebSocketConnection(trio.abc.AsyncResource):
         peer could no longer find the frame boundary; to bound a send, wrap it
         in :func:`trio.move_on_after` and expect :class:`ConnectionClosed` on
         later calls if the timeout fired mid-frame.
+
+        With permessage-deflate negotiated, ``compress=False`` sends this one
+        message uncompressed, for data known not to compress (media, archives).
+        Large messages are compressed in a worker thread.
         """
         if isinstance(message, str):
             event: Event = TextMessage(data=message)
@@ -247,6 +259,21 @@ class WebSocketConnection(trio.abc.AsyncResource):
         else:
             raise TypeError(f"message must be str or bytes, not {type(message).__name__}")
         async with self._message_lock:
+            deflate = self._deflate
+            if deflate is not None and not compress:
+                deflate.skip_next_message()
+            elif deflate is not None and len(message) >= deflate.options.thread_threshold:
+                raw = message.encode() if isinstance(message, str) else bytes(message)
+                # The message lock keeps the compressor to one message at a time.
+                payload = await trio.to_thread.run_sync(deflate.compress_message, raw)
+                try:
+                    await self._send(event, precompressed=payload)
+                except trio.Cancelled:
+                    # The compressor has moved past a message the peer will
+                    # never see: its next messages would not inflate.
+                    await self._abort("cancelled after compressing a message")
+                    raise
+                return
             await self._send(event)
 
     async def send_message_stream(
@@ -254,6 +281,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         chunks: Iterable[str | bytes] | AsyncIterable[str | bytes],
         *,
         text: bool | None = None,
+        compress: bool = True,
     ) -> None:
         """Send one message made of *chunks*, each as one frame as soon as it comes.
 
@@ -267,8 +295,11 @@ class WebSocketConnection(trio.abc.AsyncResource):
         *chunks* raises or yields the wrong type, the connection is closed
         with 1011 and the error propagates; if the call is cancelled between
         frames, the transport is dropped (1006) as for a cancelled send.
+        ``compress`` is as for :meth:`send_message`.
         """
         async with self._message_lock:
+            if self._deflate is not None and not compress:
+                self._deflate.skip_next_message()
             is_text = text
             started = False  # frames are out: only a final frame or a close ends them
 
@@ -304,8 +335,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
                 raise
             except BaseException:
                 if started:
-                    self._set_reason(ABNORMAL_CLOSURE, "message stream interrupted")
-                    await trio.aclose_forcefully(self._stream)
+                    await self._abort("message stream interrupted")
                 raise
 
     async def ping(self, payload: bytes | None = None) -> None:
@@ -336,10 +366,12 @@ class WebSocketConnection(trio.abc.AsyncResource):
         """Send an unsolicited pong, for example as a unidirectional heartbeat."""
         await self._send(Pong(payload=payload or b""))
 
-    async def _send(self, event: Event) -> None:
+    async def _send(self, event: Event, precompressed: bytes | None = None) -> None:
         async with self._send_lock:
             if self._ws.state is not ConnectionState.OPEN or self._close_reason is not None:
                 raise ConnectionClosed(self._reason())
+            if precompressed is not None and self._deflate is not None:
+                self._deflate.use_precompressed(precompressed)
             await self._write(self._ws.send(event))
 
     async def _write(self, data: bytes) -> None:
@@ -347,11 +379,15 @@ class WebSocketConnection(trio.abc.AsyncResource):
         try:
             await self._stream.send_all(data)
         except BaseException as exc:
-            self._set_reason(ABNORMAL_CLOSURE, "transport failed while sending")
-            await trio.aclose_forcefully(self._stream)
+            await self._abort("transport failed while sending")
             if isinstance(exc, (trio.BrokenResourceError, trio.ClosedResourceError)):
                 raise ConnectionClosed(self._reason()) from exc
             raise
+
+    async def _abort(self, why: str) -> None:
+        """Drop the transport: the byte stream can no longer be trusted (1006)."""
+        self._set_reason(ABNORMAL_CLOSURE, why)
+        await trio.aclose_forcefully(self._stream)
 
     async def _send_if(self, state: ConnectionState, event: Event, reason: bool = False) -> None:
         """Send a frame for the protocol (pong, close) if still in *state*.
@@ -429,10 +465,13 @@ class WebSocketConnection(trio.abc.AsyncResource):
             self._reader_done.set()
 
     async def _read_frames(self) -> None:
+        received: bytes | bytearray = b""
+        fed = 0  # how much of received wsproto has been given
         while True:
             # Events first: bytes that came with the handshake answer are
             # already inside wsproto before the first read.
-            for event in self._ws.events():
+            events = self._ws.events()
+            while (event := await self._next_event(events, received)) is not None:
                 if isinstance(event, (TextMessage, BytesMessage)) and self._streamed:
                     if event.data or event.message_finished:
                         data = (
@@ -455,10 +494,41 @@ class WebSocketConnection(trio.abc.AsyncResource):
                 elif isinstance(event, CloseConnection):
                     await self._closing_frame(event)
                     return
-            received = await self._stream.receive_some(self._options.receive_buffer_size)
-            if not received:
-                return  # transport lost without a closing handshake: 1006
-            self._ws.receive_data(cast(bytes, received))  # wsproto takes bytearray too
+            if fed >= len(received):
+                received = await self._stream.receive_some(self._options.receive_buffer_size)
+                if not received:
+                    return  # transport lost without a closing handshake: 1006
+                fed = 0
+            step = self._feed_size()
+            # wsproto takes a bytearray too; a whole-bytes slice is not a copy.
+            self._ws.receive_data(cast(bytes, received[fed : fed + step]))
+            fed += step
+
+    def _feed_size(self) -> int:
+        """How many received bytes wsproto may decode before we look again.
+
+        Inflating is the one step whose output can dwarf its input (1032:1
+        for deflate). A whole message is bounded by its size budget anyway,
+        but a message stream promises chunks, not messages, so while one is
+        open compressed input goes in small slices.
+        """
+        if self._deflate is not None and self._streamed is not None:
+            return STREAM_INFLATE_SLICE
+        return self._options.receive_buffer_size
+
+    async def _next_event(
+        self, events: Iterator[Event], received: bytes | bytearray
+    ) -> Event | None:
+        """The next event; big compressed reads are inflated in a worker thread.
+
+        Inflating is bounded by the size limit but may still take a while
+        for a large message; zlib releases the GIL, so a worker thread keeps
+        the other connections served meanwhile. Only the reader touches the
+        inbound half of wsproto's state, so this is safe next to sends.
+        """
+        if self._deflate is not None and len(received) >= self._deflate.options.thread_threshold:
+            return await trio.to_thread.run_sync(next, events, None)
+        return next(events, None)
 
     async def _deliver(self, message: Message) -> None:
         try:

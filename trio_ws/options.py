@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .compression import DeflateOptions
+
 KiB = 1024
 MiB = 1024 * KiB
 
@@ -28,6 +30,9 @@ DEFAULT_CONNECT_TIMEOUT = 60.0
 
 #: Seconds allowed for the closing handshake before the transport is dropped.
 DEFAULT_DISCONNECT_TIMEOUT = 60.0
+
+#: permessage-deflate settings; ``None`` turns compression off.
+DEFAULT_COMPRESSION: DeflateOptions | None = DeflateOptions()
 
 #: Largest HTTP request or response head (request line and headers) accepted
 #: during the opening handshake; a server answers a bigger one with 431.
@@ -61,6 +66,7 @@ class ConnectionOptions:
     receive_buffer_size: int = DEFAULT_RECEIVE_BUFFER_SIZE
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     disconnect_timeout: float = DEFAULT_DISCONNECT_TIMEOUT
+    compression: DeflateOptions | None = DEFAULT_COMPRESSION
 
     def __post_init__(self) -> None:
         if self.message_queue_size < 0:

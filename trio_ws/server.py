@@ -17,6 +17,7 @@ from functools import partial
 import trio
 
 from .close_codes import ABNORMAL_CLOSURE, INTERNAL_ERROR, NORMAL_CLOSURE
+from .compression import NAME, DeflateOptions, PerMessageDeflate
 from .connection import WebSocketConnection
 from .exceptions import ConnectionClosed, HandshakeError
 from .handshake import (
@@ -31,6 +32,7 @@ from .handshake import (
     rejection,
 )
 from .options import (
+    DEFAULT_COMPRESSION,
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_DISCONNECT_TIMEOUT,
     DEFAULT_MAX_MESSAGE_SIZE,
@@ -38,6 +40,7 @@ from .options import (
     DEFAULT_RECEIVE_BUFFER_SIZE,
     ConnectionOptions,
 )
+from .size_limit import MessageSizeLimit
 from .values import CloseReason, Endpoint, socket_endpoints
 
 __all__ = ["WebSocketRequest", "WebSocketServer", "serve_websocket", "wrap_server_stream"]
@@ -117,8 +120,10 @@ class WebSocketRequest:
             raise ValueError(f"the client did not propose subprotocol {subprotocol!r}")
         headers = normalize_headers(extra_headers)
         self._decide()
+        limit = MessageSizeLimit(self._options.max_message_size)
+        deflate, answer = _negotiate(self._upgrade.extensions, self._options.compression, limit)
         try:
-            await self._stream.send_all(acceptance(self._upgrade, subprotocol, None, headers))
+            await self._stream.send_all(acceptance(self._upgrade, subprotocol, answer, headers))
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise ConnectionClosed(CloseReason(ABNORMAL_CLOSURE, None)) from exc
         self._connection = WebSocketConnection(
@@ -129,6 +134,8 @@ class WebSocketRequest:
             subprotocol=subprotocol,
             handshake_headers=self._upgrade.headers,
             trailing_data=self._upgrade.trailing_data,
+            size_limit=limit,
+            deflate=deflate,
         )
         self._nursery.start_soon(self._connection._reader_task)
         return self._connection
@@ -148,6 +155,26 @@ class WebSocketRequest:
         await _answer_and_close(
             self._stream, rejection(status_code, headers, body or b""), self._options
         )
+
+
+def _negotiate(
+    offers: list[str], options: DeflateOptions | None, limit: MessageSizeLimit
+) -> tuple[PerMessageDeflate | None, str | None]:
+    """Accept the client's first acceptable permessage-deflate offer, if any.
+
+    RFC 7692 section 5: an offer the server cannot accept as it stands (an
+    unknown or repeated parameter, an invalid value) is declined, not failed.
+    """
+    if options is None:
+        return None, None
+    for offer in offers:
+        if offer.split(";", 1)[0].strip().lower() != NAME:
+            continue
+        deflate = PerMessageDeflate(options, limit, client=False)
+        params = deflate.accept(offer)
+        if params is not None:
+            return deflate, f"{NAME}; {params}" if params else NAME
+    return None, None
 
 
 async def _answer_and_close(
@@ -198,6 +225,7 @@ class WebSocketServer:
         receive_buffer_size: int = DEFAULT_RECEIVE_BUFFER_SIZE,
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         disconnect_timeout: float = DEFAULT_DISCONNECT_TIMEOUT,
+        compression: DeflateOptions | None = DEFAULT_COMPRESSION,
     ) -> None:
         if not listeners:
             raise ValueError("a WebSocketServer needs at least one listener")
@@ -210,6 +238,7 @@ class WebSocketServer:
             receive_buffer_size,
             connect_timeout,
             disconnect_timeout,
+            compression=compression,
         )
 
     @property
@@ -300,6 +329,7 @@ async def serve_websocket(
     receive_buffer_size: int = DEFAULT_RECEIVE_BUFFER_SIZE,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     disconnect_timeout: float = DEFAULT_DISCONNECT_TIMEOUT,
+    compression: DeflateOptions | None = DEFAULT_COMPRESSION,
     task_status: trio.TaskStatus[WebSocketServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Listen on *host*:*port* and serve each connection with *handler*.
@@ -329,6 +359,7 @@ async def serve_websocket(
         receive_buffer_size=receive_buffer_size,
         connect_timeout=connect_timeout,
         disconnect_timeout=disconnect_timeout,
+        compression=compression,
     )
     await server.run(task_status=task_status)
 
@@ -341,6 +372,7 @@ async def wrap_server_stream(
     receive_buffer_size: int = DEFAULT_RECEIVE_BUFFER_SIZE,
     *,
     disconnect_timeout: float = DEFAULT_DISCONNECT_TIMEOUT,
+    compression: DeflateOptions | None = DEFAULT_COMPRESSION,
 ) -> WebSocketRequest:
     """Read an upgrade request from *stream* and return it, undecided.
 
@@ -355,5 +387,6 @@ async def wrap_server_stream(
         max_message_size,
         receive_buffer_size,
         disconnect_timeout=disconnect_timeout,
+        compression=compression,
     )
     return await _receive_request(nursery, stream, options)

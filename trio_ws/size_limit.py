@@ -4,7 +4,8 @@ wsproto hands payload to its extensions as it arrives and tells them each
 frame header before any payload is read, which is the earliest point at which
 a too-large message can be refused. This extension is never negotiated with
 the peer; it is appended to the negotiated ones so that it sees payload after
-any decompression.
+any decompression (the deflate extension also asks it for its budget, so it
+never inflates more than the message may still grow).
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ class MessageSizeLimit(Extension):
     name = "trio-ws-message-size-limit"
 
     def __init__(self, max_size: int) -> None:
+        #: The limit for the current message; a message stream may change it.
         self.max_size = max_size
         #: The text of the last violation, sent as the close reason.
         self.violation: str | None = None
         self._received = 0
+        self._compressed = False
         self._in_control_frame = False
 
     def enabled(self) -> bool:
@@ -33,9 +36,22 @@ class MessageSizeLimit(Extension):
     def offer(self) -> bool:
         return False
 
-    def _too_big(self, size: int) -> CloseReason:
-        self.violation = f"message of at least {size} bytes exceeds limit of {self.max_size}"
+    def remaining(self) -> int:
+        """Bytes the current message may still grow by."""
+        return max(0, self.max_size - self._received)
+
+    def overflow(self, size: int) -> CloseReason:
+        """Record that the current message grew past the limit by *size* bytes."""
+        total = self._received + size
+        self.violation = f"message of at least {total} bytes exceeds limit of {self.max_size}"
         return CloseReason.MESSAGE_TOO_BIG
+
+    def account(self, size: int) -> CloseReason | None:
+        """Count *size* more bytes of the current message."""
+        if self._received + size > self.max_size:
+            return self.overflow(size)
+        self._received += size
+        return None
 
     def frame_inbound_header(
         self,
@@ -49,18 +65,15 @@ class MessageSizeLimit(Extension):
             return _NO_RSV_BITS
         if opcode is not Opcode.CONTINUATION:
             self._received = 0
-        # A frame with a reserved bit set is compressed (its inflated size is
-        # unknown yet) or invalid (wsproto rejects it with 1002 right after).
-        announced = self._received + payload_length
-        if not any(rsv) and announced > self.max_size:
-            return self._too_big(announced)
+            # A compressed message's size is known only once inflated.
+            self._compressed = any(rsv)
+        if not self._compressed and self._received + payload_length > self.max_size:
+            return self.overflow(payload_length)
         return _NO_RSV_BITS
 
     def frame_inbound_payload_data(
         self, proto: FrameDecoder | FrameProtocol, data: bytes
     ) -> bytes | CloseReason:
         if not self._in_control_frame:
-            self._received += len(data)
-            if self._received > self.max_size:
-                return self._too_big(self._received)
+            return self.account(len(data)) or data
         return data

@@ -1,0 +1,326 @@
+"""permessage-deflate (RFC 7692): negotiation and bounded (de)compression.
+
+The extension plugs into wsproto's frame decoder. Its one departure from a
+plain implementation is that inflating never produces more than the message's
+remaining size budget (plus one byte, to notice the overflow): a small frame
+that would expand to gigabytes is refused with 1009 after at most
+``max_message_size + 1`` bytes of output, so a compression bomb costs no
+more memory than an honest message of the maximum size.
+"""
+
+from __future__ import annotations
+
+import sys
+import zlib
+from dataclasses import dataclass
+
+from wsproto.extensions import Extension
+from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol, Opcode, RsvBits
+
+from .size_limit import MessageSizeLimit
+
+NAME = "permessage-deflate"
+_TAIL = b"\x00\x00\xff\xff"  # RFC 7692 7.2.1: removed by senders, restored here
+_RSV1 = RsvBits(True, False, False)
+_NONE = RsvBits(False, False, False)
+
+
+class NegotiationError(ValueError):
+    """A permessage-deflate offer or answer breaks RFC 7692's rules."""
+
+
+@dataclass(frozen=True)
+class DeflateOptions:
+    """Settings for permessage-deflate; pass ``compression=None`` to disable it.
+
+    The window bits (9 to 15) bound the LZ77 window each side compresses
+    with; zlib's memory for a compressor is about ``2 ** (bits + 2) +
+    2 ** (mem_level + 9)`` bytes and for a decompressor ``2 ** bits`` bytes
+    plus 7 KiB. The defaults trade a little compression ratio for a small
+    per-connection footprint; ``docs/topics/compression.rst`` has the
+    measured table.
+    """
+
+    #: Window of the server's compressor. A server announces it; a client
+    #: asks the server for it.
+    server_max_window_bits: int = 12
+    #: Window of the client's compressor. A server asks for it when the
+    #: client allows (browsers do); a client compresses with at most this.
+    client_max_window_bits: int = 12
+    #: Reset the server's compressor after each message.
+    server_no_context_takeover: bool = False
+    #: Reset the client's compressor after each message.
+    client_no_context_takeover: bool = False
+    #: zlib compression level, 0 (none) to 9 (best); -1 is zlib's default.
+    level: int = 6
+    #: zlib memory level, 1 to 9: memory for the compressor's internal state.
+    mem_level: int = 5
+    #: Messages of this many bytes or more are compressed, and reads of this
+    #: many bytes or more are decompressed, in a worker thread, so that the
+    #: Trio thread keeps serving other connections meanwhile.
+    thread_threshold: int = 32 * 1024
+
+    def __post_init__(self) -> None:
+        for bits in (self.server_max_window_bits, self.client_max_window_bits):
+            if not 9 <= bits <= 15:
+                raise ValueError("window bits must be between 9 and 15 (zlib cannot do 8)")
+        if not -1 <= self.level <= 9 or not 1 <= self.mem_level <= 9:
+            raise ValueError("level must be -1..9 and mem_level 1..9")
+
+
+def parse_offer(text: str) -> tuple[str, dict[str, str | None]]:
+    """Split ``name; a=1; b`` into the name and its parameters.
+
+    Raises :class:`NegotiationError` for a repeated parameter.
+    """
+    name, *raw = (part.strip() for part in text.split(";"))
+    params: dict[str, str | None] = {}
+    for item in raw:
+        key, sep, value = item.partition("=")
+        key = key.strip().lower()
+        if key in params:
+            raise NegotiationError(f"parameter {key} repeated")
+        params[key] = value.strip().strip('"') if sep else None
+    return name.lower(), params
+
+
+def _bits(value: str | None, *, required: bool) -> int | None:
+    if value is None:
+        if required:
+            raise NegotiationError("window bits parameter needs a value")
+        return None
+    if not value.isdigit() or not 8 <= int(value) <= 15:
+        raise NegotiationError(f"invalid window bits {value!r}")
+    return int(value)
+
+
+def _flag(value: str | None, key: str) -> bool:
+    if value is not None:
+        raise NegotiationError(f"{key} takes no value")
+    return True
+
+
+_KNOWN = {
+    "server_no_context_takeover",
+    "client_no_context_takeover",
+    "server_max_window_bits",
+    "client_max_window_bits",
+}
+
+
+class PerMessageDeflate(Extension):
+    """One connection's permessage-deflate state (never shared)."""
+
+    name = NAME
+
+    def __init__(self, options: DeflateOptions, limit: MessageSizeLimit, *, client: bool) -> None:
+        self.options = options
+        self._limit = limit
+        self._client = client
+        self._enabled = False
+        # Negotiated values, set by offer/accept/finalize.
+        self.local_bits = (
+            options.client_max_window_bits if client else options.server_max_window_bits
+        )
+        self.remote_bits = 15
+        self.local_no_context = False
+        self.remote_no_context = False
+        self._compressor: zlib._Compress | None = None
+        self._decompressor: zlib._Decompress | None = None
+        self._inbound_compressed = False  # the current inbound message
+        self._in_control_frame = False
+        self._precompressed: bytes | None = None
+        self._skip_next = False
+
+    # ------------------------------------------------------------ negotiation
+
+    def enabled(self) -> bool:
+        return self._enabled
+
+    def offer(self) -> str:
+        """The client's offer: like a browser's, plus what the options ask."""
+        o = self.options
+        parts = [NAME, "client_max_window_bits"]
+        if o.server_max_window_bits < 15:
+            parts.append(f"server_max_window_bits={o.server_max_window_bits}")
+        if o.server_no_context_takeover:
+            parts.append("server_no_context_takeover")
+        if o.client_no_context_takeover:
+            parts.append("client_no_context_takeover")
+        return "; ".join(parts)
+
+    def accept(self, offer: str) -> str | None:
+        """Server side: the response parameters for *offer*, or None to decline."""
+        try:
+            _, params = parse_offer(offer)
+            if set(params) - _KNOWN:
+                return None
+            o = self.options
+            wanted_server_bits = _bits(
+                params.get("server_max_window_bits"), required="server_max_window_bits" in params
+            )
+            client_bits_allowed = "client_max_window_bits" in params
+            client_bits_hint = _bits(params.get("client_max_window_bits"), required=False)
+            server_no_context = "server_no_context_takeover" in params and _flag(
+                params["server_no_context_takeover"], "server_no_context_takeover"
+            )
+            client_no_context = "client_no_context_takeover" in params and _flag(
+                params["client_no_context_takeover"], "client_no_context_takeover"
+            )
+        except NegotiationError:
+            return None
+        if wanted_server_bits == 8:
+            return None  # zlib cannot compress with a 256-byte window
+
+        self.local_bits = min(o.server_max_window_bits, wanted_server_bits or 15)
+        self.local_no_context = o.server_no_context_takeover or server_no_context
+        self.remote_no_context = o.client_no_context_takeover or client_no_context
+        answer = [NAME]
+        if self.local_no_context:
+            answer.append("server_no_context_takeover")
+        if self.remote_no_context:
+            answer.append("client_no_context_takeover")
+        if self.local_bits < 15 or wanted_server_bits is not None:
+            answer.append(f"server_max_window_bits={self.local_bits}")
+        self.remote_bits = client_bits_hint or 15
+        if client_bits_allowed and o.client_max_window_bits < self.remote_bits:
+            self.remote_bits = o.client_max_window_bits
+            answer.append(f"client_max_window_bits={self.remote_bits}")
+        self._enabled = True
+        return "; ".join(answer[1:])
+
+    def finalize(self, answer: str) -> None:
+        """Client side: apply the server's answer, or raise NegotiationError."""
+        name, params = parse_offer(answer)
+        if name != NAME or set(params) - _KNOWN:
+            raise NegotiationError(f"unexpected extension answer {answer!r}")
+        o = self.options
+        server_bits = _bits(
+            params.get("server_max_window_bits"), required="server_max_window_bits" in params
+        )
+        client_bits = _bits(
+            params.get("client_max_window_bits"), required="client_max_window_bits" in params
+        )
+        if server_bits is not None and server_bits > o.server_max_window_bits:
+            raise NegotiationError("server_max_window_bits larger than we asked")
+        if o.server_no_context_takeover and "server_no_context_takeover" not in params:
+            raise NegotiationError("server ignored server_no_context_takeover")
+        if client_bits == 8:
+            raise NegotiationError("client_max_window_bits=8 is not supported by zlib")
+        for key in ("server_no_context_takeover", "client_no_context_takeover"):
+            if key in params:
+                _flag(params[key], key)
+        self.remote_bits = server_bits or 15
+        self.local_bits = min(o.client_max_window_bits, client_bits or 15)
+        self.remote_no_context = "server_no_context_takeover" in params
+        self.local_no_context = (
+            o.client_no_context_takeover or "client_no_context_takeover" in params
+        )
+        self._enabled = True
+
+    # ------------------------------------------------------------ inbound
+
+    def frame_inbound_header(
+        self,
+        proto: FrameDecoder | FrameProtocol,
+        opcode: Opcode,
+        rsv: RsvBits,
+        payload_length: int,
+    ) -> CloseReason | RsvBits:
+        self._in_control_frame = opcode.iscontrol()
+        if rsv.rsv1 and (self._in_control_frame or opcode is Opcode.CONTINUATION):
+            return CloseReason.PROTOCOL_ERROR  # RSV1 marks only a message's first frame
+        if not self._in_control_frame and opcode is not Opcode.CONTINUATION:
+            self._inbound_compressed = rsv.rsv1
+        return _RSV1
+
+    def _inflate(self, data: bytes) -> bytes | CloseReason:
+        if self._decompressor is None:
+            self._decompressor = zlib.decompressobj(-self.remote_bits)
+        # One byte more than the budget reveals an overflow.
+        budget = min(self._limit.remaining() + 1, sys.maxsize)
+        try:
+            output = self._decompressor.decompress(data, budget)
+        except zlib.error:
+            return CloseReason.INVALID_FRAME_PAYLOAD_DATA
+        if self._decompressor.unconsumed_tail:
+            return self._limit.overflow(len(output))
+        return output
+
+    def frame_inbound_payload_data(
+        self, proto: FrameDecoder | FrameProtocol, data: bytes
+    ) -> bytes | CloseReason:
+        if self._in_control_frame or not self._inbound_compressed:
+            return data
+        return self._inflate(data)
+
+    def frame_inbound_complete(
+        self, proto: FrameDecoder | FrameProtocol, fin: bool
+    ) -> bytes | CloseReason | None:
+        if self._in_control_frame or not fin or not self._inbound_compressed:
+            return None
+        self._inbound_compressed = False
+        tail = self._inflate(_TAIL)
+        if self.remote_no_context:
+            self._decompressor = None
+        if isinstance(tail, bytes):
+            # wsproto appends this after the extension chain: count it here.
+            return self._limit.account(len(tail)) or tail
+        return tail
+
+    # ------------------------------------------------------------ outbound
+
+    def skip_next_message(self) -> None:
+        """Send the next message uncompressed (RSV1 clear), as RFC 7692 allows."""
+        self._skip_next = True
+
+    def compress_message(self, data: bytes) -> bytes:
+        """Compress a whole message; safe to run in a worker thread.
+
+        The caller must hand the result to :meth:`use_precompressed` and send
+        the message before compressing another.
+        """
+        return self._compress(data, fin=True)
+
+    def use_precompressed(self, payload: bytes) -> None:
+        """Make the next message frame carry *payload*, already compressed."""
+        self._precompressed = payload
+
+    def _compress(self, data: bytes, fin: bool) -> bytes:
+        if self._compressor is None:
+            o = self.options
+            self._compressor = zlib.compressobj(
+                o.level, zlib.DEFLATED, -self.local_bits, o.mem_level
+            )
+        # A sync flush per frame: each frame's data can be inflated on arrival.
+        output = self._compressor.compress(data) + self._compressor.flush(zlib.Z_SYNC_FLUSH)
+        if fin:
+            if output.endswith(_TAIL):
+                output = output[:-4]
+            if self.local_no_context:
+                self._compressor = None
+        return output
+
+    def frame_outbound(
+        self,
+        proto: FrameDecoder | FrameProtocol,
+        opcode: Opcode,
+        rsv: RsvBits,
+        data: bytes,
+        fin: bool,
+    ) -> tuple[RsvBits, bytes]:
+        if opcode.iscontrol():
+            return rsv, data
+        first = opcode is not Opcode.CONTINUATION
+        if first:
+            self._outbound_compressed = not self._skip_next
+            self._skip_next = False
+        if not self._outbound_compressed:
+            return rsv, data
+        if self._precompressed is not None:
+            payload, self._precompressed = self._precompressed, None
+        else:
+            payload = self._compress(data, fin)
+        return (RsvBits(True, rsv.rsv2, rsv.rsv3) if first else rsv), payload
+
+    _outbound_compressed = False
