@@ -53,6 +53,7 @@ class Reader:
     def __init__(self, stream: trio.abc.Stream) -> None:
         self.stream = stream
         self.buffer = bytearray()
+        self.last_first_byte = 0
 
     async def _fill(self) -> None:
         data = await self.stream.receive_some(65536)
@@ -76,6 +77,7 @@ class Reader:
     async def frame(self) -> tuple[int, bytes]:
         """The next frame as ``(opcode, payload)``, unmasking if needed."""
         b0, b1 = await self.exactly(2)
+        self.last_first_byte = b0  # FIN, RSV and opcode bits of the last frame
         n = b1 & 0x7F
         if n == 126:
             (n,) = struct.unpack("!H", await self.exactly(2))
@@ -117,10 +119,12 @@ def upgrade_request(path: str = "/", host: str = "localhost", extra: bytes = b""
     )
 
 
-async def raw_client(port: int, path: str = "/") -> tuple[trio.SocketStream, Reader, bytes]:
+async def raw_client(
+    port: int, path: str = "/", extra: bytes = b""
+) -> tuple[trio.SocketStream, Reader, bytes]:
     """Connect and upgrade by hand; returns the stream, a reader and the answer head."""
     stream = await trio.open_tcp_stream("127.0.0.1", port)
-    await stream.send_all(upgrade_request(path))
+    await stream.send_all(upgrade_request(path, extra=extra))
     reader = Reader(stream)
     head = await reader.head()
     return stream, reader, head

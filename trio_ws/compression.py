@@ -55,9 +55,9 @@ class DeflateOptions:
     level: int = 6
     #: zlib memory level, 1 to 9: memory for the compressor's internal state.
     mem_level: int = 5
-    #: Messages of this many bytes or more are compressed, and reads of this
-    #: many bytes or more are decompressed, in a worker thread, so that the
-    #: Trio thread keeps serving other connections meanwhile.
+    #: Messages of this many bytes or more are compressed in a worker thread,
+    #: and so are reads expected to inflate to this much (judged by the last
+    #: message's ratio), so the Trio thread keeps serving others meanwhile.
     thread_threshold: int = 32 * 1024
 
     def __post_init__(self) -> None:
@@ -131,6 +131,10 @@ class PerMessageDeflate(Extension):
         self._in_control_frame = False
         self._precompressed: bytes | None = None
         self._skip_next = False
+        #: Output per input byte of the last inflated message: the reader's
+        #: guess at how much work the next compressed bytes will be.
+        self.inflate_ratio = 8.0
+        self._message_in = self._message_out = 0
 
     # ------------------------------------------------------------ negotiation
 
@@ -243,6 +247,8 @@ class PerMessageDeflate(Extension):
             output = self._decompressor.decompress(data, budget)
         except zlib.error:
             return CloseReason.INVALID_FRAME_PAYLOAD_DATA
+        self._message_in += len(data)
+        self._message_out += len(output)
         if self._decompressor.unconsumed_tail:
             return self._limit.overflow(len(output))
         return output
@@ -261,6 +267,8 @@ class PerMessageDeflate(Extension):
             return None
         self._inbound_compressed = False
         tail = self._inflate(_TAIL)
+        self.inflate_ratio = max(1.0, self._message_out / max(1, self._message_in))
+        self._message_in = self._message_out = 0
         if self.remote_no_context:
             self._decompressor = None
         if isinstance(tail, bytes):

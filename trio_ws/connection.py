@@ -519,15 +519,22 @@ class WebSocketConnection(trio.abc.AsyncResource):
     async def _next_event(
         self, events: Iterator[Event], received: bytes | bytearray
     ) -> Event | None:
-        """The next event; big compressed reads are inflated in a worker thread.
+        """The next event; big inflating jobs run in a worker thread.
 
         Inflating is bounded by the size limit but may still take a while
         for a large message; zlib releases the GIL, so a worker thread keeps
         the other connections served meanwhile. Only the reader touches the
         inbound half of wsproto's state, so this is safe next to sends.
+        Reads that are not compressed cost one thread hop at most, when a
+        previous message compressed well.
         """
-        if self._deflate is not None and len(received) >= self._deflate.options.thread_threshold:
-            return await trio.to_thread.run_sync(next, events, None)
+        deflate = self._deflate
+        if deflate is not None and received:
+            # Guess the inflating work from the last message's ratio; the
+            # size budget caps it.
+            work = min(len(received) * deflate.inflate_ratio, self._size_limit.remaining())
+            if work >= deflate.options.thread_threshold:
+                return await trio.to_thread.run_sync(next, events, None)
         return next(events, None)
 
     async def _deliver(self, message: Message) -> None:
