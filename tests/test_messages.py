@@ -252,3 +252,33 @@ async def test_frames_sent_with_the_request_are_delivered(nursery: trio.Nursery)
         assert (await reader.head()).startswith(b"HTTP/1.1 101")
         with trio.fail_after(5):
             assert await reader.frame() == (TEXT, b"pipelined")
+
+
+async def test_messages_before_a_violation_are_answered_first(nursery: trio.Nursery) -> None:
+    from .conftest import echo_handler
+
+    server = await nursery.start(trio_ws.serve_websocket, echo_handler, HOST, 0, None)
+    stream, reader, _ = await raw_client(server.port)
+    async with stream:
+        # A valid message and a bad frame in one write, as in Autobahn 3.2.
+        await stream.send_all(frame(TEXT, b"valid") + frame(TEXT, b"bad", rsv=2))
+        with trio.fail_after(5):
+            assert await reader.frame() == (TEXT, b"valid")  # the echo comes first
+            assert await reader.close_code() == 1002
+
+
+async def test_violation_is_sent_after_grace_if_application_is_busy(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    async def never_reads(request: trio_ws.WebSocketRequest) -> None:
+        await request.accept()
+        await trio.sleep_forever()
+
+    server = await nursery.start(trio_ws.serve_websocket, never_reads, HOST, 0, None)
+    stream, reader, _ = await raw_client(server.port)
+    async with stream:
+        start = trio.current_time()
+        # "one" fills the queue; the violation cannot be queued behind it.
+        await stream.send_all(frame(TEXT, b"one") + frame(0x3, b""))
+        assert await reader.close_code() == 1002
+        assert trio.current_time() - start == pytest.approx(1.0, abs=0.1)

@@ -52,6 +52,20 @@ logger = logging.getLogger("trio_ws.connection")
 
 Message = str | bytes
 
+#: Seconds the application has, after the peer violated the protocol, to
+#: read (and answer) the messages that arrived before the violation.
+VIOLATION_GRACE = 1.0
+
+
+class _Violation:
+    """Queued after the last valid message when the peer broke the protocol."""
+
+    def __init__(self, code: int, reason: str | None) -> None:
+        self.code = code
+        self.reason = reason
+        self.handled = trio.Event()
+
+
 #: Compressed bytes decoded at a time while a message stream is open, which
 #: bounds one chunk to about 1 MiB however well the data compresses.
 STREAM_INFLATE_SLICE = 1024
@@ -103,12 +117,13 @@ class WebSocketConnection(trio.abc.AsyncResource):
         self._send_lock = trio.Lock()
         self._streamed: MessageStream | None = None  # receives the current message
         self._parts: list[Any] = []  # fragments of the message being assembled
-        self._queue_in, self._queue_out = trio.open_memory_channel[Message](
+        self._queue_in, self._queue_out = trio.open_memory_channel[Message | _Violation](
             options.message_queue_size
         )
         self._pings: OrderedDict[bytes, trio.Event] = OrderedDict()
         self._close_reason: CloseReason | None = None
         self._reader_done = trio.Event()
+        self._failed = False  # we failed the connection for a protocol violation
 
     # ------------------------------------------------------------ properties
 
@@ -171,9 +186,13 @@ class WebSocketConnection(trio.abc.AsyncResource):
         close has been returned.
         """
         try:
-            return await self._queue_out.receive()
+            item = await self._queue_out.receive()
         except (trio.EndOfChannel, trio.ClosedResourceError):
             raise ConnectionClosed(self._reason()) from None
+        if isinstance(item, _Violation):
+            await self._fail(item)
+            raise ConnectionClosed(self._reason())
+        return item
 
     @asynccontextmanager
     async def get_message_stream(
@@ -211,6 +230,9 @@ class WebSocketConnection(trio.abc.AsyncResource):
             self._size_limit.max_size = sys.maxsize if limit is None else limit
             self._streamed = stream
         else:
+            if isinstance(whole, _Violation):
+                await self._fail(whole)
+                raise ConnectionClosed(self._reason())
             stream = MessageStream(self._reason, whole, whole=True)
         try:
             yield stream
@@ -426,7 +448,8 @@ class WebSocketConnection(trio.abc.AsyncResource):
                 return True
             logger.debug("closing handshake timed out; dropping transport")
             await trio.aclose_forcefully(self._stream)
-            return False
+            # A connection we failed has no handshake to finish: not a timeout.
+            return self._failed
         except ConnectionClosed:
             return True  # the transport broke while sending Close: nothing to wait for
         except BaseException:
@@ -537,7 +560,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
                 return await trio.to_thread.run_sync(next, events, None)
         return next(events, None)
 
-    async def _deliver(self, message: Message) -> None:
+    async def _deliver(self, message: Message | _Violation) -> None:
         try:
             await self._queue_in.send(message)
         except trio.BrokenResourceError:
@@ -564,14 +587,32 @@ class WebSocketConnection(trio.abc.AsyncResource):
             reason = event.reason
             if event.code == MESSAGE_TOO_BIG and self._size_limit.violation:
                 reason = self._size_limit.violation
-            logger.debug("failing connection: %s %s", event.code, reason)
-            self._set_reason(event.code, reason)
-            await self._send_if(ConnectionState.OPEN, CloseConnection(event.code, reason))
+            violation = _Violation(event.code, reason)
+            logger.debug("peer violated the protocol: %s %s", event.code, reason)
+            if state is ConnectionState.OPEN and self._streamed is None:
+                # The messages that came before the violation were valid:
+                # the application gets them, and may answer them, before the
+                # Close goes out (Autobahn's "strict" behaviour). It has
+                # VIOLATION_GRACE seconds to get that far.
+                with trio.move_on_after(VIOLATION_GRACE):
+                    await self._deliver(violation)
+                    await violation.handled.wait()
+            await self._fail(violation)
             await self._linger()
             return
         if self._is_client:
             # RFC 6455 7.1.1: the server closes the TCP connection first.
             await self._linger()
+
+    async def _fail(self, violation: _Violation) -> None:
+        """Fail the connection for *violation*: send its Close frame once."""
+        if not violation.handled.is_set():
+            violation.handled.set()
+            self._failed = True
+            self._set_reason(violation.code, violation.reason)
+            await self._send_if(
+                ConnectionState.OPEN, CloseConnection(violation.code, violation.reason)
+            )
 
     async def _linger(self) -> None:
         """Let the peer read our Close frame before the TCP connection goes.
