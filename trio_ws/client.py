@@ -27,6 +27,8 @@ from .options import (
     DEFAULT_DISCONNECT_TIMEOUT,
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_MESSAGE_QUEUE_SIZE,
+    DEFAULT_PING_INTERVAL,
+    DEFAULT_PING_TIMEOUT,
     DEFAULT_RECEIVE_BUFFER_SIZE,
     ConnectionOptions,
 )
@@ -56,6 +58,8 @@ async def open_websocket(
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     disconnect_timeout: float = DEFAULT_DISCONNECT_TIMEOUT,
     compression: DeflateOptions | None = DEFAULT_COMPRESSION,
+    ping_interval: float | None = DEFAULT_PING_INTERVAL,
+    ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
 ) -> AsyncIterator[WebSocketConnection]:
     """Open a connection to ``host:port`` for *resource*, and close it on exit.
 
@@ -75,6 +79,8 @@ async def open_websocket(
         connect_timeout,
         disconnect_timeout,
         compression=compression,
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
     )
 
     async def connect(nursery: trio.Nursery) -> WebSocketConnection:
@@ -98,6 +104,8 @@ def open_websocket_url(
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     disconnect_timeout: float = DEFAULT_DISCONNECT_TIMEOUT,
     compression: DeflateOptions | None = DEFAULT_COMPRESSION,
+    ping_interval: float | None = DEFAULT_PING_INTERVAL,
+    ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
 ) -> AbstractAsyncContextManager[WebSocketConnection]:
     """Like :func:`open_websocket`, for a ``ws://`` or ``wss://`` *url*.
 
@@ -118,6 +126,8 @@ def open_websocket_url(
         connect_timeout=connect_timeout,
         disconnect_timeout=disconnect_timeout,
         compression=compression,
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
     )
 
 
@@ -136,6 +146,8 @@ async def connect_websocket(
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     disconnect_timeout: float = DEFAULT_DISCONNECT_TIMEOUT,
     compression: DeflateOptions | None = DEFAULT_COMPRESSION,
+    ping_interval: float | None = DEFAULT_PING_INTERVAL,
+    ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
 ) -> WebSocketConnection:
     """Connect as :func:`open_websocket` does, running the reader in *nursery*.
 
@@ -148,6 +160,8 @@ async def connect_websocket(
         connect_timeout,
         disconnect_timeout,
         compression=compression,
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
     )
     return await _connect(
         nursery, host, port, resource, use_ssl, subprotocols, extra_headers, options
@@ -167,6 +181,8 @@ async def connect_websocket_url(
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     disconnect_timeout: float = DEFAULT_DISCONNECT_TIMEOUT,
     compression: DeflateOptions | None = DEFAULT_COMPRESSION,
+    ping_interval: float | None = DEFAULT_PING_INTERVAL,
+    ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
 ) -> WebSocketConnection:
     """Like :func:`connect_websocket`, for a ``ws://`` or ``wss://`` *url*."""
     host, port, resource, use_ssl = _parse_url(url, ssl_context)
@@ -177,6 +193,8 @@ async def connect_websocket_url(
         connect_timeout,
         disconnect_timeout,
         compression=compression,
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
     )
     return await _connect(
         nursery, host, port, resource, use_ssl, subprotocols, extra_headers, options
@@ -196,6 +214,8 @@ async def wrap_client_stream(
     receive_buffer_size: int = DEFAULT_RECEIVE_BUFFER_SIZE,
     disconnect_timeout: float = DEFAULT_DISCONNECT_TIMEOUT,
     compression: DeflateOptions | None = DEFAULT_COMPRESSION,
+    ping_interval: float | None = DEFAULT_PING_INTERVAL,
+    ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
 ) -> WebSocketConnection:
     """Run the client handshake over an already connected *stream*.
 
@@ -210,6 +230,8 @@ async def wrap_client_stream(
         receive_buffer_size,
         disconnect_timeout=disconnect_timeout,
         compression=compression,
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
     )
     return await _handshake(nursery, stream, host, resource, subprotocols, extra_headers, options)
 
@@ -316,7 +338,7 @@ async def _handshake(
         size_limit=limit,
         deflate=deflate,
     )
-    nursery.start_soon(connection._reader_task)
+    nursery.start_soon(connection._run)
     return connection
 
 

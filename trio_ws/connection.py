@@ -43,6 +43,7 @@ from .close_codes import (
 from .compression import PerMessageDeflate
 from .exceptions import ConnectionClosed
 from .handshake import Headers
+from .keepalive import keep_alive
 from .options import DEFAULT, ConnectionOptions, _Default
 from .size_limit import MessageSizeLimit
 from .streaming import MessageStream
@@ -124,6 +125,10 @@ class WebSocketConnection(trio.abc.AsyncResource):
         self._close_reason: CloseReason | None = None
         self._reader_done = trio.Event()
         self._failed = False  # we failed the connection for a protocol violation
+        self._latency: float | None = None  # set by keepalive
+        # The reader waits on a full queue: pongs cannot be read meanwhile.
+        self._queue_full = False
+        self._queue_stalls = 0
 
     # ------------------------------------------------------------ properties
 
@@ -135,6 +140,11 @@ class WebSocketConnection(trio.abc.AsyncResource):
         transport is lost), so a closing connection already reports it.
         """
         return self._close_reason
+
+    @property
+    def latency(self) -> float | None:
+        """Round-trip time, in seconds, of the last keepalive ping, or ``None``."""
+        return self._latency
 
     @property
     def is_client(self) -> bool:
@@ -465,6 +475,27 @@ class WebSocketConnection(trio.abc.AsyncResource):
 
     # ------------------------------------------------------------ reader task
 
+    async def _run(self) -> None:
+        """The connection's background work: the reader and, if enabled, keepalive.
+
+        Neither raises (except Cancelled), so the caller's nursery is safe.
+        """
+        async with trio.open_nursery() as nursery:
+            if self._options.ping_interval is not None:
+                nursery.start_soon(
+                    keep_alive, self, self._options.ping_interval, self._options.ping_timeout
+                )
+            await self._reader_task()
+            nursery.cancel_scope.cancel()
+
+    async def _expire(self, why: str) -> None:
+        """Close a connection whose peer stopped answering (1011), not waiting on it."""
+        logger.debug("closing connection: %s", why)
+        self._set_reason(INTERNAL_ERROR, why)
+        with trio.move_on_after(self._options.disconnect_timeout):
+            await self._send_if(ConnectionState.OPEN, CloseConnection(INTERNAL_ERROR, why))
+        await trio.aclose_forcefully(self._stream)
+
     async def _reader_task(self) -> None:
         """Read until the connection closes; never raises except Cancelled."""
         try:
@@ -562,7 +593,16 @@ class WebSocketConnection(trio.abc.AsyncResource):
 
     async def _deliver(self, message: Message | _Violation) -> None:
         try:
-            await self._queue_in.send(message)
+            try:
+                self._queue_in.send_nowait(message)
+                await trio.lowlevel.checkpoint()
+            except trio.WouldBlock:
+                self._queue_full = True
+                self._queue_stalls += 1
+                try:
+                    await self._queue_in.send(message)
+                finally:
+                    self._queue_full = False
         except trio.BrokenResourceError:
             pass  # the application closed: drop what it will never read
 

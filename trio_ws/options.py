@@ -34,6 +34,13 @@ DEFAULT_DISCONNECT_TIMEOUT = 60.0
 #: permessage-deflate settings; ``None`` turns compression off.
 DEFAULT_COMPRESSION: DeflateOptions | None = DeflateOptions()
 
+#: Seconds between keepalive pings; ``None`` disables keepalive.
+DEFAULT_PING_INTERVAL: float | None = 20.0
+
+#: Seconds a keepalive ping may wait for its pong before the connection is
+#: closed with 1011; ``None`` waits forever (pings still measure latency).
+DEFAULT_PING_TIMEOUT: float | None = 20.0
+
 #: Largest HTTP request or response head (request line and headers) accepted
 #: during the opening handshake; a server answers a bigger one with 431.
 MAX_HANDSHAKE_HEAD_SIZE = 16 * KiB
@@ -67,6 +74,8 @@ class ConnectionOptions:
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     disconnect_timeout: float = DEFAULT_DISCONNECT_TIMEOUT
     compression: DeflateOptions | None = DEFAULT_COMPRESSION
+    ping_interval: float | None = DEFAULT_PING_INTERVAL
+    ping_timeout: float | None = DEFAULT_PING_TIMEOUT
 
     def __post_init__(self) -> None:
         if self.message_queue_size < 0:
@@ -77,6 +86,9 @@ class ConnectionOptions:
             raise ValueError("receive_buffer_size must be >= 1")
         if self.connect_timeout <= 0 or self.disconnect_timeout <= 0:
             raise ValueError("timeouts must be > 0 seconds")
+        for value in (self.ping_interval, self.ping_timeout):
+            if value is not None and value <= 0:
+                raise ValueError("ping_interval and ping_timeout must be > 0 or None")
 
     @property
     def memory_bound(self) -> int:

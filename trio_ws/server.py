@@ -37,6 +37,8 @@ from .options import (
     DEFAULT_DISCONNECT_TIMEOUT,
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_MESSAGE_QUEUE_SIZE,
+    DEFAULT_PING_INTERVAL,
+    DEFAULT_PING_TIMEOUT,
     DEFAULT_RECEIVE_BUFFER_SIZE,
     ConnectionOptions,
 )
@@ -137,7 +139,7 @@ class WebSocketRequest:
             size_limit=limit,
             deflate=deflate,
         )
-        self._nursery.start_soon(self._connection._reader_task)
+        self._nursery.start_soon(self._connection._run)
         return self._connection
 
     async def reject(
@@ -226,6 +228,8 @@ class WebSocketServer:
         connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
         disconnect_timeout: float = DEFAULT_DISCONNECT_TIMEOUT,
         compression: DeflateOptions | None = DEFAULT_COMPRESSION,
+        ping_interval: float | None = DEFAULT_PING_INTERVAL,
+        ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
     ) -> None:
         if not listeners:
             raise ValueError("a WebSocketServer needs at least one listener")
@@ -239,6 +243,8 @@ class WebSocketServer:
             connect_timeout,
             disconnect_timeout,
             compression=compression,
+            ping_interval=ping_interval,
+            ping_timeout=ping_timeout,
         )
 
     @property
@@ -330,6 +336,8 @@ async def serve_websocket(
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     disconnect_timeout: float = DEFAULT_DISCONNECT_TIMEOUT,
     compression: DeflateOptions | None = DEFAULT_COMPRESSION,
+    ping_interval: float | None = DEFAULT_PING_INTERVAL,
+    ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
     task_status: trio.TaskStatus[WebSocketServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Listen on *host*:*port* and serve each connection with *handler*.
@@ -360,6 +368,8 @@ async def serve_websocket(
         connect_timeout=connect_timeout,
         disconnect_timeout=disconnect_timeout,
         compression=compression,
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
     )
     await server.run(task_status=task_status)
 
@@ -373,6 +383,8 @@ async def wrap_server_stream(
     *,
     disconnect_timeout: float = DEFAULT_DISCONNECT_TIMEOUT,
     compression: DeflateOptions | None = DEFAULT_COMPRESSION,
+    ping_interval: float | None = DEFAULT_PING_INTERVAL,
+    ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
 ) -> WebSocketRequest:
     """Read an upgrade request from *stream* and return it, undecided.
 
@@ -388,5 +400,7 @@ async def wrap_server_stream(
         receive_buffer_size,
         disconnect_timeout=disconnect_timeout,
         compression=compression,
+        ping_interval=ping_interval,
+        ping_timeout=ping_timeout,
     )
     return await _receive_request(nursery, stream, options)
