@@ -11,6 +11,7 @@ from .client import (
     open_websocket_url,
     wrap_client_stream,
 )
+from .compression import DeflateOptions
 from .connection import WebSocketConnection
 from .exceptions import (
     ConnectionClosed,
@@ -19,6 +20,7 @@ from .exceptions import (
     DisconnectionTimeout,
     HandshakeError,
 )
+from .http import HTTPRequest, HTTPResponse
 from .server import WebSocketRequest, WebSocketServer, serve_websocket, wrap_server_stream
 from .values import CloseReason, Endpoint
 
@@ -29,8 +31,11 @@ __all__ = [
     "ConnectionClosed",
     "ConnectionRejected",
     "ConnectionTimeout",
+    "DeflateOptions",
     "DisconnectionTimeout",
     "Endpoint",
+    "HTTPRequest",
+    "HTTPResponse",
     "HandshakeError",
     "WebSocketConnection",
     "WebSocketRequest",

@@ -19,8 +19,9 @@ import h11
 import trio
 
 from .exceptions import ConnectionRejected, HandshakeError
-from .options import MAX_HANDSHAKE_HEAD_SIZE, MAX_REJECT_BODY_SIZE
-from .values import format_host
+from .http import HTTPRequest
+from .options import MAX_HANDSHAKE_HEAD_SIZE, MAX_HEADER_COUNT, MAX_REJECT_BODY_SIZE
+from .values import format_host, socket_endpoints
 
 Headers = list[tuple[bytes, bytes]]
 HeaderInput = Sequence[tuple[bytes | str, bytes | str]]
@@ -211,11 +212,12 @@ class UpgradeRequest:
     trailing_data: bytes = field(repr=False)
 
 
-async def read_upgrade_request(stream: trio.abc.Stream, receive_size: int) -> UpgradeRequest:
-    """Read one HTTP request from *stream* and check it is a WebSocket upgrade.
+async def read_request(stream: trio.abc.Stream, receive_size: int) -> HTTPRequest:
+    """Read one HTTP request head from *stream*, within the size limits.
 
     Raises :class:`BadRequest` with the status the client should get, or
-    :class:`PeerGone` when the client left first.
+    :class:`PeerGone` when the client left first. A request body is read and
+    dropped (an upgrade request has none).
     """
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HANDSHAKE_HEAD_SIZE)
     try:
@@ -223,26 +225,36 @@ async def read_upgrade_request(stream: trio.abc.Stream, receive_size: int) -> Up
         if isinstance(event, h11.ConnectionClosed):
             raise PeerGone()
         assert isinstance(event, h11.Request)
-        # An upgrade request has no body; h11 pauses right after it.
         while not isinstance(await _next_event(conn, stream, receive_size), h11.EndOfMessage):
             pass
     except h11.RemoteProtocolError as exc:
         raise BadRequest(exc.error_status_hint, f"malformed request: {exc}") from exc
-    return _check_upgrade(event, conn.trailing_data[0])
-
-
-def _check_upgrade(request: h11.Request, trailing_data: bytes) -> UpgradeRequest:
-    headers = list(request.headers)
+    headers = list(event.headers)
     # h11 bounds only heads that arrive in pieces; one read can hold more.
-    head_size = len(request.target) + sum(len(n) + len(v) + 4 for n, v in headers)
+    head_size = len(event.target) + sum(len(n) + len(v) + 4 for n, v in headers)
     if head_size > MAX_HANDSHAKE_HEAD_SIZE:
         raise BadRequest(431, f"request head is larger than {MAX_HANDSHAKE_HEAD_SIZE} bytes")
+    if len(headers) > MAX_HEADER_COUNT:
+        raise BadRequest(431, f"request has more than {MAX_HEADER_COUNT} headers")
+    return HTTPRequest(
+        method=event.method.decode("latin-1"),
+        path=event.target.decode("latin-1"),
+        http_version=event.http_version.decode("latin-1"),
+        headers=headers,
+        remote=socket_endpoints(stream)[1],
+        _trailing_data=conn.trailing_data[0],
+    )
+
+
+def check_upgrade(request: HTTPRequest) -> UpgradeRequest:
+    """Check that *request* is a valid WebSocket upgrade, or raise BadRequest."""
+    headers = request.headers
     upgrade_advice = [(b"upgrade", b"websocket"), (b"sec-websocket-version", _VERSION)]
-    if request.method != b"GET":
+    if request.method != "GET":
         raise BadRequest(405, "a WebSocket upgrade must use GET", [(b"allow", b"GET")])
     if not _has_token(headers, b"upgrade", "websocket"):
         raise BadRequest(426, "this is a WebSocket endpoint", upgrade_advice)
-    if request.http_version != b"1.1":
+    if request.http_version != "1.1":
         raise BadRequest(400, "a WebSocket upgrade needs HTTP/1.1")
     if not _has_token(headers, b"connection", "upgrade"):
         raise BadRequest(400, "missing 'Connection: Upgrade'")
@@ -256,12 +268,12 @@ def _check_upgrade(request: h11.Request, trailing_data: bytes) -> UpgradeRequest
     if not valid_key:
         raise BadRequest(400, "missing or invalid Sec-WebSocket-Key")
     return UpgradeRequest(
-        target=request.target.decode("latin-1"),
+        target=request.path,
         headers=headers,
         key=keys[0],
         subprotocols=_tokens(headers, b"sec-websocket-protocol"),
         extensions=_tokens(headers, b"sec-websocket-extensions"),
-        trailing_data=trailing_data,
+        trailing_data=request._trailing_data,
     )
 
 

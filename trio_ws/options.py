@@ -41,9 +41,15 @@ DEFAULT_PING_INTERVAL: float | None = 20.0
 #: closed with 1011; ``None`` waits forever (pings still measure latency).
 DEFAULT_PING_TIMEOUT: float | None = 20.0
 
+#: Seconds a server's graceful shutdown waits for handlers before cancelling them.
+DEFAULT_SHUTDOWN_TIMEOUT = 10.0
+
 #: Largest HTTP request or response head (request line and headers) accepted
 #: during the opening handshake; a server answers a bigger one with 431.
 MAX_HANDSHAKE_HEAD_SIZE = 16 * KiB
+
+#: Most headers accepted in one HTTP request; a server answers more with 431.
+MAX_HEADER_COUNT = 100
 
 #: Largest body of a non-101 handshake answer kept in ``ConnectionRejected``.
 MAX_REJECT_BODY_SIZE = 64 * KiB

@@ -16,21 +16,12 @@ from functools import partial
 
 import trio
 
-from .close_codes import ABNORMAL_CLOSURE, INTERNAL_ERROR, NORMAL_CLOSURE
-from .compression import NAME, DeflateOptions, PerMessageDeflate
+from .close_codes import GOING_AWAY, INTERNAL_ERROR, NORMAL_CLOSURE
+from .compression import DeflateOptions
 from .connection import WebSocketConnection
 from .exceptions import ConnectionClosed, HandshakeError
-from .handshake import (
-    BadRequest,
-    HeaderInput,
-    Headers,
-    PeerGone,
-    UpgradeRequest,
-    acceptance,
-    normalize_headers,
-    read_upgrade_request,
-    rejection,
-)
+from .handshake import rejection
+from .http import HTTPRequest, HTTPResponse
 from .options import (
     DEFAULT_COMPRESSION,
     DEFAULT_CONNECT_TIMEOUT,
@@ -40,173 +31,26 @@ from .options import (
     DEFAULT_PING_INTERVAL,
     DEFAULT_PING_TIMEOUT,
     DEFAULT_RECEIVE_BUFFER_SIZE,
+    DEFAULT_SHUTDOWN_TIMEOUT,
     ConnectionOptions,
 )
-from .size_limit import MessageSizeLimit
-from .values import CloseReason, Endpoint, socket_endpoints
+from .request import (
+    HANDLER_ERROR_STATUS,
+    UNDECIDED_STATUS,
+    WebSocketRequest,
+    answer_and_close,
+    receive_request,
+)
+from .values import Endpoint
 
 __all__ = ["WebSocketRequest", "WebSocketServer", "serve_websocket", "wrap_server_stream"]
 
 logger = logging.getLogger("trio_ws.server")
 
-Handler = Callable[["WebSocketRequest"], Awaitable[object]]
-
-#: The answer to a request that the handler neither accepted nor rejected.
-UNDECIDED_STATUS = 403
-#: The answer to a request whose handler raised before deciding.
-HANDLER_ERROR_STATUS = 500
-
-
-class WebSocketRequest:
-    """A client's upgrade request, waiting for the handler to decide.
-
-    Call :meth:`accept` to complete the handshake or :meth:`reject` to answer
-    with an HTTP error. A handler that returns without deciding has the
-    request rejected with 403; one that raises first, with 500.
-    """
-
-    def __init__(
-        self,
-        nursery: trio.Nursery,
-        stream: trio.abc.Stream,
-        upgrade: UpgradeRequest,
-        options: ConnectionOptions,
-    ) -> None:
-        self._nursery = nursery
-        self._stream = stream
-        self._upgrade = upgrade
-        self._options = options
-        self._local, self._remote = socket_endpoints(stream)
-        self._connection: WebSocketConnection | None = None
-        self._decided = False
-
-    @property
-    def path(self) -> str:
-        """The request target, such as ``/chat?room=1``."""
-        return self._upgrade.target
-
-    @property
-    def headers(self) -> Headers:
-        """All request headers as ``(lowercase name, value)`` byte pairs."""
-        return self._upgrade.headers
-
-    @property
-    def proposed_subprotocols(self) -> tuple[str, ...]:
-        """The subprotocols the client offered, in its order of preference."""
-        return tuple(self._upgrade.subprotocols)
-
-    @property
-    def local(self) -> Endpoint | None:
-        """The server's address for this connection."""
-        return self._local
-
-    @property
-    def remote(self) -> Endpoint | None:
-        """The client's address."""
-        return self._remote
-
-    def _decide(self) -> None:
-        if self._decided:
-            raise RuntimeError("this request has already been accepted or rejected")
-        self._decided = True
-
-    async def accept(
-        self, *, subprotocol: str | None = None, extra_headers: HeaderInput | None = None
-    ) -> WebSocketConnection:
-        """Complete the handshake and return the open connection.
-
-        *subprotocol* must be one of :attr:`proposed_subprotocols` (or
-        ``None``). The connection is closed when the handler returns.
-        """
-        if subprotocol is not None and subprotocol not in self._upgrade.subprotocols:
-            raise ValueError(f"the client did not propose subprotocol {subprotocol!r}")
-        headers = normalize_headers(extra_headers)
-        self._decide()
-        limit = MessageSizeLimit(self._options.max_message_size)
-        deflate, answer = _negotiate(self._upgrade.extensions, self._options.compression, limit)
-        try:
-            await self._stream.send_all(acceptance(self._upgrade, subprotocol, answer, headers))
-        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-            raise ConnectionClosed(CloseReason(ABNORMAL_CLOSURE, None)) from exc
-        self._connection = WebSocketConnection(
-            self._stream,
-            self._options,
-            is_client=False,
-            path=self._upgrade.target,
-            subprotocol=subprotocol,
-            handshake_headers=self._upgrade.headers,
-            trailing_data=self._upgrade.trailing_data,
-            size_limit=limit,
-            deflate=deflate,
-        )
-        self._nursery.start_soon(self._connection._run)
-        return self._connection
-
-    async def reject(
-        self,
-        status_code: int,
-        *,
-        extra_headers: HeaderInput | None = None,
-        body: bytes | None = None,
-    ) -> None:
-        """Answer with HTTP *status_code* (and *body*), then close the connection."""
-        if not 100 <= status_code <= 599 or status_code == 101:
-            raise ValueError(f"cannot reject with HTTP status {status_code}")
-        headers = normalize_headers(extra_headers)
-        self._decide()
-        await _answer_and_close(
-            self._stream, rejection(status_code, headers, body or b""), self._options
-        )
-
-
-def _negotiate(
-    offers: list[str], options: DeflateOptions | None, limit: MessageSizeLimit
-) -> tuple[PerMessageDeflate | None, str | None]:
-    """Accept the client's first acceptable permessage-deflate offer, if any.
-
-    RFC 7692 section 5: an offer the server cannot accept as it stands (an
-    unknown or repeated parameter, an invalid value) is declined, not failed.
-    """
-    if options is None:
-        return None, None
-    for offer in offers:
-        if offer.split(";", 1)[0].strip().lower() != NAME:
-            continue
-        deflate = PerMessageDeflate(options, limit, client=False)
-        params = deflate.accept(offer)
-        if params is not None:
-            return deflate, f"{NAME}; {params}" if params else NAME
-    return None, None
-
-
-async def _answer_and_close(
-    stream: trio.abc.Stream, answer: bytes, options: ConnectionOptions
-) -> None:
-    """Send a final HTTP answer and close, bounded by ``disconnect_timeout``."""
-    with trio.move_on_after(options.disconnect_timeout):
-        try:
-            await stream.send_all(answer)
-            if isinstance(stream, trio.abc.HalfCloseableStream):
-                await stream.send_eof()
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            pass
-    await trio.aclose_forcefully(stream)
-
-
-async def _receive_request(
-    nursery: trio.Nursery, stream: trio.abc.Stream, options: ConnectionOptions
-) -> WebSocketRequest:
-    """Read the upgrade request; answer a bad one, close and raise HandshakeError."""
-    try:
-        upgrade = await read_upgrade_request(stream, options.receive_buffer_size)
-    except BadRequest as exc:
-        answer = rejection(exc.status, exc.headers, f"{exc}\n".encode())
-        await _answer_and_close(stream, answer, options)
-        raise HandshakeError(f"invalid upgrade request ({exc.status}): {exc}") from exc
-    except (PeerGone, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-        await trio.aclose_forcefully(stream)
-        raise HandshakeError("client left before completing its request") from exc
-    return WebSocketRequest(nursery, stream, upgrade, options)
+Handler = Callable[[WebSocketRequest], Awaitable[object]]
+#: Sees every HTTP request first; returns a response to send instead of
+#: going on with the upgrade, or None to go on.
+RequestHook = Callable[[HTTPRequest], Awaitable[HTTPResponse | None]]
 
 
 class WebSocketServer:
@@ -222,6 +66,9 @@ class WebSocketServer:
         listeners: Sequence[trio.abc.Listener[trio.abc.Stream]],
         *,
         handler_nursery: trio.Nursery | None = None,
+        request_hook: RequestHook | None = None,
+        origins: Sequence[str | None] | None = None,
+        max_connections: int | None = None,
         message_queue_size: int = DEFAULT_MESSAGE_QUEUE_SIZE,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         receive_buffer_size: int = DEFAULT_RECEIVE_BUFFER_SIZE,
@@ -236,6 +83,16 @@ class WebSocketServer:
         self._handler = handler
         self._listeners = list(listeners)
         self._handler_nursery = handler_nursery
+        self._request_hook = request_hook
+        self._origins = None if origins is None else frozenset(origins)
+        self._max_connections = max_connections
+        self._streams = 0  # TCP connections being served, handshaking or open
+        self._connections: set[WebSocketConnection] = set()
+        self._scopes: set[trio.CancelScope] = set()  # one per connection task
+        self._handshaking: set[trio.CancelScope] = set()  # those not yet accepted
+        self._accepting: trio.CancelScope | None = None
+        self._idle = trio.Event()
+        self._idle.set()
         self._options = ConnectionOptions(
             message_queue_size,
             max_message_size,
@@ -275,38 +132,114 @@ class WebSocketServer:
             raise RuntimeError(f"server listens on {len(ports)} ports, not one: {sorted(ports)}")
         return ports.pop()
 
+    @property
+    def connections(self) -> frozenset[WebSocketConnection]:
+        """The WebSocket connections open right now."""
+        return frozenset(self._connections)
+
     async def run(
         self, *, task_status: trio.TaskStatus[WebSocketServer] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        """Serve until cancelled; ``task_status.started`` receives the server."""
-        async with trio.open_nursery() as nursery:
-            await nursery.start(
-                partial(
-                    trio.serve_listeners,
-                    self._serve_stream,
-                    self._listeners,
-                    handler_nursery=self._handler_nursery,
-                )
-            )
-            task_status.started(self)
+        """Serve until cancelled or shut down; ``task_status.started`` gets the server."""
+        async with trio.open_nursery() as handlers:
+            # Accepting runs in a nursery of its own, so that shutdown can
+            # stop it (closing the listeners) while the handlers go on.
+            with trio.CancelScope() as self._accepting:
+                async with trio.open_nursery() as accepting:
+                    await accepting.start(
+                        partial(
+                            trio.serve_listeners,
+                            self._serve_stream,
+                            self._listeners,
+                            handler_nursery=self._handler_nursery or handlers,
+                        )
+                    )
+                    task_status.started(self)
+
+    async def shutdown(
+        self,
+        code: int = GOING_AWAY,
+        reason: str | None = "going away",
+        *,
+        timeout: float = DEFAULT_SHUTDOWN_TIMEOUT,
+    ) -> None:
+        """Stop serving, gracefully.
+
+        Stops accepting connections, drops clients still in their opening
+        handshake, closes every open connection with *code* and *reason*,
+        and waits up to *timeout* seconds for the handlers to return; the
+        ones still running then are cancelled. :meth:`run` returns once all
+        is done. Safe to call from any task, for example on SIGTERM.
+        """
+        if self._accepting is not None:
+            self._accepting.cancel()
+        for scope in list(self._handshaking):
+            scope.cancel()
+        with trio.move_on_after(timeout):
+            async with trio.open_nursery() as closing:
+                for connection in list(self._connections):
+                    closing.start_soon(connection.aclose, code, reason)
+            await self._idle.wait()
+        for scope in list(self._scopes):
+            scope.cancel()
+        await self._idle.wait()  # cancelled handlers end promptly
+
+    async def _screen(self, request: HTTPRequest) -> HTTPResponse | None:
+        """The server's own answer to *request*, if any, before the upgrade."""
+        if self._request_hook is not None:
+            try:
+                response = await self._request_hook(request)
+            except Exception:
+                logger.exception("request hook failed for %s", request.path)
+                return HTTPResponse(500, body=b"internal error\n")
+            if response is not None:
+                return response
+        if self._origins is not None and request.header("origin") not in self._origins:
+            return HTTPResponse(403, body=b"origin not allowed\n")
+        if self._max_connections is not None and self._streams > self._max_connections:
+            return HTTPResponse(503, [(b"retry-after", b"5")], b"too many connections\n")
+        return None
 
     async def _serve_stream(self, stream: trio.abc.Stream) -> None:
+        self._streams += 1
+        self._idle = trio.Event() if self._idle.is_set() else self._idle
+        try:
+            with trio.CancelScope() as scope:
+                self._scopes.add(scope)
+                self._handshaking.add(scope)
+                if self._accepting is None or self._accepting.cancel_called:
+                    scope.cancel()  # shutting down: this one came too late
+                await self._serve_one(stream, scope)
+        finally:
+            self._scopes.discard(scope)
+            self._handshaking.discard(scope)
+            self._streams -= 1
+            if not self._streams:
+                self._idle.set()
+            await trio.aclose_forcefully(stream)
+
+    async def _serve_one(self, stream: trio.abc.Stream, scope: trio.CancelScope) -> None:
         async with trio.open_nursery() as nursery:  # holds this connection's reader
             request = None
             with trio.move_on_after(self._options.connect_timeout):
                 try:
-                    request = await _receive_request(nursery, stream, self._options)
+                    request = await receive_request(nursery, stream, self._options, self._screen)
                 except HandshakeError as exc:
                     logger.debug("%s", exc)
                     return
             if request is None:
                 logger.debug("dropping a client that did not finish its handshake in time")
-                await trio.aclose_forcefully(stream)
                 return
-            await self._run_handler(request)
+            await self._run_handler(request, scope)
 
-    async def _run_handler(self, request: WebSocketRequest) -> None:
+    async def _run_handler(self, request: WebSocketRequest, scope: trio.CancelScope) -> None:
         code = NORMAL_CLOSURE
+
+        def accepted(connection: WebSocketConnection) -> None:
+            self._connections.add(connection)
+            self._handshaking.discard(scope)
+
+        request._on_accept = accepted
         try:
             await self._handler(request)
         except ConnectionClosed as exc:
@@ -315,12 +248,16 @@ class WebSocketServer:
             logger.exception("WebSocket handler for %s failed", request.path)
             code = INTERNAL_ERROR
         finally:
-            if request._connection is not None:
-                await request._connection._close(code, None)
+            connection = request._connection
+            if connection is not None:
+                try:
+                    await connection._close(code, None)
+                finally:
+                    self._connections.discard(connection)
             elif not request._decided:
                 request._decided = True
                 status = UNDECIDED_STATUS if code == NORMAL_CLOSURE else HANDLER_ERROR_STATUS
-                await _answer_and_close(request._stream, rejection(status, [], b""), self._options)
+                await answer_and_close(request._stream, rejection(status, [], b""), self._options)
 
 
 async def serve_websocket(
@@ -330,6 +267,9 @@ async def serve_websocket(
     ssl_context: ssl.SSLContext | None,
     *,
     handler_nursery: trio.Nursery | None = None,
+    request_hook: RequestHook | None = None,
+    origins: Sequence[str | None] | None = None,
+    max_connections: int | None = None,
     message_queue_size: int = DEFAULT_MESSAGE_QUEUE_SIZE,
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     receive_buffer_size: int = DEFAULT_RECEIVE_BUFFER_SIZE,
@@ -362,6 +302,9 @@ async def serve_websocket(
         handler,
         listeners,
         handler_nursery=handler_nursery,
+        request_hook=request_hook,
+        origins=origins,
+        max_connections=max_connections,
         message_queue_size=message_queue_size,
         max_message_size=max_message_size,
         receive_buffer_size=receive_buffer_size,
@@ -403,4 +346,4 @@ async def wrap_server_stream(
         ping_interval=ping_interval,
         ping_timeout=ping_timeout,
     )
-    return await _receive_request(nursery, stream, options)
+    return await receive_request(nursery, stream, options)

@@ -1,0 +1,213 @@
+"""The server side of the opening handshake: one client's upgrade request.
+
+The server reads a request, lets its request hook and policies answer it,
+and hands a :class:`WebSocketRequest` to the handler, which accepts or
+rejects it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+import trio
+
+from .close_codes import ABNORMAL_CLOSURE
+from .compression import NAME, DeflateOptions, PerMessageDeflate
+from .connection import WebSocketConnection
+from .exceptions import ConnectionClosed, HandshakeError
+from .handshake import (
+    BadRequest,
+    HeaderInput,
+    Headers,
+    PeerGone,
+    UpgradeRequest,
+    acceptance,
+    check_upgrade,
+    normalize_headers,
+    read_request,
+    rejection,
+)
+from .http import HTTPRequest, HTTPResponse
+from .options import ConnectionOptions
+from .size_limit import MessageSizeLimit
+from .values import CloseReason, Endpoint, socket_endpoints
+
+logger = logging.getLogger("trio_ws.server")
+
+#: The answer to a request that the handler neither accepted nor rejected.
+UNDECIDED_STATUS = 403
+#: The answer to a request whose handler raised before deciding.
+HANDLER_ERROR_STATUS = 500
+
+
+class WebSocketRequest:
+    """A client's upgrade request, waiting for the handler to decide.
+
+    Call :meth:`accept` to complete the handshake or :meth:`reject` to answer
+    with an HTTP error. A handler that returns without deciding has the
+    request rejected with 403; one that raises first, with 500.
+    """
+
+    def __init__(
+        self,
+        nursery: trio.Nursery,
+        stream: trio.abc.Stream,
+        upgrade: UpgradeRequest,
+        options: ConnectionOptions,
+    ) -> None:
+        self._nursery = nursery
+        self._stream = stream
+        self._upgrade = upgrade
+        self._options = options
+        self._local, self._remote = socket_endpoints(stream)
+        self._connection: WebSocketConnection | None = None
+        self._decided = False
+        self._on_accept: Callable[[WebSocketConnection], object] | None = None
+
+    @property
+    def path(self) -> str:
+        """The request target, such as ``/chat?room=1``."""
+        return self._upgrade.target
+
+    @property
+    def headers(self) -> Headers:
+        """All request headers as ``(lowercase name, value)`` byte pairs."""
+        return self._upgrade.headers
+
+    @property
+    def proposed_subprotocols(self) -> tuple[str, ...]:
+        """The subprotocols the client offered, in its order of preference."""
+        return tuple(self._upgrade.subprotocols)
+
+    @property
+    def local(self) -> Endpoint | None:
+        """The server's address for this connection."""
+        return self._local
+
+    @property
+    def remote(self) -> Endpoint | None:
+        """The client's address."""
+        return self._remote
+
+    def _decide(self) -> None:
+        if self._decided:
+            raise RuntimeError("this request has already been accepted or rejected")
+        self._decided = True
+
+    async def accept(
+        self, *, subprotocol: str | None = None, extra_headers: HeaderInput | None = None
+    ) -> WebSocketConnection:
+        """Complete the handshake and return the open connection.
+
+        *subprotocol* must be one of :attr:`proposed_subprotocols` (or
+        ``None``). The connection is closed when the handler returns.
+        """
+        if subprotocol is not None and subprotocol not in self._upgrade.subprotocols:
+            raise ValueError(f"the client did not propose subprotocol {subprotocol!r}")
+        headers = normalize_headers(extra_headers)
+        self._decide()
+        limit = MessageSizeLimit(self._options.max_message_size)
+        deflate, answer = _negotiate(self._upgrade.extensions, self._options.compression, limit)
+        try:
+            await self._stream.send_all(acceptance(self._upgrade, subprotocol, answer, headers))
+        except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+            raise ConnectionClosed(CloseReason(ABNORMAL_CLOSURE, None)) from exc
+        self._connection = WebSocketConnection(
+            self._stream,
+            self._options,
+            is_client=False,
+            path=self._upgrade.target,
+            subprotocol=subprotocol,
+            handshake_headers=self._upgrade.headers,
+            trailing_data=self._upgrade.trailing_data,
+            size_limit=limit,
+            deflate=deflate,
+        )
+        self._nursery.start_soon(self._connection._run)
+        if self._on_accept is not None:
+            self._on_accept(self._connection)
+        return self._connection
+
+    async def reject(
+        self,
+        status_code: int,
+        *,
+        extra_headers: HeaderInput | None = None,
+        body: bytes | None = None,
+    ) -> None:
+        """Answer with HTTP *status_code* (and *body*), then close the connection."""
+        if not 100 <= status_code <= 599 or status_code == 101:
+            raise ValueError(f"cannot reject with HTTP status {status_code}")
+        headers = normalize_headers(extra_headers)
+        self._decide()
+        await answer_and_close(
+            self._stream, rejection(status_code, headers, body or b""), self._options
+        )
+
+
+def _negotiate(
+    offers: list[str], options: DeflateOptions | None, limit: MessageSizeLimit
+) -> tuple[PerMessageDeflate | None, str | None]:
+    """Accept the client's first acceptable permessage-deflate offer, if any.
+
+    RFC 7692 section 5: an offer the server cannot accept as it stands (an
+    unknown or repeated parameter, an invalid value) is declined, not failed.
+    """
+    if options is None:
+        return None, None
+    for offer in offers:
+        if offer.split(";", 1)[0].strip().lower() != NAME:
+            continue
+        deflate = PerMessageDeflate(options, limit, client=False)
+        params = deflate.accept(offer)
+        if params is not None:
+            return deflate, f"{NAME}; {params}" if params else NAME
+    return None, None
+
+
+async def answer_and_close(
+    stream: trio.abc.Stream, answer: bytes, options: ConnectionOptions
+) -> None:
+    """Send a final HTTP answer and close, bounded by ``disconnect_timeout``."""
+    with trio.move_on_after(options.disconnect_timeout):
+        try:
+            await stream.send_all(answer)
+            if isinstance(stream, trio.abc.HalfCloseableStream):
+                await stream.send_eof()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+    await trio.aclose_forcefully(stream)
+
+
+async def receive_request(
+    nursery: trio.Nursery,
+    stream: trio.abc.Stream,
+    options: ConnectionOptions,
+    screen: Callable[[HTTPRequest], Awaitable[HTTPResponse | None]] | None = None,
+) -> WebSocketRequest:
+    """Read the upgrade request; answer a bad one, close and raise HandshakeError.
+
+    *screen* sees the request first and may answer it instead (the server's
+    request hook, origin check and connection limit).
+    """
+    try:
+        request = await read_request(stream, options.receive_buffer_size)
+        response = await screen(request) if screen is not None else None
+        if response is not None:
+            await answer_and_close(stream, render_plain(response), options)
+            raise HandshakeError(f"answered {request.path} with HTTP {response.status_code}")
+        upgrade = check_upgrade(request)
+    except BadRequest as exc:
+        answer = rejection(exc.status, exc.headers, f"{exc}\n".encode())
+        await answer_and_close(stream, answer, options)
+        raise HandshakeError(f"invalid upgrade request ({exc.status}): {exc}") from exc
+    except (PeerGone, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+        await trio.aclose_forcefully(stream)
+        raise HandshakeError("client left before completing its request") from exc
+    return WebSocketRequest(nursery, stream, upgrade, options)
+
+
+def render_plain(response: HTTPResponse) -> bytes:
+    """The bytes of a hook's plain HTTP answer."""
+    return rejection(response.status_code, normalize_headers(response.headers), response.body)
