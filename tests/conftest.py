@@ -12,6 +12,14 @@ import trio_ws
 HOST = "127.0.0.1"
 
 
+@pytest.fixture(autouse=True)
+def no_proxy_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests talk to loopback directly, whatever proxy the machine has."""
+    for name in ("http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+
+
 async def echo_handler(request: trio_ws.WebSocketRequest) -> None:
     ws = await request.accept()
     async for message in ws:

@@ -21,6 +21,7 @@ from .exceptions import (
     HandshakeError,
 )
 from .http import HTTPRequest, HTTPResponse
+from .reconnect import reconnecting_websocket
 from .server import WebSocketRequest, WebSocketServer, serve_websocket, wrap_server_stream
 from .values import CloseReason, Endpoint
 
@@ -44,6 +45,7 @@ __all__ = [
     "connect_websocket_url",
     "open_websocket",
     "open_websocket_url",
+    "reconnecting_websocket",
     "serve_websocket",
     "wrap_client_stream",
     "wrap_server_stream",

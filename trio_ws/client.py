@@ -22,6 +22,7 @@ from .connection import WebSocketConnection
 from .exceptions import ConnectionTimeout, DisconnectionTimeout, HandshakeError
 from .handshake import HeaderInput, client_handshake, host_header
 from .options import (
+    DEFAULT,
     DEFAULT_COMPRESSION,
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_DISCONNECT_TIMEOUT,
@@ -31,8 +32,10 @@ from .options import (
     DEFAULT_PING_TIMEOUT,
     DEFAULT_RECEIVE_BUFFER_SIZE,
     ConnectionOptions,
+    _Default,
 )
 from .size_limit import MessageSizeLimit
+from .transport import open_stream, proxy_from_environment
 
 __all__ = [
     "connect_websocket",
@@ -60,6 +63,8 @@ async def open_websocket(
     compression: DeflateOptions | None = DEFAULT_COMPRESSION,
     ping_interval: float | None = DEFAULT_PING_INTERVAL,
     ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
+    proxy: str | _Default | None = DEFAULT,
+    unix_socket: str | None = None,
 ) -> AsyncIterator[WebSocketConnection]:
     """Open a connection to ``host:port`` for *resource*, and close it on exit.
 
@@ -85,7 +90,16 @@ async def open_websocket(
 
     async def connect(nursery: trio.Nursery) -> WebSocketConnection:
         return await _connect(
-            nursery, host, port, resource, use_ssl, subprotocols, extra_headers, options
+            nursery,
+            host,
+            port,
+            resource,
+            use_ssl,
+            subprotocols,
+            extra_headers,
+            options,
+            proxy,
+            unix_socket,
         )
 
     async with _owned_connection(connect) as connection:
@@ -106,6 +120,8 @@ def open_websocket_url(
     compression: DeflateOptions | None = DEFAULT_COMPRESSION,
     ping_interval: float | None = DEFAULT_PING_INTERVAL,
     ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
+    proxy: str | _Default | None = DEFAULT,
+    unix_socket: str | None = None,
 ) -> AbstractAsyncContextManager[WebSocketConnection]:
     """Like :func:`open_websocket`, for a ``ws://`` or ``wss://`` *url*.
 
@@ -128,6 +144,8 @@ def open_websocket_url(
         compression=compression,
         ping_interval=ping_interval,
         ping_timeout=ping_timeout,
+        proxy=proxy,
+        unix_socket=unix_socket,
     )
 
 
@@ -148,6 +166,8 @@ async def connect_websocket(
     compression: DeflateOptions | None = DEFAULT_COMPRESSION,
     ping_interval: float | None = DEFAULT_PING_INTERVAL,
     ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
+    proxy: str | _Default | None = DEFAULT,
+    unix_socket: str | None = None,
 ) -> WebSocketConnection:
     """Connect as :func:`open_websocket` does, running the reader in *nursery*.
 
@@ -164,7 +184,16 @@ async def connect_websocket(
         ping_timeout=ping_timeout,
     )
     return await _connect(
-        nursery, host, port, resource, use_ssl, subprotocols, extra_headers, options
+        nursery,
+        host,
+        port,
+        resource,
+        use_ssl,
+        subprotocols,
+        extra_headers,
+        options,
+        proxy,
+        unix_socket,
     )
 
 
@@ -183,6 +212,8 @@ async def connect_websocket_url(
     compression: DeflateOptions | None = DEFAULT_COMPRESSION,
     ping_interval: float | None = DEFAULT_PING_INTERVAL,
     ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
+    proxy: str | _Default | None = DEFAULT,
+    unix_socket: str | None = None,
 ) -> WebSocketConnection:
     """Like :func:`connect_websocket`, for a ``ws://`` or ``wss://`` *url*."""
     host, port, resource, use_ssl = _parse_url(url, ssl_context)
@@ -197,7 +228,16 @@ async def connect_websocket_url(
         ping_timeout=ping_timeout,
     )
     return await _connect(
-        nursery, host, port, resource, use_ssl, subprotocols, extra_headers, options
+        nursery,
+        host,
+        port,
+        resource,
+        use_ssl,
+        subprotocols,
+        extra_headers,
+        options,
+        proxy,
+        unix_socket,
     )
 
 
@@ -263,11 +303,18 @@ async def _connect(
     subprotocols: Sequence[str] | None,
     extra_headers: HeaderInput | None,
     options: ConnectionOptions,
+    proxy: str | _Default | None,
+    unix_socket: str | None,
 ) -> WebSocketConnection:
     """TCP, TLS and the HTTP upgrade, together bounded by ``connect_timeout``."""
+    tls = None
+    if use_ssl:
+        tls = use_ssl if isinstance(use_ssl, ssl.SSLContext) else ssl.create_default_context()
+    if isinstance(proxy, _Default):
+        proxy = None if unix_socket else proxy_from_environment(host, tls is not None)
     try:
         with trio.fail_after(options.connect_timeout):
-            stream = await _open_stream(host, port, use_ssl)
+            stream = await open_stream(host, port, tls, proxy=proxy, unix_socket=unix_socket)
             try:
                 return await _handshake(
                     nursery,
@@ -285,20 +332,6 @@ async def _connect(
         raise ConnectionTimeout(
             f"no WebSocket connection to {host}:{port} within {options.connect_timeout} s"
         ) from None
-
-
-async def _open_stream(host: str, port: int, use_ssl: bool | ssl.SSLContext) -> trio.abc.Stream:
-    if not use_ssl:
-        return await trio.open_tcp_stream(host, port)
-    context = use_ssl if isinstance(use_ssl, ssl.SSLContext) else ssl.create_default_context()
-    stream = await trio.open_ssl_over_tcp_stream(host, port, ssl_context=context)
-    try:
-        # Handshake now, so a TLS failure is reported as such, at once.
-        await stream.do_handshake()
-    except trio.BrokenResourceError as exc:
-        await trio.aclose_forcefully(stream)
-        raise HandshakeError(f"TLS handshake with {host}:{port} failed: {exc.__cause__}") from exc
-    return stream
 
 
 async def _handshake(

@@ -71,7 +71,7 @@ class PeerGone(Exception):
     """The peer closed the connection in the middle of the handshake."""
 
 
-async def _next_event(conn: h11.Connection, stream: trio.abc.Stream, receive_size: int) -> object:
+async def next_event(conn: h11.Connection, stream: trio.abc.Stream, receive_size: int) -> object:
     """The next h11 event, reading more from *stream* as needed."""
     eof = False
     while True:
@@ -142,7 +142,7 @@ async def client_handshake(
 
     try:
         while True:
-            event = await _next_event(conn, stream, receive_size)
+            event = await next_event(conn, stream, receive_size)
             if isinstance(event, h11.InformationalResponse) and event.status_code == 101:
                 break
             if isinstance(event, h11.Response):
@@ -179,7 +179,7 @@ async def _read_body(conn: h11.Connection, stream: trio.abc.Stream, receive_size
     body = bytearray()
     try:
         while len(body) < MAX_REJECT_BODY_SIZE:
-            event = await _next_event(conn, stream, receive_size)
+            event = await next_event(conn, stream, receive_size)
             if not isinstance(event, h11.Data):
                 break
             body += event.data
@@ -221,11 +221,11 @@ async def read_request(stream: trio.abc.Stream, receive_size: int) -> HTTPReques
     """
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HANDSHAKE_HEAD_SIZE)
     try:
-        event = await _next_event(conn, stream, receive_size)
+        event = await next_event(conn, stream, receive_size)
         if isinstance(event, h11.ConnectionClosed):
             raise PeerGone()
         assert isinstance(event, h11.Request)
-        while not isinstance(await _next_event(conn, stream, receive_size), h11.EndOfMessage):
+        while not isinstance(await next_event(conn, stream, receive_size), h11.EndOfMessage):
             pass
     except h11.RemoteProtocolError as exc:
         raise BadRequest(exc.error_status_hint, f"malformed request: {exc}") from exc

@@ -10,7 +10,10 @@ reach another connection or the server itself.
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import ssl
+import stat
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 
@@ -278,6 +281,7 @@ async def serve_websocket(
     compression: DeflateOptions | None = DEFAULT_COMPRESSION,
     ping_interval: float | None = DEFAULT_PING_INTERVAL,
     ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
+    unix_socket: str | None = None,
     task_status: trio.TaskStatus[WebSocketServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Listen on *host*:*port* and serve each connection with *handler*.
@@ -290,10 +294,14 @@ async def serve_websocket(
     closed with 1011 (or answered with 500 before acceptance) and the server
     goes on. Errors opening the listeners are raised as themselves.
     """
-    if ssl_context is None:
-        listeners: Sequence[trio.abc.Listener[trio.abc.Stream]] = await trio.open_tcp_listeners(
-            port, host=host
-        )
+    if unix_socket is not None:
+        listeners: Sequence[trio.abc.Listener[trio.abc.Stream]] = [
+            await open_unix_listener(unix_socket)
+        ]
+        if ssl_context is not None:
+            listeners = [trio.SSLListener(listeners[0], ssl_context, https_compatible=True)]
+    elif ssl_context is None:
+        listeners = await trio.open_tcp_listeners(port, host=host)
     else:
         listeners = await trio.open_ssl_over_tcp_listeners(
             port, ssl_context, host=host, https_compatible=True
@@ -315,6 +323,20 @@ async def serve_websocket(
         ping_timeout=ping_timeout,
     )
     await server.run(task_status=task_status)
+
+
+async def open_unix_listener(path: str, backlog: int = 128) -> trio.SocketListener:
+    """Listen on the unix socket *path*, replacing a stale socket file there."""
+    if os.path.exists(path) and stat.S_ISSOCK(os.stat(path).st_mode):
+        os.unlink(path)  # left by a previous run; anything else is not ours to remove
+    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        await sock.bind(path)
+        sock.listen(backlog)
+    except BaseException:
+        sock.close()
+        raise
+    return trio.SocketListener(sock)
 
 
 async def wrap_server_stream(

@@ -1,0 +1,105 @@
+"""Reaching the server: TCP, a unix socket or an HTTP CONNECT proxy, then TLS.
+
+Every failure after TCP is connected is reported as a HandshakeError that
+names its cause, at once: a proxy's refusal, a broken TLS handshake.
+"""
+
+from __future__ import annotations
+
+import base64
+import ssl
+import urllib.request
+from urllib.parse import unquote, urlsplit
+
+import h11
+import trio
+
+from .exceptions import HandshakeError
+from .handshake import PeerGone, next_event
+from .options import MAX_HANDSHAKE_HEAD_SIZE
+from .values import format_host
+
+
+def proxy_from_environment(host: str, is_ssl: bool) -> str | None:
+    """The proxy the standard environment variables choose for *host*, if any.
+
+    ``https_proxy`` serves ``wss://`` and ``http_proxy`` serves ``ws://``
+    (upper-case names work too); ``no_proxy`` lists hosts to reach directly.
+    """
+    proxies = urllib.request.getproxies_environment()
+    url = proxies.get("https" if is_ssl else "http")
+    if url is None or _bypassed(host, proxies.get("no", "")):
+        return None
+    return url
+
+
+def _bypassed(host: str, no_proxy: str) -> bool:
+    """Whether ``no_proxy`` (``*``, or hosts and domain suffixes) covers *host*."""
+    host = host.lower().strip("[]")
+    for entry in (e.strip().lower().lstrip(".") for e in no_proxy.split(",")):
+        if entry == "*" or (entry and (host == entry or host.endswith("." + entry))):
+            return True
+    return False
+
+
+async def open_stream(
+    host: str,
+    port: int,
+    tls: ssl.SSLContext | None,
+    *,
+    proxy: str | None = None,
+    unix_socket: str | None = None,
+) -> trio.abc.Stream:
+    """A stream to the server, with TLS already negotiated when *tls* is given."""
+    if unix_socket is not None:
+        raw: trio.abc.Stream = await trio.open_unix_socket(unix_socket)
+    elif proxy is not None:
+        raw = await open_tunnel(proxy, host, port)
+    else:
+        raw = await trio.open_tcp_stream(host, port)
+    if tls is None:
+        return raw
+    stream = trio.SSLStream(raw, tls, server_hostname=host)
+    try:
+        # Handshake now, so a TLS failure is reported as such, at once.
+        await stream.do_handshake()
+    except trio.BrokenResourceError as exc:
+        await trio.aclose_forcefully(stream)
+        raise HandshakeError(f"TLS handshake with {host}:{port} failed: {exc.__cause__}") from exc
+    return stream
+
+
+async def open_tunnel(proxy: str, host: str, port: int) -> trio.abc.Stream:
+    """A TCP stream to *host*:*port* through the HTTP proxy at URL *proxy*.
+
+    Credentials in the proxy URL (``http://user:secret@proxy:3128``) are sent
+    with Basic authentication.
+    """
+    parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    if parts.scheme != "http" or not parts.hostname:
+        raise ValueError(f"only http:// proxies are supported, not {proxy!r}")
+    target = f"{format_host(host)}:{port}".encode()
+    headers = [(b"host", target)]
+    if parts.username is not None:
+        credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+        token = base64.b64encode(credentials.encode())
+        headers.append((b"proxy-authorization", b"Basic " + token))
+    stream = await trio.open_tcp_stream(parts.hostname, parts.port or 80)
+    try:
+        conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HANDSHAKE_HEAD_SIZE)
+        await stream.send_all(
+            conn.send(h11.Request(method="CONNECT", target=target, headers=headers))
+        )
+        try:
+            response = await next_event(conn, stream, 4096)
+        except (h11.RemoteProtocolError, PeerGone) as exc:
+            raise HandshakeError(f"proxy {parts.hostname} gave no valid answer") from exc
+        if not isinstance(response, h11.Response) or not 200 <= response.status_code < 300:
+            status = getattr(response, "status_code", "?")
+            raise HandshakeError(
+                f"proxy {parts.hostname} refused to connect to {host}:{port}: HTTP {status}"
+            )
+        return stream
+    except BaseException:
+        await trio.aclose_forcefully(stream)
+        raise
