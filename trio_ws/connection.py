@@ -44,6 +44,7 @@ from .compression import PerMessageDeflate
 from .exceptions import ConnectionClosed
 from .handshake import Headers
 from .keepalive import keep_alive
+from .logs import ConnectionLogger
 from .options import DEFAULT, ConnectionOptions, _Default
 from .size_limit import MessageSizeLimit
 from .streaming import MessageStream
@@ -110,6 +111,8 @@ class WebSocketConnection(trio.abc.AsyncResource):
         self._subprotocol = subprotocol
         self._handshake_headers = handshake_headers
         self._local, self._remote = socket_endpoints(stream)
+        self._log = ConnectionLogger(logger, self._remote, path)
+        self._log.debug("open (%s)", "client" if is_client else "server")
 
         # trio.Lock is fair, so both serve callers in FIFO order. A message's
         # frames are sent under the message lock; each frame under the frame
@@ -404,6 +407,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
                 raise ConnectionClosed(self._reason())
             if precompressed is not None and self._deflate is not None:
                 self._deflate.use_precompressed(precompressed)
+            self._log.frame(">", event)
             await self._write(self._ws.send(event))
 
     async def _write(self, data: bytes) -> None:
@@ -430,6 +434,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
             if self._ws.state is state:
                 if reason and isinstance(event, CloseConnection):
                     self._set_reason(event.code, event.reason)
+                self._log.frame(">", event)
                 await self._write(self._ws.send(event))
 
     # ------------------------------------------------------------ closing
@@ -456,7 +461,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
                     await self._send_if(ConnectionState.OPEN, CloseConnection(code, reason))
                 await self._reader_done.wait()
                 return True
-            logger.debug("closing handshake timed out; dropping transport")
+            self._log.debug("closing handshake timed out; dropping transport")
             await trio.aclose_forcefully(self._stream)
             # A connection we failed has no handshake to finish: not a timeout.
             return self._failed
@@ -490,7 +495,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
 
     async def _expire(self, why: str) -> None:
         """Close a connection whose peer stopped answering (1011), not waiting on it."""
-        logger.debug("closing connection: %s", why)
+        self._log.debug("closing connection: %s", why)
         self._set_reason(INTERNAL_ERROR, why)
         with trio.move_on_after(self._options.disconnect_timeout):
             await self._send_if(ConnectionState.OPEN, CloseConnection(INTERNAL_ERROR, why))
@@ -503,7 +508,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionClosed):
             pass
         except Exception:  # a bug here must not crash the user's nursery
-            logger.exception("unexpected error in WebSocket reader task")
+            self._log.exception("unexpected error in WebSocket reader task")
         finally:
             self._set_reason(ABNORMAL_CLOSURE, None)
             self._queue_in.close()
@@ -517,6 +522,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
             ):
                 await self._stream.aclose()
             self._reader_done.set()
+            self._log.debug("closed: %s", self._reason())
 
     async def _read_frames(self) -> None:
         received: bytes | bytearray = b""
@@ -526,6 +532,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
             # already inside wsproto before the first read.
             events = self._ws.events()
             while (event := await self._next_event(events, received)) is not None:
+                self._log.frame("<", event)
                 if isinstance(event, (TextMessage, BytesMessage)) and self._streamed:
                     if event.data or event.message_finished:
                         data = (
@@ -628,7 +635,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
             if event.code == MESSAGE_TOO_BIG and self._size_limit.violation:
                 reason = self._size_limit.violation
             violation = _Violation(event.code, reason)
-            logger.debug("peer violated the protocol: %s %s", event.code, reason)
+            self._log.debug("peer violated the protocol: %s %s", event.code, reason)
             if state is ConnectionState.OPEN and self._streamed is None:
                 # The messages that came before the violation were valid:
                 # the application gets them, and may answer them, before the

@@ -248,7 +248,8 @@ class WebSocketServer:
         except ConnectionClosed as exc:
             logger.debug("handler ended by closed connection: %s", exc.reason)
         except Exception:
-            logger.exception("WebSocket handler for %s failed", request.path)
+            log = request._connection._log if request._connection else logger
+            log.exception("WebSocket handler for %s failed", request.path)
             code = INTERNAL_ERROR
         finally:
             connection = request._connection

@@ -1,0 +1,59 @@
+"""Per-connection logging: every record names the connection it is about.
+
+Records go to the ``trio_ws.connection`` logger (``trio_ws.server`` for the
+server's own) with ``ws_id``, ``remote`` and ``path`` attributes, for
+formatters and filters, and a ``[#id remote path]`` prefix. Frame-level
+records are DEBUG and never contain payloads, only their sizes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections.abc import MutableMapping
+from typing import TYPE_CHECKING, Any
+
+from wsproto.events import BytesMessage, CloseConnection, Event, Ping, Pong, TextMessage
+
+from .values import Endpoint
+
+_ids = itertools.count(1)
+
+if TYPE_CHECKING:
+    _Adapter = logging.LoggerAdapter[logging.Logger]
+else:  # LoggerAdapter is subscriptable at run time only from Python 3.11
+    _Adapter = logging.LoggerAdapter
+
+
+class ConnectionLogger(_Adapter):
+    """A logger adapter that stamps records with one connection's identity."""
+
+    def __init__(self, logger: logging.Logger, remote: Endpoint | None, path: str) -> None:
+        ws_id = next(_ids)
+        where = f"{remote.address}:{remote.port}" if remote else "-"
+        super().__init__(logger, {"ws_id": ws_id, "remote": where, "path": path})
+        self._prefix = f"[#{ws_id} {where} {path}] "
+
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
+        kwargs["extra"] = {**(self.extra or {}), **kwargs.get("extra", {})}
+        return self._prefix + str(msg), kwargs
+
+    def frame(self, direction: str, event: Event) -> None:
+        """Log one frame-level event at DEBUG, payload elided."""
+        if self.isEnabledFor(logging.DEBUG):
+            self.debug("%s %s", direction, describe(event))
+
+
+def describe(event: Event) -> str:
+    """A one-line description of *event* without its payload."""
+    if isinstance(event, (TextMessage, BytesMessage)):
+        kind = "text" if isinstance(event, TextMessage) else "binary"
+        end = "" if event.message_finished else ", more to come"
+        return f"{kind} {len(event.data)} {'chars' if kind == 'text' else 'bytes'}{end}"
+    if isinstance(event, (Ping, Pong)):
+        return f"{type(event).__name__.lower()} {len(event.payload)} bytes"
+    if isinstance(event, CloseConnection):
+        return f"close {event.code} {event.reason!r}" if event.reason else f"close {event.code}"
+    return type(event).__name__
