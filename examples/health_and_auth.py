@@ -1,0 +1,63 @@
+"""A request hook: health checks, token authentication and a redirect.
+
+The hook sees every HTTP request before the WebSocket upgrade, including
+plain HTTP ones, and may answer it itself.
+
+    python examples/health_and_auth.py --port 8768 --token s3cret
+    curl http://127.0.0.1:8768/healthz
+    python -m trio_ws ws://127.0.0.1:8768/ --header 'Authorization: Bearer s3cret'
+"""
+
+from __future__ import annotations
+
+import argparse
+import hmac
+from collections.abc import Awaitable, Callable
+
+import trio
+
+import trio_ws
+
+
+Hook = Callable[[trio_ws.HTTPRequest], Awaitable[trio_ws.HTTPResponse | None]]
+
+
+def make_hook(token: str) -> Hook:
+    expected = f"Bearer {token}"
+
+    async def hook(request: trio_ws.HTTPRequest) -> trio_ws.HTTPResponse | None:
+        if request.path == "/healthz":
+            return trio_ws.HTTPResponse(200, [("Content-Type", "text/plain")], b"ok\n")
+        if request.path == "/chat":
+            return trio_ws.HTTPResponse(301, [("Location", "/")])
+        given = request.header("Authorization") or ""
+        if not hmac.compare_digest(given.encode(), expected.encode()):
+            return trio_ws.HTTPResponse(401, [("WWW-Authenticate", "Bearer")], b"token needed\n")
+        return None  # go on with the upgrade
+
+    return hook
+
+
+async def echo(request: trio_ws.WebSocketRequest) -> None:
+    ws = await request.accept()
+    async for message in ws:
+        await ws.send_message(message)
+
+
+async def main(host: str, port: int, token: str) -> None:
+    async with trio.open_nursery() as nursery:
+        server = await nursery.start(
+            lambda task_status: trio_ws.serve_websocket(
+                echo, host, port, None, request_hook=make_hook(token), task_status=task_status
+            )
+        )
+        print(f"listening on ws://{host}:{server.port}/ (health: /healthz)", flush=True)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8768)
+    parser.add_argument("--token", required=True)
+    args = parser.parse_args()
+    trio.run(main, args.host, args.port, args.token)

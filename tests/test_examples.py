@@ -1,0 +1,164 @@
+"""Every example and the command line, run for real against a live peer."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import trio
+
+import trio_ws
+
+from .raw import http_exchange
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = ROOT / "examples"
+
+
+class Program:
+    def __init__(self, process: trio.Process) -> None:
+        self.process = process
+        self.output = b""
+
+    async def read_until(self, pattern: str, seconds: float = 20) -> re.Match[str]:
+        assert self.process.stdout is not None
+        with trio.fail_after(seconds):
+            while not (match := re.search(pattern, self.output.decode())):
+                data = await self.process.stdout.receive_some()
+                assert data, f"exited before printing {pattern!r}: {self.output!r}"
+                self.output += data
+        return match
+
+
+async def start(nursery: trio.Nursery, *args: str) -> Program:
+    process = await nursery.start(
+        lambda task_status: trio.run_process(
+            [sys.executable, *args],
+            stdout=subprocess.PIPE,
+            stdin=subprocess.PIPE,
+            cwd=ROOT,
+            check=False,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            task_status=task_status,
+        )
+    )
+    return Program(process)
+
+
+async def run(*args: str, stdin: bytes = b"") -> str:
+    with trio.fail_after(60):
+        result = await trio.run_process(
+            [sys.executable, *args], stdin=stdin, capture_stdout=True, capture_stderr=True, cwd=ROOT
+        )
+    return result.stdout.decode() + result.stderr.decode()
+
+
+async def server_port(program: Program) -> int:
+    return int((await program.read_until(r"ws://127\.0\.0\.1:(\d+)")).group(1))
+
+
+async def test_echo_server_and_client(nursery: trio.Nursery) -> None:
+    server = await start(nursery, str(EXAMPLES / "echo_server.py"), "--port", "0")
+    port = await server_port(server)
+    output = await run(str(EXAMPLES / "client.py"), f"ws://127.0.0.1:{port}/", "hello", "again")
+    assert output.splitlines() == ["hello", "again"]
+    server.process.terminate()
+
+
+async def test_chat_server_broadcasts_and_drops_slow_clients(nursery: trio.Nursery) -> None:
+    server = await start(nursery, str(EXAMPLES / "chat_server.py"), "--port", "0")
+    url = f"ws://127.0.0.1:{await server_port(server)}/"
+    async with (
+        trio_ws.open_websocket_url(url) as alice,
+        trio_ws.open_websocket_url(url) as bob,
+        trio_ws.open_websocket_url(url, compression=None) as slow,
+    ):
+        await alice.send_message("hi all")
+        assert await bob.get_message() == "hi all"
+        assert await alice.get_message() == "hi all"
+        # slow never reads; big incompressible messages fill its buffers.
+        for i in range(120):
+            await bob.send_message(f"{i} " + os.urandom(50_000).hex())
+            await alice.get_message()
+            await bob.get_message()
+        with trio.fail_after(10):
+            with pytest.raises(trio_ws.ConnectionClosed) as info:
+                while True:
+                    await slow.get_message()
+        assert info.value.reason.code == 1008
+    server.process.terminate()
+
+
+async def test_streaming_upload(nursery: trio.Nursery, tmp_path: Path) -> None:
+    uploads = tmp_path / "uploads"
+    server = await start(
+        nursery, str(EXAMPLES / "upload.py"), "serve", "--port", "0", "--directory", str(uploads)
+    )
+    port = await server_port(server)
+    source = tmp_path / "big.bin"
+    source.write_bytes(os.urandom(3_000_000))  # bigger than max_message_size
+    output = await run(
+        str(EXAMPLES / "upload.py"), "send", f"ws://127.0.0.1:{port}/upload/big.bin", str(source)
+    )
+    assert "stored 3000000 bytes" in output
+    assert (uploads / "big.bin").read_bytes() == source.read_bytes()
+    server.process.terminate()
+
+
+async def test_health_check_and_auth_hook(nursery: trio.Nursery) -> None:
+    server = await start(
+        nursery, str(EXAMPLES / "health_and_auth.py"), "--port", "0", "--token", "t0k"
+    )
+    port = await server_port(server)
+    health = await http_exchange(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert health.startswith(b"HTTP/1.1 200 ")
+    with pytest.raises(trio_ws.ConnectionRejected) as info:
+        async with trio_ws.open_websocket_url(f"ws://127.0.0.1:{port}/"):
+            pass  # pragma: no cover
+    assert info.value.status_code == 401
+    async with trio_ws.open_websocket_url(
+        f"ws://127.0.0.1:{port}/", extra_headers=[("Authorization", "Bearer t0k")]
+    ) as ws:
+        await ws.send_message("authorised")
+        assert await ws.get_message() == "authorised"
+    server.process.terminate()
+
+
+async def test_tls_example() -> None:
+    assert "hello over TLS" in await run(str(EXAMPLES / "tls.py"))
+
+
+async def test_graceful_shutdown_on_sigterm(nursery: trio.Nursery) -> None:
+    server = await start(nursery, str(EXAMPLES / "graceful_shutdown.py"), "--port", "0")
+    port = await server_port(server)
+    async with trio_ws.open_websocket_url(f"ws://127.0.0.1:{port}/") as ws:
+        await ws.send_message("before")
+        assert await ws.get_message() == "before"
+        server.process.send_signal(signal.SIGTERM)
+        with trio.fail_after(10), pytest.raises(trio_ws.ConnectionClosed) as info:
+            await ws.get_message()
+    assert info.value.reason.code == 1001
+    await server.read_until("clean exit")
+    with trio.fail_after(10):
+        assert await server.process.wait() == 0
+
+
+async def test_cli_demo() -> None:
+    output = await run("-m", "trio_ws", "demo")
+    assert "received 'trio_ws'" in output and "ping answered" in output
+
+
+async def test_cli_serve_and_interactive_client(nursery: trio.Nursery) -> None:
+    server = await start(nursery, "-m", "trio_ws", "serve", "--port", "0")
+    port = await server_port(server)
+    output = await run(
+        "-m", "trio_ws", f"ws://127.0.0.1:{port}/", "--linger", "1", stdin=b"line one\nline two\n"
+    )
+    assert "< line one" in output and "< line two" in output
+    assert "closed: 1000/NORMAL_CLOSURE" in output
+    server.process.terminate()
