@@ -18,7 +18,6 @@ import trio
 
 import trio_ws
 
-
 Hook = Callable[[trio_ws.HTTPRequest], Awaitable[trio_ws.HTTPResponse | None]]
 
 
