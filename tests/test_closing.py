@@ -246,3 +246,45 @@ async def test_server_initiated_close_is_echoed(nursery: trio.Nursery) -> None:
         with pytest.raises(trio_ws.ConnectionClosed) as info:
             await ws.get_message()
     assert info.value.reason == trio_ws.CloseReason(4321, "bye")
+
+
+async def test_reader_keeps_reading_while_a_send_is_blocked(nursery: trio.Nursery) -> None:
+    """A ping must not make the reader wait behind a send the peer is not reading."""
+    from .raw import BINARY, PONG
+
+    release = trio.Event()
+
+    async def peer(stream: trio.SocketStream, reader: Reader, head: bytes) -> None:
+        await stream.send_all(accept_answer(head))
+        await trio.sleep(0.5)  # the client's big send is blocked by now
+        await stream.send_all(frame(PING, b"are you there", mask=False))
+        await stream.send_all(frame(TEXT, b"read me", mask=False))
+        await release.wait()
+        pongs = []
+        while True:  # now read everything: the big message, then the pong
+            opcode, payload = await reader.frame()
+            if opcode == PONG:
+                pongs.append(payload)
+                break
+            assert opcode in (BINARY, 0)
+        assert pongs == [b"are you there"]
+        await trio.sleep_forever()
+
+    port = await nursery.start(serve_raw, peer)
+    async with trio.open_nursery() as inner:
+        ws = await trio_ws.connect_websocket(
+            inner, HOST, port, "/", use_ssl=False, compression=None, ping_interval=None
+        )
+        sent = trio.Event()
+
+        async def big_send() -> None:
+            await ws.send_message(os.urandom(30_000_000))  # blocks: the peer is not reading
+            sent.set()
+
+        inner.start_soon(big_send)
+        with trio.fail_after(5):
+            assert await ws.get_message() == "read me"  # the reader was not stuck
+        release.set()
+        with trio.fail_after(20):
+            await sent.wait()
+        inner.cancel_scope.cancel()

@@ -121,6 +121,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         self._send_lock = trio.Lock()
         self._streamed: MessageStream | None = None  # receives the current message
         self._parts: list[Any] = []  # fragments of the message being assembled
+        self._deferred_pong: Pong | None = None  # sent by the next writer
         self._queue_in, self._queue_out = trio.open_memory_channel[Message | _Violation](
             options.message_queue_size
         )
@@ -411,14 +412,35 @@ class WebSocketConnection(trio.abc.AsyncResource):
             await self._write(self._ws.send(event))
 
     async def _write(self, data: bytes) -> None:
-        """Write *data* whole, or fail the connection; call under the send lock."""
+        """Write *data* whole, or fail the connection; call under the send lock.
+
+        A pong the reader left here goes out right after *data*.
+        """
         try:
             await self._stream.send_all(data)
+            if self._deferred_pong is not None and self._ws.state is ConnectionState.OPEN:
+                pong, self._deferred_pong = self._deferred_pong, None
+                self._log.frame(">", pong)
+                await self._stream.send_all(self._ws.send(pong))
         except BaseException as exc:
             await self._abort("transport failed while sending")
             if isinstance(exc, (trio.BrokenResourceError, trio.ClosedResourceError)):
                 raise ConnectionClosed(self._reason()) from exc
             raise
+
+    async def _answer_ping(self, ping: Ping) -> None:
+        """Answer *ping*, without ever making the reader wait for the send lock.
+
+        If a send is in progress (perhaps blocked because the peer is not
+        reading), the reader must go on reading, or two peers that both send
+        and ping could wait on each other forever. The pong is then left for
+        the task holding the lock to send after its frame; RFC 6455 lets an
+        endpoint answer only the latest of several pings.
+        """
+        if self._send_lock.locked():
+            self._deferred_pong = ping.response()
+        else:
+            await self._send_if(ConnectionState.OPEN, ping.response())
 
     async def _abort(self, why: str) -> None:
         """Drop the transport: the byte stream can no longer be trusted (1006)."""
@@ -549,7 +571,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
                         message, self._parts = _join(self._parts), []
                         await self._deliver(message)
                 elif isinstance(event, Ping):
-                    await self._send_if(ConnectionState.OPEN, event.response())
+                    await self._answer_ping(event)
                 elif isinstance(event, Pong):
                     self._acknowledge(event.payload)
                 elif isinstance(event, CloseConnection):
