@@ -371,7 +371,7 @@ async def _handshake(
         size_limit=limit,
         deflate=deflate,
     )
-    nursery.start_soon(connection._run)
+    connection._start(nursery)
     return connection
 
 

@@ -502,18 +502,17 @@ class WebSocketConnection(trio.abc.AsyncResource):
 
     # ------------------------------------------------------------ reader task
 
-    async def _run(self) -> None:
-        """The connection's background work: the reader and, if enabled, keepalive.
+    def _start(self, nursery: trio.Nursery) -> None:
+        """Start the reader and, if enabled, keepalive in *nursery*.
 
-        Neither raises (except Cancelled), so the caller's nursery is safe.
+        Neither task raises (except Cancelled), so the nursery is safe; the
+        keepalive task ends with the reader.
         """
-        async with trio.open_nursery() as nursery:
-            if self._options.ping_interval is not None:
-                nursery.start_soon(
-                    keep_alive, self, self._options.ping_interval, self._options.ping_timeout
-                )
-            await self._reader_task()
-            nursery.cancel_scope.cancel()
+        nursery.start_soon(self._reader_task)
+        if self._options.ping_interval is not None:
+            nursery.start_soon(
+                keep_alive, self, self._options.ping_interval, self._options.ping_timeout
+            )
 
     async def _expire(self, why: str) -> None:
         """Close a connection whose peer stopped answering (1011), not waiting on it."""

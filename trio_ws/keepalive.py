@@ -27,7 +27,9 @@ if TYPE_CHECKING:
 async def keep_alive(conn: WebSocketConnection, interval: float, timeout: float | None) -> None:
     """Run until the connection closes; never raises except Cancelled."""
     while True:
-        await trio.sleep(interval)
+        with trio.move_on_after(interval):
+            await conn._reader_done.wait()
+            return  # the connection is closed
         stalls = conn._queue_stalls
         start = trio.current_time()
         with trio.move_on_after(math.inf if timeout is None else timeout) as wait:

@@ -124,7 +124,7 @@ class WebSocketRequest:
             size_limit=limit,
             deflate=deflate,
         )
-        self._nursery.start_soon(self._connection._run)
+        self._connection._start(self._nursery)
         if self._on_accept is not None:
             self._on_accept(self._connection)
         return self._connection
