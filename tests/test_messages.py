@@ -282,3 +282,16 @@ async def test_violation_is_sent_after_grace_if_application_is_busy(
         await stream.send_all(frame(TEXT, b"one") + frame(0x3, b""))
         assert await reader.close_code() == 1002
         assert trio.current_time() - start == pytest.approx(1.0, abs=0.1)
+
+
+async def test_too_many_fragments_are_refused(nursery: trio.Nursery) -> None:
+    server = await nursery.start(trio_ws.serve_websocket, _expect_closed, HOST, 0, None)
+    stream, reader, _ = await raw_client(server.port)
+    async with stream:
+        # Empty fragments never reach the size limit; the count limit stops them.
+        fragments = frame(TEXT, b"", fin=False) + frame(CONTINUATION, b"", fin=False) * 20000
+        with trio.move_on_after(5):
+            await stream.send_all(fragments)
+        with trio.fail_after(5):
+            assert await reader.close_code() == 1008
+    await handler_saw(1008)

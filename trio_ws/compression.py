@@ -13,11 +13,13 @@ from __future__ import annotations
 import sys
 import zlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from wsproto.extensions import Extension
 from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol, Opcode, RsvBits
 
-from .size_limit import MessageSizeLimit
+if TYPE_CHECKING:  # size_limit needs options, which needs this module
+    from .size_limit import MessageSizeLimit
 
 NAME = "permessage-deflate"
 _TAIL = b"\x00\x00\xff\xff"  # RFC 7692 7.2.1: removed by senders, restored here

@@ -38,6 +38,7 @@ from .close_codes import (
     INTERNAL_ERROR,
     MESSAGE_TOO_BIG,
     NORMAL_CODES,
+    POLICY_VIOLATION,
     check_sendable,
 )
 from .compression import PerMessageDeflate
@@ -45,7 +46,7 @@ from .exceptions import ConnectionClosed
 from .handshake import Headers
 from .keepalive import keep_alive
 from .logs import ConnectionLogger
-from .options import DEFAULT, ConnectionOptions, _Default
+from .options import DEFAULT, FRAMES_PER_YIELD, ConnectionOptions, _Default
 from .size_limit import MessageSizeLimit
 from .streaming import MessageStream
 from .values import CloseReason, Endpoint, socket_endpoints
@@ -552,8 +553,12 @@ class WebSocketConnection(trio.abc.AsyncResource):
             # Events first: bytes that came with the handshake answer are
             # already inside wsproto before the first read.
             events = self._ws.events()
+            handled = 0
             while (event := await self._next_event(events, received)) is not None:
                 self._log.frame("<", event)
+                handled += 1
+                if handled % FRAMES_PER_YIELD == 0:
+                    await trio.lowlevel.checkpoint()  # fairness to other connections
                 if isinstance(event, (TextMessage, BytesMessage)) and self._streamed:
                     if event.data or event.message_finished:
                         data = (
@@ -654,7 +659,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
             # wsproto reports a protocol violation by the peer this way,
             # without a state change: fail the connection with its code.
             reason = event.reason
-            if event.code == MESSAGE_TOO_BIG and self._size_limit.violation:
+            if event.code in (MESSAGE_TOO_BIG, POLICY_VIOLATION) and self._size_limit.violation:
                 reason = self._size_limit.violation
             violation = _Violation(event.code, reason)
             self._log.debug("peer violated the protocol: %s %s", event.code, reason)

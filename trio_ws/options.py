@@ -34,6 +34,16 @@ DEFAULT_DISCONNECT_TIMEOUT = 60.0
 #: permessage-deflate settings; ``None`` turns compression off.
 DEFAULT_COMPRESSION: DeflateOptions | None = DeflateOptions()
 
+#: A message may arrive in at most one frame per this many bytes of its size
+#: limit (16,384 frames for 1 MiB), and at least MIN_FRAGMENTS; more closes
+#: the connection with 1008.
+BYTES_PER_FRAGMENT = 64
+MIN_FRAGMENTS = 1024
+
+#: The reader yields to other tasks after this many frames from one read, so
+#: a read full of tiny frames cannot monopolise the Trio thread.
+FRAMES_PER_YIELD = 256
+
 #: Seconds between keepalive pings; ``None`` disables keepalive.
 DEFAULT_PING_INTERVAL: float | None = 20.0
 

@@ -13,7 +13,14 @@ from __future__ import annotations
 from wsproto.extensions import Extension
 from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol, Opcode, RsvBits
 
+from .options import BYTES_PER_FRAGMENT, MIN_FRAGMENTS
+
 _NO_RSV_BITS = RsvBits(False, False, False)
+
+
+def max_fragments(max_size: int) -> int:
+    """Most frames one message may arrive in: one per 64 bytes of its size limit."""
+    return max(MIN_FRAGMENTS, max_size // BYTES_PER_FRAGMENT)
 
 
 class MessageSizeLimit(Extension):
@@ -24,6 +31,7 @@ class MessageSizeLimit(Extension):
     def __init__(self, max_size: int) -> None:
         #: The limit for the current message; a message stream may change it.
         self.max_size = max_size
+        self._fragments = 0
         #: The text of the last violation, sent as the close reason.
         self.violation: str | None = None
         self._received = 0
@@ -64,9 +72,16 @@ class MessageSizeLimit(Extension):
         if self._in_control_frame:
             return _NO_RSV_BITS
         if opcode is not Opcode.CONTINUATION:
-            self._received = 0
+            self._received = self._fragments = 0
             # A compressed message's size is known only once inflated.
             self._compressed = any(rsv)
+        self._fragments += 1
+        if self._fragments > max_fragments(self.max_size):
+            # Empty or tiny fragments would cost time and memory without
+            # ever reaching the size limit.
+            limit = max_fragments(self.max_size)
+            self.violation = f"message has more than {limit} fragments"
+            return CloseReason.POLICY_VIOLATION
         if not self._compressed and self._received + payload_length > self.max_size:
             return self.overflow(payload_length)
         return _NO_RSV_BITS
