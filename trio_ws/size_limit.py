@@ -32,6 +32,7 @@ class MessageSizeLimit(Extension):
         #: The limit for the current message; a message stream may change it.
         self.max_size = max_size
         self._fragments = 0
+        self._in_message = False  # a data message has begun and not yet ended
         #: The text of the last violation, sent as the close reason.
         self.violation: str | None = None
         self._received = 0
@@ -71,7 +72,10 @@ class MessageSizeLimit(Extension):
         self._in_control_frame = opcode.iscontrol()
         if self._in_control_frame:
             return _NO_RSV_BITS
+        if opcode is Opcode.CONTINUATION and not self._in_message:
+            return _NO_RSV_BITS  # nothing to continue: wsproto fails it with 1002
         if opcode is not Opcode.CONTINUATION:
+            self._in_message = True
             self._received = self._fragments = 0
             # A compressed message's size is known only once inflated.
             self._compressed = any(rsv)
@@ -86,9 +90,16 @@ class MessageSizeLimit(Extension):
             return self.overflow(payload_length)
         return _NO_RSV_BITS
 
+    def frame_inbound_complete(
+        self, proto: FrameDecoder | FrameProtocol, fin: bool
+    ) -> bytes | CloseReason | None:
+        if fin and not self._in_control_frame:
+            self._in_message = False
+        return None
+
     def frame_inbound_payload_data(
         self, proto: FrameDecoder | FrameProtocol, data: bytes
     ) -> bytes | CloseReason:
-        if not self._in_control_frame:
-            return self.account(len(data)) or data
-        return data
+        if self._in_control_frame or not self._in_message:
+            return data  # control frames and orphan continuations are not counted
+        return self.account(len(data)) or data
