@@ -79,13 +79,6 @@ class MessageSizeLimit(Extension):
             self._received = self._fragments = 0
             # A compressed message's size is known only once inflated.
             self._compressed = any(rsv)
-        self._fragments += 1
-        if self._fragments > max_fragments(self.max_size):
-            # Empty or tiny fragments would cost time and memory without
-            # ever reaching the size limit.
-            limit = max_fragments(self.max_size)
-            self.violation = f"message has more than {limit} fragments"
-            return CloseReason.POLICY_VIOLATION
         if not self._compressed and self._received + payload_length > self.max_size:
             return self.overflow(payload_length)
         return _NO_RSV_BITS
@@ -93,7 +86,17 @@ class MessageSizeLimit(Extension):
     def frame_inbound_complete(
         self, proto: FrameDecoder | FrameProtocol, fin: bool
     ) -> bytes | CloseReason | None:
-        if fin and not self._in_control_frame:
+        # Counted here, once per frame: wsproto may call frame_inbound_header
+        # twice for one frame (again once a late masking key has arrived).
+        if self._in_control_frame or not self._in_message:
+            return None
+        self._fragments += 1
+        if self._fragments > max_fragments(self.max_size):
+            # Empty or tiny fragments would cost time and memory without
+            # ever reaching the size limit.
+            self.violation = f"message has more than {max_fragments(self.max_size)} fragments"
+            return CloseReason.POLICY_VIOLATION
+        if fin:
             self._in_message = False
         return None
 
