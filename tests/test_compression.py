@@ -226,6 +226,7 @@ async def test_compression_bomb_is_refused_with_bounded_memory(nursery: trio.Nur
         while not closed:
             await trio.sleep(0.01)
     assert closed == [1009]
+    print(f"bomb: peak traced memory {peak / MiB:.2f} MiB")
     # 1 MiB of output at most, plus the frame being parsed; nothing like 512 MiB.
     assert peak < 8 * MiB, peak
 
