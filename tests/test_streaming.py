@@ -290,3 +290,21 @@ async def test_pings_are_answered_between_fragments(nursery: trio.Nursery) -> No
         release.set()
         assert await ws.get_message() == b"part onepart two"
         await ws.send_message("done")
+
+
+async def test_empty_messages_stream_no_chunks_but_know_their_type(nursery: trio.Nursery) -> None:
+    async def empties(request: trio_ws.WebSocketRequest) -> None:
+        ws = await request.accept()
+        await ws.send_message("")
+        await ws.send_message(b"")
+        await ws.get_message()
+
+    port = await serve(nursery, empties)
+    async with trio_ws.open_websocket(HOST, port, "/", use_ssl=False) as ws:
+        async with ws.get_message_stream() as stream:
+            assert [chunk async for chunk in stream] == []
+            assert stream.is_text is True
+        async with ws.get_message_stream() as stream:
+            assert [chunk async for chunk in stream] == []
+            assert stream.is_text is False
+        await ws.send_message("done")

@@ -43,6 +43,9 @@ class MessageStream:
         self._finished = False
         #: Whether any of the message has been handed to this stream.
         self.started = first is not None
+        #: True for a text message, False for binary, None until known: set
+        #: by the first chunk, or by the end of an empty message.
+        self.is_text: bool | None = None if first is None else isinstance(first, str)
 
     def __aiter__(self) -> AsyncIterator[Chunk]:
         return self
@@ -52,13 +55,17 @@ class MessageStream:
             chunk, self._pending = self._pending, None
             self._finished = self._finished_after_pending
             await trio.lowlevel.checkpoint()
-            return chunk
+            if chunk:
+                return chunk
+            if self._finished:  # an empty message, queued whole: no chunks
+                raise StopAsyncIteration
         if self._finished:
             raise StopAsyncIteration
         try:
             chunk, self._finished = await self._receive.receive()
         except (trio.EndOfChannel, trio.ClosedResourceError):
             raise ConnectionClosed(self._close_reason()) from None
+        self.is_text = isinstance(chunk, str)
         if not chunk:  # only the end of the message: empty chunks are not yielded
             raise StopAsyncIteration
         return chunk
