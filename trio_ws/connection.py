@@ -561,12 +561,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
                     await trio.lowlevel.checkpoint()  # fairness to other connections
                 if isinstance(event, (TextMessage, BytesMessage)) and self._streamed:
                     if event.data or event.message_finished:
-                        data = (
-                            event.data
-                            if isinstance(event.data, (str, bytes))
-                            else bytes(event.data)
-                        )
-                        await self._streamed.feed(data, event.message_finished)
+                        await self._streamed.feed(_chunk(event), event.message_finished)
                     if event.message_finished:
                         self._end_stream()
                 elif isinstance(event, (TextMessage, BytesMessage)):
