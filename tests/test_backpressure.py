@@ -144,3 +144,51 @@ async def test_client_process_memory_is_bounded_under_flood(nursery: trio.Nurser
     assert await peer.line() == f"ok {COUNT}"
     done.set()
     check(stalled_at, growth)
+
+
+async def test_many_flooders_stay_within_the_bound_and_others_are_served(
+    nursery: trio.Nursery,
+) -> None:
+    """Many peers flood a server whose handlers read slowly.
+
+    The server's memory must stay within the per-connection bound times the
+    number of connections, and a well-behaved client must still be answered
+    (its round trips are printed, not asserted: this is not a benchmark).
+    """
+    flooders = 10
+    peer = await spawn(nursery, "slow-server")
+    port = int(await peer.line())
+    url = f"ws://{HOST}:{port}"
+    noise = os.urandom(MiB)
+    baseline = rss_field(peer.process.pid, "VmRSS")
+    peak = baseline
+    sent = [0] * flooders
+    round_trips: list[float] = []
+
+    async def flood(i: int) -> None:
+        with trio.move_on_after(4):
+            async with trio_ws.open_websocket_url(f"{url}/flood") as ws:
+                while True:
+                    await ws.send_message(noise)
+                    sent[i] += 1
+
+    async with trio.open_nursery() as load:
+        for i in range(flooders):
+            load.start_soon(flood, i)
+        async with trio_ws.open_websocket_url(f"{url}/echo") as probe:
+            for _ in range(15):
+                start = trio.current_time()
+                await probe.send_message("ping")
+                with trio.fail_after(10):  # liveness, not speed
+                    assert await probe.get_message() == "ping"
+                round_trips.append(trio.current_time() - start)
+                peak = max(peak, rss_field(peer.process.pid, "VmRSS"))
+                await trio.sleep(0.2)
+    growth = peak - baseline
+    bound = flooders * ConnectionOptions().memory_bound
+    print(
+        f"{flooders} flooders sent {sum(sent)} MiB; server RSS grew {growth / MiB:.1f} MiB "
+        f"(bound {bound / MiB:.1f}); probe round trips max {max(round_trips) * 1000:.0f} ms"
+    )
+    assert growth <= bound + SLACK
+    peer.process.terminate()
