@@ -252,8 +252,10 @@ class WebSocketConnection(trio.abc.AsyncResource):
         try:
             yield stream
         finally:
-            if self._streamed is stream and not stream.started:
-                self._end_stream()  # nothing of the message was taken: leave it
+            # Nothing of the message taken (it stays for get_message), or all
+            # of it: either way this stream is over, whatever the reader's pace.
+            if self._streamed is stream and (not stream.started or stream.finished):
+                self._end_stream()
             stream.abandon()
 
     def _end_stream(self) -> None:
@@ -560,9 +562,11 @@ class WebSocketConnection(trio.abc.AsyncResource):
                 if handled % FRAMES_PER_YIELD == 0:
                     await trio.lowlevel.checkpoint()  # fairness to other connections
                 if isinstance(event, (TextMessage, BytesMessage)) and self._streamed:
+                    stream = self._streamed
                     if event.data or event.message_finished:
-                        await self._streamed.feed(_chunk(event), event.message_finished)
-                    if event.message_finished:
+                        await stream.feed(_chunk(event), event.message_finished)
+                    # The consumer may have ended it already, and opened another.
+                    if event.message_finished and self._streamed is stream:
                         self._end_stream()
                 elif isinstance(event, (TextMessage, BytesMessage)):
                     self._parts.append(event.data)

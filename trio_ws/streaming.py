@@ -47,6 +47,11 @@ class MessageStream:
         #: by the first chunk, or by the end of an empty message.
         self.is_text: bool | None = None if first is None else isinstance(first, str)
 
+    @property
+    def finished(self) -> bool:
+        """Whether the last chunk of the message has been taken."""
+        return self._finished
+
     def __aiter__(self) -> AsyncIterator[Chunk]:
         return self
 
