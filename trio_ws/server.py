@@ -44,7 +44,7 @@ from .request import (
     answer_and_close,
     receive_request,
 )
-from .values import Endpoint
+from .values import Endpoint, address_endpoint
 
 __all__ = ["WebSocketRequest", "WebSocketServer", "serve_websocket", "wrap_server_stream"]
 
@@ -120,11 +120,7 @@ class WebSocketServer:
             if sock is None:
                 result.append(repr(listener))
                 continue
-            address = sock.getsockname()
-            if isinstance(address, tuple):
-                result.append(Endpoint(str(address[0]), int(address[1]), is_ssl))
-            else:
-                result.append(Endpoint(str(address), 0, is_ssl))
+            result.append(address_endpoint(sock.getsockname(), is_ssl))
         return result
 
     @property

@@ -54,6 +54,13 @@ class Endpoint:
         return f"{scheme}://{host}" if self.port == default else f"{scheme}://{host}:{self.port}"
 
 
+def address_endpoint(address: Any, is_ssl: bool) -> Endpoint:
+    """The :class:`Endpoint` for a socket address: ``(host, port, ...)`` or a unix path."""
+    if isinstance(address, tuple):
+        return Endpoint(str(address[0]), int(address[1]), is_ssl)
+    return Endpoint(str(address), 0, is_ssl)
+
+
 def socket_endpoints(stream: trio.abc.Stream) -> tuple[Endpoint | None, Endpoint | None]:
     """The local and remote :class:`Endpoint` of a (TLS over) socket stream.
 
@@ -64,13 +71,8 @@ def socket_endpoints(stream: trio.abc.Stream) -> tuple[Endpoint | None, Endpoint
     sock = getattr(transport, "socket", None)
     if sock is None:
         return None, None
-
-    def endpoint(address: Any) -> Endpoint:
-        if isinstance(address, tuple):
-            return Endpoint(str(address[0]), int(address[1]), is_ssl)
-        return Endpoint(str(address), 0, is_ssl)  # a unix socket path
-
+    local = address_endpoint(sock.getsockname(), is_ssl)
     try:
-        return endpoint(sock.getsockname()), endpoint(sock.getpeername())
+        return local, address_endpoint(sock.getpeername(), is_ssl)
     except OSError:
-        return endpoint(sock.getsockname()), None
+        return local, None
