@@ -20,7 +20,7 @@ from .close_codes import INTERNAL_ERROR, NORMAL_CLOSURE
 from .compression import DeflateOptions, NegotiationError, PerMessageDeflate
 from .connection import WebSocketConnection
 from .exceptions import ConnectionTimeout, DisconnectionTimeout, HandshakeError
-from .handshake import HeaderInput, client_handshake, host_header
+from .handshake import HeaderInput, client_handshake
 from .options import (
     DEFAULT,
     DEFAULT_COMPRESSION,
@@ -36,6 +36,7 @@ from .options import (
 )
 from .size_limit import MessageSizeLimit
 from .transport import open_stream, proxy_from_environment
+from .values import host_header
 
 __all__ = [
     "connect_websocket",

@@ -21,7 +21,7 @@ import trio
 from .exceptions import ConnectionRejected, HandshakeError
 from .http import HTTPRequest
 from .options import MAX_HANDSHAKE_HEAD_SIZE, MAX_HEADER_COUNT, MAX_REJECT_BODY_SIZE
-from .values import format_host, socket_endpoints
+from .values import socket_endpoints
 
 Headers = list[tuple[bytes, bytes]]
 HeaderInput = Sequence[tuple[bytes | str, bytes | str]]
@@ -99,12 +99,6 @@ class ClientResult:
     subprotocol: str | None
     extensions: list[str]
     trailing_data: bytes
-
-
-def host_header(host: str, port: int, is_ssl: bool) -> str:
-    """The Host header for *host*: IPv6 literals bracketed, default ports left out."""
-    default = 443 if is_ssl else 80
-    return format_host(host) if port == default else f"{format_host(host)}:{port}"
 
 
 async def client_handshake(

@@ -255,7 +255,7 @@ class WebSocketServer:
                 finally:
                     self._connections.discard(connection)
             elif not request._decided:
-                request._decided = True
+                request._decide()
                 status = UNDECIDED_STATUS if code == NORMAL_CLOSURE else HANDLER_ERROR_STATUS
                 await answer_and_close(request._stream, rejection(status, [], b""), self._options)
 

@@ -38,6 +38,12 @@ def format_host(host: str) -> str:
     return host
 
 
+def host_header(host: str, port: int, is_ssl: bool) -> str:
+    """*host* as in a Host header: IPv6 literals bracketed, default ports left out."""
+    default = 443 if is_ssl else 80
+    return format_host(host) if port == default else f"{format_host(host)}:{port}"
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """One end of a connection: its address, port and whether TLS is used."""
@@ -49,9 +55,8 @@ class Endpoint:
     @property
     def url(self) -> str:
         """The endpoint as a ``ws://`` or ``wss://`` URL, omitting default ports."""
-        scheme, default = ("wss", 443) if self.is_ssl else ("ws", 80)
-        host = format_host(self.address)
-        return f"{scheme}://{host}" if self.port == default else f"{scheme}://{host}:{self.port}"
+        scheme = "wss" if self.is_ssl else "ws"
+        return f"{scheme}://{host_header(self.address, self.port, self.is_ssl)}"
 
 
 def address_endpoint(address: Any, is_ssl: bool) -> Endpoint:
