@@ -12,6 +12,7 @@ median over the runs, with min-max. Not a test: run it by hand::
     python benchmarks/peers.py --quick              # smoke test, under a minute
     python benchmarks/peers.py --markdown benchmarks/RESULTS.md
     python benchmarks/peers.py --profile            # cProfile of the trio_ws server
+    python benchmarks/peers.py --profile --profile-side client
 
 Measures 1-5 run with compression off on both sides (trio_ws
 ``compression=None``, websockets ``compression=None``); measure 6 turns each
@@ -265,12 +266,13 @@ def run_one(
     logs: Path,
     tag: str,
     profile: str | None = None,
+    profile_side: str = "server",
 ) -> dict[str, Any]:
     """One library, one measure: fresh server and client processes."""
     script = str(PEERS / lib.script)
     common = ["--compress"] if measure.compress else []
     server_argv = [sys.executable, script, "server", *common]
-    if profile:
+    if profile and profile_side == "server":
         server_argv += ["--profile", profile]
     slug = f"{tag}-{measure.name}-{lib.script.removesuffix('_peer.py')}"
     server = Child(server_argv, logs / f"{slug}-server.log")
@@ -290,6 +292,7 @@ def run_one(
                 measure.client,
                 "--params",
                 json.dumps(client_params),
+                *(["--profile", profile] if profile and profile_side == "client" else []),
             ],
             logs / f"{slug}-client.log",
         )
@@ -313,6 +316,9 @@ def run_one(
         return {"error": "error", "detail": str(exc)}
     finally:
         if client is not None:
+            if profile and profile_side == "client":
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    client.proc.wait(10)  # it writes its stats as it exits
             client.stop()
         server.stop(grace=10 if profile else 3)
 
@@ -568,7 +574,7 @@ def run_benchmark(args: argparse.Namespace, libs: list[Library], logs: Path) -> 
 
 
 def run_profiles(args: argparse.Namespace, logs: Path) -> None:
-    """cProfile the trio_ws server during the 16 B and 1 MiB echoes."""
+    """cProfile the trio_ws server (or client) during the 16 B and 1 MiB echoes."""
     lib = LIBRARIES[0]
     wanted = args.measures or ["pipelined", "bulk"]
     for measure in build_measures():
@@ -576,9 +582,12 @@ def run_profiles(args: argparse.Namespace, logs: Path) -> None:
             continue
         params = dict(measure.params, **(measure.quick if args.quick else {}))
         path = logs / f"profile-{measure.name}.prof"
-        result = run_one(lib, measure, params, logs, "profile", profile=str(path))
+        side = args.profile_side
+        result = run_one(
+            lib, measure, params, logs, "profile", profile=str(path), profile_side=side
+        )
         print(
-            f"\n=== trio_ws server, {measure.title} (profiled client result: "
+            f"\n=== trio_ws {side}, {measure.title} (profiled result: "
             f"{ {k: round(v, 1) for k, v in result.items() if isinstance(v, float)} })"
         )
         if not path.exists():
@@ -606,6 +615,9 @@ def main() -> int:
         "--profile",
         action="store_true",
         help="instead: cProfile the trio_ws server (default: pipelined and bulk)",
+    )
+    parser.add_argument(
+        "--profile-side", choices=["server", "client"], default="server", help="which to profile"
     )
     parser.add_argument("--top", type=int, default=15, help="profile rows to print")
     parser.add_argument("--logs", type=Path, help="keep worker logs and profiles here")

@@ -11,6 +11,7 @@ of making everyone wait or letting its backlog grow without bound.
 from __future__ import annotations
 
 import argparse
+import contextlib
 
 import trio
 
@@ -19,37 +20,51 @@ import trio_ws
 QUEUE = 32
 
 
+class Member:
+    """One client: its outgoing queue and the task that drains it."""
+
+    def __init__(self, ws: trio_ws.WebSocketConnection) -> None:
+        self.ws = ws
+        self.outbox, self.inbox = trio.open_memory_channel[str](QUEUE)
+        self.sending = trio.CancelScope()
+
+    async def send_loop(self) -> None:
+        with contextlib.suppress(trio_ws.ConnectionClosed):
+            with self.sending:
+                async for text in self.inbox:
+                    await self.ws.send_message(text)
+            if self.sending.cancelled_caught:
+                # Cancelling a send that waits for room sends nothing, so
+                # the Close frame still follows whole messages.
+                await self.ws.aclose(1008, "too slow to keep up")
+
+
 class Room:
     def __init__(self) -> None:
-        self.members: dict[trio_ws.WebSocketConnection, trio.MemorySendChannel[str]] = {}
+        self.members: dict[trio_ws.WebSocketConnection, Member] = {}
 
     def broadcast(self, text: str) -> None:
-        for ws, outbox in list(self.members.items()):
+        for ws, member in list(self.members.items()):
             try:
-                outbox.send_nowait(text)  # never waits for a slow client
+                member.outbox.send_nowait(text)  # never waits for a slow client
             except trio.WouldBlock:
-                outbox.close()  # too far behind: its sender closes it with 1008
-                del self.members[ws]
-
-
-async def send_loop(ws: trio_ws.WebSocketConnection, inbox: trio.MemoryReceiveChannel[str]) -> None:
-    async for text in inbox:
-        await ws.send_message(text)
-    await ws.aclose(1008, "too slow to keep up")
+                del self.members[ws]  # too far behind: it is disconnected
+                member.sending.cancel()
 
 
 async def chat(request: trio_ws.WebSocketRequest, room: Room) -> None:
     ws = await request.accept()
-    outbox, inbox = trio.open_memory_channel[str](QUEUE)
-    room.members[ws] = outbox
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(send_loop, ws, inbox)
-        try:
-            async for message in ws:
-                room.broadcast(str(message))
-        finally:
-            room.members.pop(ws, None)
-            nursery.cancel_scope.cancel()
+    member = Member(ws)
+    room.members[ws] = member
+    try:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(member.send_loop)
+            with contextlib.suppress(trio_ws.ConnectionClosed):
+                async for message in ws:
+                    room.broadcast(str(message))
+            member.outbox.close()  # the client has gone: its send loop ends
+    finally:
+        room.members.pop(ws, None)
 
 
 async def main(host: str, port: int) -> None:

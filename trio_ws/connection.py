@@ -6,9 +6,9 @@ and pushes each complete message into a Trio memory channel of capacity
 reading the socket and TCP flow control slows the peer down: nothing is
 dropped and nothing is buffered without bound.
 
-Every frame is written under one FIFO lock, so frames of concurrent senders
-never interleave; a write that is cancelled or fails part-way leaves the
-stream in an unknown state, so the connection is failed rather than reused.
+Senders queue whole frames in a bounded write buffer that one writer task
+drains (see :mod:`trio_ws.writer`), so frames never interleave, back-to-back
+messages share system calls, and a sender waits only when the buffer is full.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ from .close_codes import (
 )
 from .compression import PerMessageDeflate
 from .exceptions import ConnectionClosed
+from .frames import OPCODE_BINARY, OPCODE_TEXT, encode_message
 from .handshake import Headers
 from .keepalive import keep_alive
 from .logs import ConnectionLogger
@@ -50,6 +51,7 @@ from .options import DEFAULT, FRAMES_PER_YIELD, ConnectionOptions, _Default
 from .size_limit import MessageSizeLimit
 from .streaming import MessageStream
 from .values import CloseReason, Endpoint, socket_endpoints
+from .writer import FrameWriter
 
 logger = logging.getLogger("trio_ws.connection")
 
@@ -115,14 +117,12 @@ class WebSocketConnection(trio.abc.AsyncResource):
         self._log = ConnectionLogger(logger, self._remote, path)
         self._log.debug("open (%s)", "client" if is_client else "server")
 
-        # trio.Lock is fair, so both serve callers in FIFO order. A message's
-        # frames are sent under the message lock; each frame under the frame
-        # lock, so pongs and Close may go between fragments of a message.
+        # trio.Lock is fair: messages are queued in the order they were sent.
+        # Only messages take it, so pongs and Close may go between fragments.
         self._message_lock = trio.Lock()
-        self._send_lock = trio.Lock()
+        self._writer = FrameWriter(stream, self._write_failed)
         self._streamed: MessageStream | None = None  # receives the current message
         self._parts: list[Any] = []  # fragments of the message being assembled
-        self._deferred_pong: Pong | None = None  # sent by the next writer
         self._queue_in, self._queue_out = trio.open_memory_channel[Message | _Violation](
             options.message_queue_size
         )
@@ -205,7 +205,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         except (trio.EndOfChannel, trio.ClosedResourceError):
             raise ConnectionClosed(self._reason()) from None
         if isinstance(item, _Violation):
-            await self._fail(item)
+            self._fail(item)
             raise ConnectionClosed(self._reason())
         return item
 
@@ -246,7 +246,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
             self._streamed = stream
         else:
             if isinstance(whole, _Violation):
-                await self._fail(whole)
+                self._fail(whole)
                 raise ConnectionClosed(self._reason())
             stream = MessageStream(self._reason, whole, whole=True)
         try:
@@ -279,41 +279,41 @@ class WebSocketConnection(trio.abc.AsyncResource):
     async def send_message(self, message: str | bytes, *, compress: bool = True) -> None:
         """Send *message* as one text (``str``) or binary (``bytes``) message.
 
-        Returns once the frame is handed to the transport, so a peer that
-        reads slowly slows the sender down. Concurrent calls are served in
-        FIFO order. If the call is cancelled (or fails) while the frame is
-        part-written, the connection is failed (close code 1006) because the
-        peer could no longer find the frame boundary; to bound a send, wrap it
-        in :func:`trio.move_on_after` and expect :class:`ConnectionClosed` on
-        later calls if the timeout fired mid-frame.
+        The frame goes into the connection's write buffer and a writer task
+        hands it to the transport; messages sent back to back share system
+        calls. The call returns once the frame is queued, but waits first
+        while the buffer holds 64 KiB or more, so a peer that reads slowly
+        slows the sender down. Concurrent calls are queued in FIFO order.
+        Cancelling the call while it waits for room sends nothing and leaves
+        the connection usable. If the transport fails after the frame was
+        queued, the next call raises :class:`ConnectionClosed`.
 
         With permessage-deflate negotiated, ``compress=False`` sends this one
         message uncompressed, for data known not to compress (media, archives).
         Large messages are compressed in a worker thread.
         """
         if isinstance(message, str):
-            event: Event = TextMessage(data=message)
+            opcode, payload = OPCODE_TEXT, message.encode()
         elif isinstance(message, (bytes, bytearray, memoryview)):
-            event = BytesMessage(data=bytes(message))
+            opcode, payload = OPCODE_BINARY, bytes(message)
         else:
             raise TypeError(f"message must be str or bytes, not {type(message).__name__}")
         async with _fast(self._message_lock):
-            deflate = self._deflate
-            if deflate is not None and not compress:
-                deflate.skip_next_message()
-            elif deflate is not None and len(message) >= deflate.options.thread_threshold:
-                raw = message.encode() if isinstance(message, str) else bytes(message)
-                # The message lock keeps the compressor to one message at a time.
-                payload = await trio.to_thread.run_sync(deflate.compress_message, raw)
-                try:
-                    await self._send(event, precompressed=payload)
-                except trio.Cancelled:
-                    # The compressor has moved past a message the peer will
-                    # never see: its next messages would not inflate.
-                    await self._abort("cancelled after compressing a message")
-                    raise
-                return
-            await self._send(event)
+            await self._wait_for_room()
+            deflate = self._deflate if compress else None
+            if deflate is not None:
+                if len(payload) >= deflate.options.thread_threshold:
+                    # Not cancellable: the compressor moves on with this message,
+                    # so it must be sent.
+                    payload = await trio.to_thread.run_sync(deflate.compress_message, payload)
+                    self._check_open()
+                else:
+                    payload = deflate.compress_message(payload)
+            self._log.message(">", opcode == OPCODE_TEXT, len(message))
+            frame = encode_message(opcode, payload, rsv1=deflate is not None, mask=self._is_client)
+            # A reply to a queued message is likely to follow this one.
+            more = self._queue_out.statistics().current_buffer_used > 0
+            await self._writer.send(*frame, more_coming=more)
 
     async def send_message_stream(
         self,
@@ -366,7 +366,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
                 raise
             except Exception:
                 if started:
-                    await self._send_if(
+                    self._send_if(
                         ConnectionState.OPEN,
                         CloseConnection(INTERNAL_ERROR, "message stream failed"),
                         reason=True,
@@ -405,62 +405,59 @@ class WebSocketConnection(trio.abc.AsyncResource):
         """Send an unsolicited pong, for example as a unidirectional heartbeat."""
         await self._send(Pong(payload=payload or b""))
 
-    async def _send(self, event: Event, precompressed: bytes | None = None) -> None:
-        async with _fast(self._send_lock):
-            if self._ws.state is not ConnectionState.OPEN or self._close_reason is not None:
-                raise ConnectionClosed(self._reason())
-            if precompressed is not None and self._deflate is not None:
-                self._deflate.use_precompressed(precompressed)
-            self._log.frame(">", event)
-            await self._write(self._ws.send(event))
+    def _check_open(self) -> None:
+        if self._ws.state is not ConnectionState.OPEN or self._close_reason is not None:
+            raise ConnectionClosed(self._reason())
+        if self._writer.failed:
+            raise ConnectionClosed(self._reason())
 
-    async def _write(self, data: bytes) -> None:
-        """Write *data* whole, or fail the connection; call under the send lock.
-
-        A pong the reader left here goes out right after *data*.
-        """
-        try:
-            await self._stream.send_all(data)
-            if self._deferred_pong is not None and self._ws.state is ConnectionState.OPEN:
-                pong, self._deferred_pong = self._deferred_pong, None
-                self._log.frame(">", pong)
-                await self._stream.send_all(self._ws.send(pong))
-        except BaseException as exc:
-            await self._abort("transport failed while sending")
-            if isinstance(exc, (trio.BrokenResourceError, trio.ClosedResourceError)):
-                raise ConnectionClosed(self._reason()) from exc
-            raise
-
-    async def _answer_ping(self, ping: Ping) -> None:
-        """Answer *ping*, without ever making the reader wait for the send lock.
-
-        If a send is in progress (perhaps blocked because the peer is not
-        reading), the reader must go on reading, or two peers that both send
-        and ping could wait on each other forever. The pong is then left for
-        the task holding the lock to send after its frame; RFC 6455 lets an
-        endpoint answer only the latest of several pings.
-        """
-        if self._send_lock.locked():
-            self._deferred_pong = ping.response()
+    async def _wait_for_room(self) -> None:
+        """Wait for room in the write buffer; raise if the connection is closed."""
+        self._check_open()
+        if self._writer.full:
+            await self._writer.wait_for_room()
+            self._check_open()
         else:
-            await self._send_if(ConnectionState.OPEN, ping.response())
+            await trio.lowlevel.checkpoint_if_cancelled()
+
+    async def _send(self, event: Event) -> None:
+        """Queue a frame through wsproto (fragments, pings, pongs)."""
+        await self._wait_for_room()
+        self._log.frame(">", event)
+        self._writer.queue(self._ws.send(event))
+
+    def _write_failed(self, why: str) -> None:
+        self._set_reason(ABNORMAL_CLOSURE, why)
+        self._log.debug("writing failed: %s", why)
+
+    def _answer_ping(self, ping: Ping) -> None:
+        """Answer *ping* without ever making the reader wait.
+
+        If the write buffer is full (perhaps because the peer is not
+        reading), the reader must go on reading, or two peers that both send
+        and ping could wait on each other forever; the pong then replaces any
+        earlier one still waiting for room, as RFC 6455 allows.
+        """
+        if self._ws.state is ConnectionState.OPEN:
+            pong = ping.response()
+            self._log.frame(">", pong)
+            self._writer.queue_late(self._ws.send(pong))
 
     async def _abort(self, why: str) -> None:
         """Drop the transport: the byte stream can no longer be trusted (1006)."""
         self._set_reason(ABNORMAL_CLOSURE, why)
         await trio.aclose_forcefully(self._stream)
 
-    async def _send_if(self, state: ConnectionState, event: Event, reason: bool = False) -> None:
-        """Send a frame for the protocol (pong, close) if still in *state*.
+    def _send_if(self, state: ConnectionState, event: Event, reason: bool = False) -> None:
+        """Queue a frame for the protocol (Close) if still in *state*.
 
         With *reason*, a Close frame also sets :attr:`closed`.
         """
-        async with _fast(self._send_lock):
-            if self._ws.state is state:
-                if reason and isinstance(event, CloseConnection):
-                    self._set_reason(event.code, event.reason)
-                self._log.frame(">", event)
-                await self._write(self._ws.send(event))
+        if self._ws.state is state and not self._writer.failed:
+            if reason and isinstance(event, CloseConnection):
+                self._set_reason(event.code, event.reason)
+            self._log.frame(">", event)
+            self._writer.queue(self._ws.send(event))
 
     # ------------------------------------------------------------ closing
 
@@ -483,7 +480,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
             with trio.move_on_after(self._options.disconnect_timeout):
                 if self._close_reason is None:
                     self._set_reason(code, reason)
-                    await self._send_if(ConnectionState.OPEN, CloseConnection(code, reason))
+                    self._send_if(ConnectionState.OPEN, CloseConnection(code, reason))
                 await self._reader_done.wait()
                 return True
             self._log.debug("closing handshake timed out; dropping transport")
@@ -506,12 +503,13 @@ class WebSocketConnection(trio.abc.AsyncResource):
     # ------------------------------------------------------------ reader task
 
     def _start(self, nursery: trio.Nursery) -> None:
-        """Start the reader and, if enabled, keepalive in *nursery*.
+        """Start the reader, the writer and, if enabled, keepalive in *nursery*.
 
-        Neither task raises (except Cancelled), so the nursery is safe; the
-        keepalive task ends with the reader.
+        None of them raises (except Cancelled), so the nursery is safe; the
+        writer and keepalive tasks end with the reader.
         """
         nursery.start_soon(self._reader_task)
+        nursery.start_soon(self._writer.run)
         if self._options.ping_interval is not None:
             nursery.start_soon(
                 keep_alive, self, self._options.ping_interval, self._options.ping_timeout
@@ -521,8 +519,9 @@ class WebSocketConnection(trio.abc.AsyncResource):
         """Close a connection whose peer stopped answering (1011), not waiting on it."""
         self._log.debug("closing connection: %s", why)
         self._set_reason(INTERNAL_ERROR, why)
+        self._send_if(ConnectionState.OPEN, CloseConnection(INTERNAL_ERROR, why))
         with trio.move_on_after(self._options.disconnect_timeout):
-            await self._send_if(ConnectionState.OPEN, CloseConnection(INTERNAL_ERROR, why))
+            await self._writer.drain()
         await trio.aclose_forcefully(self._stream)
 
     async def _reader_task(self) -> None:
@@ -544,6 +543,8 @@ class WebSocketConnection(trio.abc.AsyncResource):
                 trio.CancelScope(shield=True),
                 trio.move_on_after(self._options.disconnect_timeout),
             ):
+                await self._writer.drain()  # our Close, or the echo of the peer's
+                self._writer.stop()
                 await self._stream.aclose()
             self._reader_done.set()
             self._log.debug("closed: %s", self._reason())
@@ -574,7 +575,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
                         message, self._parts = _join(self._parts), []
                         await self._deliver(message)
                 elif isinstance(event, Ping):
-                    await self._answer_ping(event)
+                    self._answer_ping(event)
                 elif isinstance(event, Pong):
                     self._acknowledge(event.payload)
                 elif isinstance(event, CloseConnection):
@@ -653,7 +654,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         if state is ConnectionState.REMOTE_CLOSING:
             # The peer started the closing handshake: echo its code.
             self._set_reason(event.code, event.reason)
-            await self._send_if(state, event.response())
+            self._send_if(state, event.response())
         elif state in (ConnectionState.OPEN, ConnectionState.LOCAL_CLOSING):
             # wsproto reports a protocol violation by the peer this way,
             # without a state change: fail the connection with its code.
@@ -670,22 +671,20 @@ class WebSocketConnection(trio.abc.AsyncResource):
                 with trio.move_on_after(VIOLATION_GRACE):
                     await self._deliver(violation)
                     await violation.handled.wait()
-            await self._fail(violation)
+            self._fail(violation)
             await self._linger()
             return
         if self._is_client:
             # RFC 6455 7.1.1: the server closes the TCP connection first.
             await self._linger()
 
-    async def _fail(self, violation: _Violation) -> None:
+    def _fail(self, violation: _Violation) -> None:
         """Fail the connection for *violation*: send its Close frame once."""
         if not violation.handled.is_set():
             violation.handled.set()
             self._failed = True
             self._set_reason(violation.code, violation.reason)
-            await self._send_if(
-                ConnectionState.OPEN, CloseConnection(violation.code, violation.reason)
-            )
+            self._send_if(ConnectionState.OPEN, CloseConnection(violation.code, violation.reason))
 
     async def _linger(self) -> None:
         """Let the peer read our Close frame before the TCP connection goes.
@@ -695,9 +694,9 @@ class WebSocketConnection(trio.abc.AsyncResource):
         transport allows it and read (discarding) until the peer closes.
         """
         with trio.move_on_after(self._options.disconnect_timeout):
-            if isinstance(self._stream, trio.abc.HalfCloseableStream):
-                async with _fast(self._send_lock):
-                    await self._stream.send_eof()
+            await self._writer.drain()
+            if isinstance(self._stream, trio.abc.HalfCloseableStream) and not self._writer.failed:
+                await self._stream.send_eof()
             while await self._stream.receive_some(self._options.receive_buffer_size):
                 pass
 

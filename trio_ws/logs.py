@@ -45,6 +45,12 @@ class ConnectionLogger(_Adapter):
         if self.isEnabledFor(logging.DEBUG):
             self.debug("%s %s", direction, describe(event))
 
+    def message(self, direction: str, text: bool, size: int) -> None:
+        """Log a whole message of *size* chars or bytes at DEBUG, as :meth:`frame` does."""
+        if self.isEnabledFor(logging.DEBUG):
+            kind, unit = ("text", "chars") if text else ("binary", "bytes")
+            self.debug("%s %s %d %s", direction, kind, size, unit)
+
 
 def describe(event: Event) -> str:
     """A one-line description of *event* without its payload."""

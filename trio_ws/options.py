@@ -44,6 +44,24 @@ MIN_FRAGMENTS = 1024
 #: a read full of tiny frames cannot monopolise the Trio thread.
 FRAMES_PER_YIELD = 256
 
+#: Bytes a connection may have queued for writing before senders wait for
+#: the writer task to catch up (one message may take it past this).
+WRITE_BUFFER_SIZE = 64 * KiB
+
+#: The writer lets other ready tasks queue frames first, so that a burst
+#: shares one system call, for at most this many scheduler passes, and only
+#: while fewer than CORK_BYTES are waiting.
+CORK_PASSES = 8
+CORK_BYTES = 64 * KiB
+
+#: A task that sends many messages without waiting gets a scheduler pass at
+#: least every this many frames.
+CORK_FRAMES = 32
+
+#: Queued frames smaller than this are joined into one write; bigger ones
+#: are written as they are, without a copy.
+WRITE_JOIN_LIMIT = 64 * KiB
+
 #: Seconds between keepalive pings; ``None`` disables keepalive.
 DEFAULT_PING_INTERVAL: float | None = 20.0
 

@@ -63,7 +63,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--compress", action="store_true", help="permessage-deflate on")
     parser.add_argument("--max-size", type=int, default=4 * MiB)
     parser.add_argument("--lifetime", type=float, default=900.0, help="server exits after this")
-    parser.add_argument("--profile", help="server: write cProfile stats here on exit")
+    parser.add_argument("--profile", help="write cProfile stats here on exit")
     parser.add_argument("--measure", choices=sorted(TRIO_MEASURES))
     parser.add_argument("--params", default="{}")
     args = parser.parse_args(argv)
@@ -319,7 +319,7 @@ def run_trio_client(args: argparse.Namespace, connect: Connect) -> None:
             result = {"error": "timeout"}
         emit("RESULT", result)
 
-    trio.run(main)
+    profiled(args.profile, lambda: trio.run(main))
 
 
 def trio_main(serve: Callable[..., Awaitable[None]], connect: Connect) -> None:

@@ -1,0 +1,210 @@
+"""The write side of a connection: a bounded buffer drained by one task.
+
+Senders queue whole frames and return; one writer task per connection hands
+them to the transport. Two things follow from that:
+
+* Frames queued close together share one system call. When no other task is
+  ready to run, nothing else could add to the write, so a frame queued on an
+  idle TCP or unix socket is written at once, by the sender, without waiting
+  for a scheduler pass. Otherwise the writer task writes it, and first lets
+  the tasks that are ready run and queue their frames, for as long as each
+  pass adds some (a few passes at most): a burst of small messages costs one
+  ``send`` instead of one each. Linux's TCP autocorking makes the same trade.
+* Backpressure still reaches the sender: once ``WRITE_BUFFER_SIZE`` bytes
+  are waiting, senders wait for the writer to catch up, so a peer that stops
+  reading stops us queueing.
+
+Only whole frames are queued, so a sender cancelled while it waits for room
+has queued nothing and the connection stays usable. A transport that fails
+while writing fails the connection; senders learn of it on their next call.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import trio
+
+from .options import CORK_BYTES, CORK_FRAMES, CORK_PASSES, WRITE_BUFFER_SIZE, WRITE_JOIN_LIMIT
+
+#: A frame, or part of one, as queued.
+Piece = bytes | bytearray | memoryview
+
+
+class FrameWriter:
+    """Queue frames for *stream* and write them from :meth:`run`."""
+
+    def __init__(self, stream: trio.abc.Stream, on_failure: Callable[[str], None]) -> None:
+        self._stream = stream
+        # Plain sockets can be written without a scheduler pass (see queue()).
+        self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else None
+        self._on_failure = on_failure  # called once, when a write fails
+        self._pieces: list[Piece] = []  # whole frames, in order
+        self._queued = 0  # bytes in _pieces
+        self._writing = 0  # bytes handed to the transport but not yet written
+        self._late: bytes | None = None  # a pong waiting for room
+        self._wakeup = trio.lowlevel.ParkingLot()  # the writer waits for frames
+        self._room = trio.lowlevel.ParkingLot()  # senders wait for room
+        self._drained = trio.lowlevel.ParkingLot()  # drain() waits for nothing left
+        self._stopping = False
+        self._unyielded = 0  # frames queued by send() without a schedule point
+        self.failed = False
+
+    @property
+    def full(self) -> bool:
+        """Whether senders must wait before queueing."""
+        return self._queued + self._writing >= WRITE_BUFFER_SIZE
+
+    def queue(self, *pieces: Piece) -> None:
+        """Queue one frame, given as consecutive pieces, for the writer task."""
+        if self.failed:
+            return
+        self._pieces.extend(pieces)
+        for piece in pieces:
+            self._queued += len(piece)
+        self._wakeup.unpark_all()
+
+    async def send(self, *pieces: Piece, more_coming: bool = False) -> None:
+        """Queue one frame, or write it now; not cancellable.
+
+        The frame is written here, by the caller, if the writer is idle and
+        nothing else could add to the write: no other task is ready to run
+        and the caller does not expect to send again soon (*more_coming*).
+        Then this is a schedule point. A frame left to the writer task is
+        not, so that a task sending a burst gets to queue all of it before
+        the writer runs; every CORK_FRAMES frames it yields all the same.
+        """
+        if (
+            self._fd is not None
+            and not more_coming
+            and not self._pieces
+            and not self._writing
+            and not self.failed
+            and not trio.lowlevel.current_statistics().tasks_runnable
+        ):
+            pieces = self._write_now(pieces)
+            if not pieces:
+                await trio.lowlevel.cancel_shielded_checkpoint()
+                return
+        self.queue(*pieces)
+        self._unyielded += 1
+        if self._unyielded >= CORK_FRAMES:
+            self._unyielded = 0
+            await trio.lowlevel.cancel_shielded_checkpoint()
+
+    def queue_late(self, frame: bytes) -> None:
+        """Queue *frame* now if there is room, else in place of the last late one.
+
+        For pongs: a peer that pings while not reading must not grow the
+        buffer, and RFC 6455 allows answering only the latest ping.
+        """
+        if self.full:
+            self._late = frame
+        else:
+            self.queue(frame)
+
+    async def wait_for_room(self) -> None:
+        """Wait until the buffer has room (or the transport failed).
+
+        Cancelling it is safe: nothing was queued.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
+        while self.full and not self.failed:
+            await self._room.park()
+
+    async def drain(self) -> None:
+        """Wait until every queued frame is written, or the transport failed."""
+        while (self._queued or self._writing) and not self.failed:
+            await self._drained.park()
+
+    def stop(self) -> None:
+        """Make :meth:`run` return once the buffer is empty."""
+        self._stopping = True
+        self._wakeup.unpark_all()
+
+    async def run(self) -> None:
+        """Write queued frames until stopped; never raises except Cancelled."""
+        try:
+            while True:
+                if not self._pieces:
+                    if self._stopping:
+                        return
+                    await self._wakeup.park()
+                    continue
+                await self._cork()
+                self._unyielded = 0
+                pieces, self._pieces = self._pieces, []
+                self._writing, self._queued = self._queued, 0
+                await self._write(pieces)
+                self._writing = 0
+                if self._late is not None:
+                    late, self._late = self._late, None
+                    self.queue(late)
+                self._room.unpark_all()
+                if not self._pieces:
+                    self._drained.unpark_all()
+        except trio.Cancelled:
+            await self._fail("cancelled")
+            raise
+        except Exception as exc:  # the transport broke, or (a bug) anything else
+            await self._fail(repr(exc))
+
+    def _write_now(self, pieces: tuple[Piece, ...]) -> tuple[Piece, ...]:
+        """Write what the socket takes without blocking; return the rest.
+
+        A failing socket is left for the writer task to find, so that there
+        is one way to fail.
+        """
+        assert self._fd is not None
+        try:
+            written = os.writev(self._fd, pieces)
+        except OSError:
+            return pieces
+        rest: list[Piece] = []
+        for piece in pieces:
+            if written >= len(piece):
+                written -= len(piece)
+            else:
+                rest.append(memoryview(piece)[written:] if written else piece)
+                written = 0
+        return tuple(rest)
+
+    async def _cork(self) -> None:
+        """Let tasks that are ready to run queue their frames first."""
+        for _ in range(CORK_PASSES):
+            if self._queued >= CORK_BYTES:
+                return
+            before = len(self._pieces)
+            await trio.lowlevel.cancel_shielded_checkpoint()
+            if len(self._pieces) == before:
+                return  # they ran and queued nothing
+
+    async def _write(self, pieces: list[Piece]) -> None:
+        """Write *pieces*: small ones joined, big ones as they are (no copy)."""
+        send_all = self._stream.send_all
+        group: list[Piece] = []
+        size = 0
+        for piece in pieces:
+            if len(piece) >= WRITE_JOIN_LIMIT:
+                if group:
+                    await send_all(b"".join(group))
+                    group, size = [], 0
+                await send_all(piece)
+                continue
+            group.append(piece)
+            size += len(piece)
+            if size >= WRITE_JOIN_LIMIT:
+                await send_all(b"".join(group) if len(group) > 1 else group[0])
+                group, size = [], 0
+        if group:
+            await send_all(b"".join(group) if len(group) > 1 else group[0])
+
+    async def _fail(self, why: str) -> None:
+        """Give up on the transport: the peer can no longer find frame boundaries."""
+        self.failed = True
+        self._pieces, self._queued, self._writing, self._late = [], 0, 0, None
+        self._room.unpark_all()
+        self._drained.unpark_all()
+        self._on_failure(why)
+        await trio.aclose_forcefully(self._stream)
