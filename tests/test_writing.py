@@ -1,0 +1,103 @@
+"""The write buffer: coalesced writes, bounded pongs, order across both paths."""
+
+from __future__ import annotations
+
+import os
+
+import trio
+import trio.testing
+
+import trio_ws
+
+from .conftest import HOST
+from .raw import PING, PONG, frame, raw_client
+
+
+class CountingStream(trio.abc.HalfCloseableStream):
+    """A stream that counts the writes made to it."""
+
+    def __init__(self, inner: trio.abc.HalfCloseableStream) -> None:
+        self.inner = inner
+        self.writes = 0
+
+    async def send_all(self, data: bytes | bytearray | memoryview) -> None:
+        self.writes += 1
+        await self.inner.send_all(data)
+
+    async def wait_send_all_might_not_block(self) -> None:
+        await self.inner.wait_send_all_might_not_block()
+
+    async def send_eof(self) -> None:
+        await self.inner.send_eof()
+
+    async def receive_some(self, max_bytes: int | None = None) -> bytes | bytearray:
+        return await self.inner.receive_some(max_bytes)
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
+
+async def test_a_burst_of_messages_shares_writes() -> None:
+    client_raw, server_stream = trio.testing.memory_stream_pair()
+    client_stream = CountingStream(client_raw)
+    count = 200
+    async with trio.open_nursery() as nursery:
+
+        async def serve() -> None:
+            request = await trio_ws.wrap_server_stream(nursery, server_stream)
+            ws = await request.accept()
+            received = [await ws.get_message() for _ in range(count)]
+            assert received == [f"message {i}" for i in range(count)]
+            await ws.aclose()
+
+        nursery.start_soon(serve)
+        ws = await trio_ws.wrap_client_stream(nursery, client_stream, "example.com", "/")
+        before = client_stream.writes
+        for i in range(count):
+            await ws.send_message(f"message {i}")
+        await ws.aclose()
+        # One write per message is what an unbuffered sender makes.
+        assert client_stream.writes - before < count // 4
+
+
+async def test_peer_pinging_without_reading_gets_only_the_latest_pongs(
+    echo_server: trio_ws.WebSocketServer,
+) -> None:
+    stream, reader, head = await raw_client(echo_server.port)
+    assert head.startswith(b"HTTP/1.1 101 ")
+    pings = 40_000
+    payloads = [i.to_bytes(4, "big") + bytes(100) for i in range(pings)]
+    batch = 1000
+    with trio.fail_after(30):
+        for start in range(0, pings, batch):
+            await stream.send_all(b"".join(frame(PING, p) for p in payloads[start : start + batch]))
+        pongs = []
+        while not pongs or pongs[-1] != payloads[-1]:
+            opcode, payload = await reader.frame()
+            assert opcode == PONG
+            pongs.append(payload)
+    # Pongs are answered in order; those that found the buffer full were
+    # replaced by later ones instead of piling up.
+    assert pongs == sorted(pongs)
+    assert len(pongs) < pings
+    await stream.aclose()
+
+
+async def test_direct_and_buffered_writes_keep_message_order(
+    echo_server: trio_ws.WebSocketServer,
+) -> None:
+    count = 300
+    messages = [os.urandom(i * 97 % 5000) for i in range(count)]
+    async with trio_ws.open_websocket(HOST, echo_server.port, "/", use_ssl=False) as ws:
+        async with trio.open_nursery() as nursery:
+
+            async def sender() -> None:
+                for i, message in enumerate(messages):
+                    await ws.send_message(message)
+                    if i % 7 == 0:
+                        await trio.sleep(0)  # idle moments: some go out directly
+
+            nursery.start_soon(sender)
+            with trio.fail_after(10):
+                received = [await ws.get_message() for _ in range(count)]
+    assert received == messages
