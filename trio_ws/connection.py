@@ -201,7 +201,13 @@ class WebSocketConnection(trio.abc.AsyncResource):
         close has been returned.
         """
         try:
-            item = await self._queue_out.receive()
+            # No scheduler pass when a message is waiting: the queue is
+            # bounded, so a consumer still parks within a few messages.
+            await trio.lowlevel.checkpoint_if_cancelled()
+            try:
+                item = self._queue_out.receive_nowait()
+            except trio.WouldBlock:
+                item = await self._queue_out.receive()
         except (trio.EndOfChannel, trio.ClosedResourceError):
             raise ConnectionClosed(self._reason()) from None
         if isinstance(item, _Violation):

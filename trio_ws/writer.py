@@ -71,9 +71,11 @@ class FrameWriter:
         The frame is written here, by the caller, if the writer is idle and
         nothing else could add to the write: no other task is ready to run
         and the caller does not expect to send again soon (*more_coming*).
-        Then this is a schedule point. A frame left to the writer task is
-        not, so that a task sending a burst gets to queue all of it before
-        the writer runs; every CORK_FRAMES frames it yields all the same.
+        Either way this is not a schedule point: a task sending a burst
+        queues all of it before the writer runs, and a task that sends and
+        then waits for an answer does not pay a scheduler pass in between.
+        Every CORK_FRAMES frames it yields all the same, so a sending loop
+        cannot starve other tasks.
         """
         if (
             self._fd is not None
@@ -84,10 +86,8 @@ class FrameWriter:
             and not trio.lowlevel.current_statistics().tasks_runnable
         ):
             pieces = self._write_now(pieces)
-            if not pieces:
-                await trio.lowlevel.cancel_shielded_checkpoint()
-                return
-        self.queue(*pieces)
+        if pieces:
+            self.queue(*pieces)
         self._unyielded += 1
         if self._unyielded >= CORK_FRAMES:
             self._unyielded = 0
