@@ -7,8 +7,8 @@ names its cause, at once: a proxy's refusal, a broken TLS handshake.
 from __future__ import annotations
 
 import base64
+import os
 import ssl
-import urllib.request
 from urllib.parse import unquote, urlsplit
 
 import h11
@@ -26,11 +26,24 @@ def proxy_from_environment(host: str, is_ssl: bool) -> str | None:
     ``https_proxy`` serves ``wss://`` and ``http_proxy`` serves ``ws://``
     (upper-case names work too); ``no_proxy`` lists hosts to reach directly.
     """
-    proxies = urllib.request.getproxies_environment()
-    url = proxies.get("https" if is_ssl else "http")
-    if url is None or _bypassed(host, proxies.get("no", "")):
+    # Three lookups, where urllib.request.getproxies_environment() scans the
+    # whole environment on every connection.
+    url = _variable("https_proxy" if is_ssl else "http_proxy")
+    if url is None or _bypassed(host, _variable("no_proxy") or ""):
         return None
     return url
+
+
+def _variable(name: str) -> str | None:
+    """A proxy variable: lower case first, as curl and urllib read them.
+
+    Like urllib, ignore ``HTTP_PROXY`` in a CGI script, where a client can
+    set it through a ``Proxy:`` request header ("httpoxy").
+    """
+    value = os.environ.get(name)
+    if not value and not (name == "http_proxy" and "REQUEST_METHOD" in os.environ):
+        value = os.environ.get(name.upper())
+    return value or None
 
 
 def _bypassed(host: str, no_proxy: str) -> bool:
