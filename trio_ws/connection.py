@@ -292,7 +292,9 @@ class WebSocketConnection(trio.abc.AsyncResource):
         slows the sender down. Concurrent calls are queued in FIFO order.
         Cancelling the call while it waits for room sends nothing and leaves
         the connection usable. If the transport fails after the frame was
-        queued, the next call raises :class:`ConnectionClosed`.
+        queued, the next call raises :class:`ConnectionClosed`. The call is
+        a schedule point only when it waits (and once every 32 frames), so
+        sending costs no scheduler pass of its own.
 
         With permessage-deflate negotiated, ``compress=False`` sends this one
         message uncompressed, for data known not to compress (media, archives).
@@ -338,8 +340,9 @@ class WebSocketConnection(trio.abc.AsyncResource):
 
         A message cannot be left half-sent on a connection that goes on: if
         *chunks* raises or yields the wrong type, the connection is closed
-        with 1011 and the error propagates; if the call is cancelled between
-        frames, the transport is dropped (1006) as for a cancelled send.
+        with 1011 and the error propagates; if the call is cancelled once
+        frames are out, the message can never be finished, so the transport
+        is dropped (1006).
         ``compress`` is as for :meth:`send_message`.
         """
         async with _fast(self._message_lock):

@@ -126,12 +126,13 @@ class ConnectionOptions:
 
     @property
     def memory_bound(self) -> int:
-        """Upper bound, in bytes, of message data one connection holds.
+        """Upper bound, in bytes, of received message data one connection holds.
 
         The queue holds ``message_queue_size`` messages and the reader
         assembles one more; joining that message's fragments briefly needs a
         second copy of it; one read's worth of bytes is in flight and at most
-        one more waits unparsed inside the frame decoder.
+        one more waits unparsed inside the frame decoder. The sending side
+        is bounded separately: see :data:`WRITE_BUFFER_SIZE`.
         """
         messages = (self.message_queue_size + 2) * self.max_message_size
         return messages + 2 * self.receive_buffer_size
