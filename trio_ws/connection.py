@@ -43,7 +43,7 @@ from .close_codes import (
 )
 from .compression import PerMessageDeflate
 from .exceptions import ConnectionClosed
-from .frames import OPCODE_BINARY, OPCODE_TEXT, encode_message
+from .frames import OPCODE_BINARY, OPCODE_TEXT, decode_message, encode_message, frame_extent
 from .handshake import Headers
 from .keepalive import keep_alive
 from .logs import ConnectionLogger
@@ -107,8 +107,10 @@ class WebSocketConnection(trio.abc.AsyncResource):
         self._ws = Connection(
             ConnectionType.CLIENT if is_client else ConnectionType.SERVER,
             [*extensions, self._size_limit],
-            trailing_data,
         )
+        # Frames that came in the same read as the handshake: the reader
+        # splits them into frames like any other bytes.
+        self._early_data: bytes | bytearray = trailing_data
         self._is_client = is_client
         self._path = path
         self._subprotocol = subprotocol
@@ -559,46 +561,93 @@ class WebSocketConnection(trio.abc.AsyncResource):
             self._log.debug("closed: %s", self._reason())
 
     async def _read_frames(self) -> None:
-        received: bytes | bytearray = b""
-        fed = 0  # how much of received wsproto has been given
+        """Split what arrives into frames: simple ones are decoded here, the rest by wsproto.
+
+        wsproto is handed whole frames only (or, for a frame bigger than one
+        read, all of it in pieces), so that it always resumes at a frame
+        boundary after the frames decoded here. See :mod:`trio_ws.frames`.
+        """
+        data: bytes | bytearray = self._early_data  # came with the handshake
+        self._early_data = b""
+        pos = 0
+        frames = 0
+        left = 0  # bytes of the current frame still to give wsproto
         while True:
-            # Events first: bytes that came with the handshake answer are
-            # already inside wsproto before the first read.
-            events = self._ws.events()
-            handled = 0
-            while (event := await self._next_event(events, received)) is not None:
-                self._log.frame("<", event)
-                handled += 1
-                if handled % FRAMES_PER_YIELD == 0:
-                    await trio.lowlevel.checkpoint()  # fairness to other connections
-                if isinstance(event, (TextMessage, BytesMessage)) and self._streamed:
-                    stream = self._streamed
-                    if event.data or event.message_finished:
-                        await stream.feed(_chunk(event), event.message_finished)
-                    # The consumer may have ended it already, and opened another.
-                    if event.message_finished and self._streamed is stream:
-                        self._end_stream()
-                elif isinstance(event, (TextMessage, BytesMessage)):
-                    self._parts.append(event.data)
-                    if event.message_finished:
-                        message, self._parts = _join(self._parts), []
-                        await self._deliver(message)
-                elif isinstance(event, Ping):
-                    self._answer_ping(event)
-                elif isinstance(event, Pong):
-                    self._acknowledge(event.payload)
-                elif isinstance(event, CloseConnection):
-                    await self._closing_frame(event)
-                    return
-            if fed >= len(received):
-                received = await self._stream.receive_some(self._options.receive_buffer_size)
-                if not received:
+            if pos == len(data):
+                data = await self._stream.receive_some(self._options.receive_buffer_size)
+                if not data:
                     return  # transport lost without a closing handshake: 1006
-                fed = 0
-            step = self._feed_size()
-            # wsproto takes a bytearray too; a whole-bytes slice is not a copy.
-            self._ws.receive_data(cast(bytes, received[fed : fed + step]))
-            fed += step
+                pos = 0
+            if left:
+                step = min(left, len(data) - pos, self._feed_size())
+                # wsproto takes a bytearray too; a whole-bytes slice is not a copy.
+                self._ws.receive_data(cast(bytes, data[pos : pos + step]))
+                pos += step
+                left -= step
+                if await self._handle_events(step):
+                    return
+                continue
+            extent = frame_extent(data, pos)
+            if extent is None:  # the header is split across reads
+                more = await self._stream.receive_some(self._options.receive_buffer_size)
+                if not more:
+                    return
+                data, pos = data[pos:] + more, 0
+                continue
+            header, size = extent
+            message = None
+            if pos + size <= len(data) and self._fast_path_open():
+                message = decode_message(
+                    data,
+                    pos,
+                    header,
+                    pos + size,
+                    masked=not self._is_client,
+                    limit=self._size_limit.max_size,
+                )
+            if message is None:
+                left = size
+                continue
+            pos += size
+            frames += 1
+            if frames % FRAMES_PER_YIELD == 0:
+                await trio.lowlevel.checkpoint()  # fairness to other connections
+            self._log.message("<", isinstance(message, str), len(message))
+            await self._deliver(message)
+
+    def _fast_path_open(self) -> bool:
+        """Whether a simple frame may bypass wsproto: no message is in progress."""
+        return not self._parts and self._streamed is None and self._ws.state is ConnectionState.OPEN
+
+    async def _handle_events(self, fed: int) -> bool:
+        """Act on wsproto's events for the *fed* bytes; True once the connection closed."""
+        events = self._ws.events()
+        handled = 0
+        while (event := await self._next_event(events, fed)) is not None:
+            self._log.frame("<", event)
+            handled += 1
+            if handled % FRAMES_PER_YIELD == 0:
+                await trio.lowlevel.checkpoint()  # fairness to other connections
+            if isinstance(event, (TextMessage, BytesMessage)) and self._streamed:
+                stream = self._streamed
+                if event.data or event.message_finished:
+                    await stream.feed(_chunk(event), event.message_finished)
+                # The consumer may have ended it already, and opened another.
+                if event.message_finished and self._streamed is stream:
+                    self._end_stream()
+            elif isinstance(event, (TextMessage, BytesMessage)):
+                self._parts.append(event.data)
+                if event.message_finished:
+                    message, self._parts = _join(self._parts), []
+                    await self._deliver(message)
+            elif isinstance(event, Ping):
+                self._answer_ping(event)
+            elif isinstance(event, Pong):
+                self._acknowledge(event.payload)
+            elif isinstance(event, CloseConnection):
+                await self._closing_frame(event)
+                return True
+        return False
 
     def _feed_size(self) -> int:
         """How many received bytes wsproto may decode before we look again.
@@ -612,9 +661,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
             return STREAM_INFLATE_SLICE
         return self._options.receive_buffer_size
 
-    async def _next_event(
-        self, events: Iterator[Event], received: bytes | bytearray
-    ) -> Event | None:
+    async def _next_event(self, events: Iterator[Event], fed: int) -> Event | None:
         """The next event; big inflating jobs run in a worker thread.
 
         Inflating is bounded by the size limit but may still take a while
@@ -625,10 +672,10 @@ class WebSocketConnection(trio.abc.AsyncResource):
         previous message compressed well.
         """
         deflate = self._deflate
-        if deflate is not None and received:
+        if deflate is not None and fed:
             # Guess the inflating work from the last message's ratio; the
             # size budget caps it.
-            work = min(len(received) * deflate.inflate_ratio, self._size_limit.remaining())
+            work = min(fed * deflate.inflate_ratio, self._size_limit.remaining())
             if work >= deflate.options.thread_threshold:
                 return await trio.to_thread.run_sync(next, events, None)
         return next(events, None)

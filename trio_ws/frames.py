@@ -1,12 +1,15 @@
-"""Encoding of outbound whole-message frames (RFC 6455 section 5.2).
+"""Whole-message data frames, both ways, and frame boundaries (RFC 6455 5.2).
 
 wsproto serialises a frame by copying its payload several times (once more
-per registered extension) and masks it byte-table by byte-table in Python. A
-complete, unfragmented data message is the common case and the simplest
-frame there is, so trio_ws encodes it here: the header is built on its own
-and the payload is passed on as it is (servers) or masked once (clients).
-Fragments and control frames still go through wsproto, which keeps the
-connection's state.
+per registered extension) and spends several microseconds of Python on each
+frame it parses. A complete, unfragmented, uncompressed data message is the
+common case and the simplest frame there is, so trio_ws encodes it here,
+and decodes it here when it arrives whole in one read and breaks no rule.
+Everything else (fragments, control frames, compressed messages, frames
+split across reads, and every frame that breaks a rule) goes to wsproto,
+which keeps the protocol state and reports the violations. To hand wsproto
+exactly the frames it should see, the reader finds frame boundaries with
+:func:`frame_extent`.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ OPCODE_BINARY = 0x2
 _FIN = 0x80
 _RSV1 = 0x40
 _MASKED = 0x80
+_LENGTH = 0x7F
 
 #: For every key byte, the table that XORs a byte with it.
 _XOR_TABLES = [bytes(b ^ key for b in range(256)) for key in range(256)]
@@ -52,7 +56,7 @@ def encode_message(
     return (header + key, apply_mask(payload, key))
 
 
-def apply_mask(data: bytes, key: bytes) -> bytes | bytearray:
+def apply_mask(data: bytes | bytearray, key: bytes | bytearray) -> bytes | bytearray:
     """*data* XORed with the 4-byte *key* repeated (masking and unmasking alike)."""
     size = len(data)
     if size <= _INT_MASK_LIMIT:
@@ -63,3 +67,65 @@ def apply_mask(data: bytes, key: bytes) -> bytes | bytearray:
     for i in range(4):
         out[i::4] = out[i::4].translate(_XOR_TABLES[key[i]])
     return out
+
+
+def frame_extent(data: bytes | bytearray, pos: int) -> tuple[int, int] | None:
+    """``(header size, frame size)`` of the frame at *data[pos:]*, or ``None``.
+
+    ``None`` means the header is not complete yet. The sizes are what the
+    header announces; whether they are legal is for the decoder to say.
+    """
+    available = len(data) - pos
+    if available < 2:
+        return None
+    second = data[pos + 1]
+    length = second & _LENGTH
+    header = 6 if second & _MASKED else 2
+    if length == 126:
+        header += 2
+        if available < header:
+            return None
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+    elif length == 127:
+        header += 8
+        if available < header:
+            return None
+        length = int.from_bytes(data[pos + 2 : pos + 10], "big")
+    elif available < header:
+        return None
+    return header, header + length
+
+
+def decode_message(
+    data: bytes | bytearray, pos: int, header: int, end: int, *, masked: bool, limit: int
+) -> str | bytes | None:
+    """The message in the frame at *data[pos:end]*, if it is a simple one.
+
+    Simple: final, no RSV bits, text or binary, masked as *masked* says,
+    its length encoded in the fewest bytes, at most *limit* bytes, and
+    (for text) valid UTF-8. Anything else gives ``None``: wsproto decodes
+    it instead, and reports what is wrong with it.
+    """
+    first, second = data[pos], data[pos + 1]
+    size = end - pos - header
+    if (
+        first not in _SIMPLE_FIRST_BYTES
+        or bool(second & _MASKED) is not masked
+        or size > limit
+        or (size < 126) is not ((second & _LENGTH) < 126)
+        or (size < 0x10000) is not ((second & _LENGTH) < 127)
+    ):
+        return None
+    start = pos + header
+    payload: bytes | bytearray = data[start:end]
+    if masked:
+        payload = apply_mask(payload, data[start - 4 : start])
+    if first & 0x0F == OPCODE_BINARY:
+        return bytes(payload)
+    try:
+        return payload.decode()
+    except UnicodeDecodeError:
+        return None
+
+
+_SIMPLE_FIRST_BYTES = frozenset((_FIN | OPCODE_TEXT, _FIN | OPCODE_BINARY))
