@@ -112,6 +112,24 @@ SERVER_EXAMPLES = [
     case(Frame(PONG, b"unsolicited", **M), Frame(PING, b"", **M), close_frame(4999)),
     case(b"\x81"),  # truncated header, then EOF
     case(Frame(TEXT, b"hello", **M), chunks=(1, 1, 1, 1, 1, 1), pipelined=True),
+    # Simple frames (decoded by trio_ws) next to frames wsproto decodes.
+    case(
+        Frame(TEXT, b"a", fin=False, **M),
+        Frame(CONT, b"b", **M),
+        Frame(TEXT, b"simple after fragments", **M),
+        Frame(PING, b"p", **M),
+        Frame(BINARY, b"simple after a ping", **M),
+        close_frame(1000),
+        pipelined=True,
+    ),
+    case(
+        Frame(BINARY, b"x" * 130, **M),
+        Frame(TEXT, b"header split across reads", **M),
+        close_frame(1000),
+        chunks=(140, 1, 3, 2),
+        pipelined=True,
+    ),
+    case(Frame(TEXT, b"ok", **M), Frame(TEXT, b"\xff", **M), Frame(TEXT, b"never", **M)),
 ]
 
 
