@@ -308,3 +308,42 @@ async def test_empty_messages_stream_no_chunks_but_know_their_type(nursery: trio
             assert [chunk async for chunk in stream] == []
             assert stream.is_text is False
         await ws.send_message("done")
+
+
+async def test_stream_opened_while_a_long_binary_frame_arrives_gets_it(
+    nursery: trio.Nursery,
+) -> None:
+    """The stream gets the message whose first bytes were read before it opened."""
+    import os
+
+    from .raw import BINARY, TEXT, frame, raw_client
+
+    got: list[object] = []
+    header_read = trio.Event()
+
+    async def handler(request: trio_ws.WebSocketRequest) -> None:
+        ws = await request.accept()
+        await header_read.wait()
+        await trio.sleep(0.2)  # the reader is now inside the frame's payload
+        async with ws.get_message_stream() as chunks:
+            got.append(b"".join([c async for c in chunks if isinstance(c, bytes)]))
+        got.append(await ws.get_message())
+
+    server = await nursery.start(
+        lambda task_status: trio_ws.serve_websocket(
+            handler, HOST, 0, None, compression=None, task_status=task_status
+        )
+    )
+    stream, _reader, head = await raw_client(server.port)
+    assert head.startswith(b"HTTP/1.1 101 ")
+    payload = os.urandom(300_000)
+    whole = frame(BINARY, payload)
+    await stream.send_all(whole[:100_000])
+    header_read.set()
+    await trio.sleep(0.5)
+    await stream.send_all(whole[100_000:] + frame(TEXT, b"next"))
+    with trio.fail_after(5):
+        while len(got) < 2:
+            await trio.sleep(0.01)
+    assert got == [payload, "next"]
+    await stream.aclose()

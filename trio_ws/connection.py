@@ -43,7 +43,15 @@ from .close_codes import (
 )
 from .compression import PerMessageDeflate
 from .exceptions import ConnectionClosed
-from .frames import OPCODE_BINARY, OPCODE_TEXT, decode_message, encode_message, frame_extent
+from .frames import (
+    OPCODE_BINARY,
+    OPCODE_TEXT,
+    decode_message,
+    encode_message,
+    frame_extent,
+    payload_copy,
+    simple_opcode,
+)
 from .handshake import Headers
 from .keepalive import keep_alive
 from .logs import ConnectionLogger
@@ -572,12 +580,28 @@ class WebSocketConnection(trio.abc.AsyncResource):
         pos = 0
         frames = 0
         left = 0  # bytes of the current frame still to give wsproto
+        # A simple binary frame longer than one read is unmasked and
+        # gathered here, piece by piece.
+        pieces: list[bytes | bytearray] = []
+        piece_left = gathered = 0  # bytes of its payload still to come, and so far
+        key: bytes | None = None
         while True:
             if pos == len(data):
                 data = await self._stream.receive_some(self._options.receive_buffer_size)
                 if not data:
                     return  # transport lost without a closing handshake: 1006
                 pos = 0
+            if piece_left:
+                step = min(piece_left, len(data) - pos)
+                pieces.append(payload_copy(memoryview(data)[pos : pos + step], key, gathered))
+                pos += step
+                gathered += step
+                piece_left -= step
+                if not piece_left:
+                    whole, pieces = b"".join(pieces), []
+                    self._log.message("<", False, len(whole))
+                    await self._deliver_whole(whole)
+                continue
             if left:
                 step = min(left, len(data) - pos, self._feed_size())
                 # wsproto takes a bytearray too; a whole-bytes slice is not a copy.
@@ -596,15 +620,20 @@ class WebSocketConnection(trio.abc.AsyncResource):
                 continue
             header, size = extent
             message = None
+            masked = not self._is_client
+            limit = self._size_limit.max_size
             if pos + size <= len(data) and self._fast_path_open():
-                message = decode_message(
-                    data,
-                    pos,
-                    header,
-                    pos + size,
-                    masked=not self._is_client,
-                    limit=self._size_limit.max_size,
-                )
+                message = decode_message(data, pos, header, pos + size, masked=masked, limit=limit)
+            elif self._fast_path_open() and (
+                simple_opcode(data, pos, header, pos + size, masked=masked, limit=limit)
+                == OPCODE_BINARY
+            ):
+                # Text is left to wsproto, which rejects bad UTF-8 as soon as
+                # it arrives; a binary payload has nothing to check.
+                key = bytes(data[pos + header - 4 : pos + header]) if masked else None
+                pos += header
+                piece_left, gathered = size - header, 0
+                continue
             if message is None:
                 left = size
                 continue
@@ -614,6 +643,17 @@ class WebSocketConnection(trio.abc.AsyncResource):
                 await trio.lowlevel.checkpoint()  # fairness to other connections
             self._log.message("<", isinstance(message, str), len(message))
             await self._deliver(message)
+
+    async def _deliver_whole(self, message: bytes) -> None:
+        """Deliver a message gathered over several reads; a message stream
+        opened meanwhile gets it, as it would have got the first piece."""
+        stream = self._streamed
+        if stream is None:
+            await self._deliver(message)
+            return
+        await stream.feed(message, True)
+        if self._streamed is stream:
+            self._end_stream()
 
     def _fast_path_open(self) -> bool:
         """Whether a simple frame may bypass wsproto: no message is in progress."""

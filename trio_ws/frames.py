@@ -56,7 +56,7 @@ def encode_message(
     return (header + key, apply_mask(payload, key))
 
 
-def apply_mask(data: bytes | bytearray, key: bytes | bytearray) -> bytes | bytearray:
+def apply_mask(data: bytes | bytearray | memoryview, key: bytes) -> bytes | bytearray:
     """*data* XORed with the 4-byte *key* repeated (masking and unmasking alike)."""
     size = len(data)
     if size <= _INT_MASK_LIMIT:
@@ -96,15 +96,15 @@ def frame_extent(data: bytes | bytearray, pos: int) -> tuple[int, int] | None:
     return header, header + length
 
 
-def decode_message(
+def simple_opcode(
     data: bytes | bytearray, pos: int, header: int, end: int, *, masked: bool, limit: int
-) -> str | bytes | None:
-    """The message in the frame at *data[pos:end]*, if it is a simple one.
+) -> int | None:
+    """The opcode of the frame at *data[pos:end]* if it is a simple one, else ``None``.
 
     Simple: final, no RSV bits, text or binary, masked as *masked* says,
-    its length encoded in the fewest bytes, at most *limit* bytes, and
-    (for text) valid UTF-8. Anything else gives ``None``: wsproto decodes
-    it instead, and reports what is wrong with it.
+    its length encoded in the fewest bytes, and at most *limit* bytes of
+    payload. Anything else is for wsproto to decode, and to report what is
+    wrong with it.
     """
     first, second = data[pos], data[pos + 1]
     size = end - pos - header
@@ -116,16 +116,42 @@ def decode_message(
         or (size < 0x10000) is not ((second & _LENGTH) < 127)
     ):
         return None
+    return first & 0x0F
+
+
+def decode_message(
+    data: bytes | bytearray, pos: int, header: int, end: int, *, masked: bool, limit: int
+) -> str | bytes | None:
+    """The message in the simple frame at *data[pos:end]*, or ``None``.
+
+    ``None`` also for text that is not valid UTF-8: wsproto reports it.
+    """
+    opcode = simple_opcode(data, pos, header, end, masked=masked, limit=limit)
+    if opcode is None:
+        return None
     start = pos + header
-    payload: bytes | bytearray = data[start:end]
-    if masked:
-        payload = apply_mask(payload, data[start - 4 : start])
-    if first & 0x0F == OPCODE_BINARY:
+    key = bytes(data[start - 4 : start]) if masked else None
+    payload = payload_copy(memoryview(data)[start:end], key)
+    if opcode == OPCODE_BINARY:
         return bytes(payload)
     try:
         return payload.decode()
     except UnicodeDecodeError:
         return None
+
+
+def payload_copy(view: memoryview, key: bytes | None, offset: int = 0) -> bytes | bytearray:
+    """A copy of *view*, unmasked with *key* (``None``: not masked).
+
+    *offset* is how many bytes of the same payload came before *view*, for
+    a payload that arrives in several reads.
+    """
+    if key is None:
+        return bytes(view)
+    shift = offset % 4
+    if shift:
+        key = key[shift:] + key[:shift]
+    return apply_mask(view, key)
 
 
 _SIMPLE_FIRST_BYTES = frozenset((_FIN | OPCODE_TEXT, _FIN | OPCODE_BINARY))
