@@ -328,7 +328,8 @@ def run_one(
 
 def versions() -> list[tuple[str, str]]:
     found = [("python", platform.python_version())]
-    for dist in ("trio", "wsproto", "trio-websocket", "websockets", "trio_ws"):
+    # numpy: trio_ws's optional speedup for masking large payloads.
+    for dist in ("trio", "wsproto", "trio-websocket", "websockets", "trio_ws", "numpy"):
         try:
             found.append((dist, importlib.metadata.version(dist)))
         except importlib.metadata.PackageNotFoundError:

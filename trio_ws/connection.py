@@ -144,6 +144,8 @@ class WebSocketConnection(trio.abc.AsyncResource):
         # The reader waits on a full queue: pongs cannot be read meanwhile.
         self._queue_full = False
         self._queue_stalls = 0
+        # Roughly how many messages wait in the queue: a hint for the writer.
+        self._backlog = 0
 
     # ------------------------------------------------------------ properties
 
@@ -220,6 +222,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
                 item = await self._queue_out.receive()
         except (trio.EndOfChannel, trio.ClosedResourceError):
             raise ConnectionClosed(self._reason()) from None
+        self._backlog -= 1
         if isinstance(item, _Violation):
             self._fail(item)
             raise ConnectionClosed(self._reason())
@@ -316,22 +319,36 @@ class WebSocketConnection(trio.abc.AsyncResource):
             opcode, payload = OPCODE_BINARY, bytes(message)
         else:
             raise TypeError(f"message must be str or bytes, not {type(message).__name__}")
+        deflate = self._deflate if compress else None
+        threaded = deflate is not None and len(payload) >= deflate.options.thread_threshold
+        if not (self._message_lock.locked() or self._writer.full or threaded):
+            # Nobody to wait for: no need to take the lock.
+            await trio.lowlevel.checkpoint_if_cancelled()
+            self._check_open()
+            if deflate is not None:
+                payload = deflate.compress_message(payload)
+            await self._queue_message(opcode, payload, deflate is not None, len(message))
+            return
         async with _fast(self._message_lock):
             await self._wait_for_room()
-            deflate = self._deflate if compress else None
             if deflate is not None:
-                if len(payload) >= deflate.options.thread_threshold:
+                if threaded:
                     # Not cancellable: the compressor moves on with this message,
                     # so it must be sent.
                     payload = await trio.to_thread.run_sync(deflate.compress_message, payload)
                     self._check_open()
                 else:
                     payload = deflate.compress_message(payload)
-            self._log.message(">", opcode == OPCODE_TEXT, len(message))
-            frame = encode_message(opcode, payload, rsv1=deflate is not None, mask=self._is_client)
-            # A reply to a queued message is likely to follow this one.
-            more = self._queue_out.statistics().current_buffer_used > 0
-            await self._writer.send(*frame, more_coming=more)
+            await self._queue_message(opcode, payload, deflate is not None, len(message))
+
+    async def _queue_message(
+        self, opcode: int, payload: bytes, compressed: bool, size: int
+    ) -> None:
+        """Frame a whole message and hand it to the writer (see FrameWriter.send)."""
+        self._log.message(">", opcode == OPCODE_TEXT, size)
+        frame = encode_message(opcode, payload, rsv1=compressed, mask=self._is_client)
+        # A reply to a message still queued is likely to follow this one.
+        await self._writer.send(*frame, more_coming=self._backlog > 0)
 
     async def send_message_stream(
         self,
@@ -733,6 +750,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
                     await self._queue_in.send(message)
                 finally:
                     self._queue_full = False
+            self._backlog += 1
         except trio.BrokenResourceError:
             pass  # the application closed: drop what it will never read
 
