@@ -460,7 +460,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         """Queue a frame through wsproto (fragments, pings, pongs)."""
         await self._wait_for_room()
         self._log.frame(">", event)
-        self._writer.queue(self._ws.send(event))
+        self._writer.put(self._ws.send(event))
 
     def _write_failed(self, why: str) -> None:
         self._set_reason(ABNORMAL_CLOSURE, why)
@@ -493,7 +493,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
             if reason and isinstance(event, CloseConnection):
                 self._set_reason(event.code, event.reason)
             self._log.frame(">", event)
-            self._writer.queue(self._ws.send(event))
+            self._writer.put(self._ws.send(event))
 
     # ------------------------------------------------------------ closing
 
@@ -545,7 +545,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         writer and keepalive tasks end with the reader.
         """
         nursery.start_soon(self._reader_task)
-        nursery.start_soon(self._writer.run)
+        self._writer.start(nursery)  # it starts a task whenever there is work
         if self._options.ping_interval is not None:
             nursery.start_soon(
                 keep_alive, self, self._options.ping_interval, self._options.ping_timeout

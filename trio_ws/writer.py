@@ -1,7 +1,8 @@
 """The write side of a connection: a bounded buffer drained by one task.
 
-Senders queue whole frames and return; one writer task per connection hands
-them to the transport. Two things follow from that:
+Senders queue whole frames and return; a writer task hands them to the
+transport. It runs only while there is something to write (an idle
+connection costs no task for it). Two things follow from that:
 
 * Frames queued close together share one system call. When no other task is
   ready to run, nothing else could add to the write, so a frame queued on an
@@ -33,10 +34,11 @@ Piece = bytes | bytearray | memoryview
 
 
 class FrameWriter:
-    """Queue frames for *stream* and write them from :meth:`run`."""
+    """Queue frames for *stream*; a writer task started in *nursery* writes them."""
 
     def __init__(self, stream: trio.abc.Stream, on_failure: Callable[[str], None]) -> None:
         self._stream = stream
+        self._nursery: trio.Nursery | None = None  # where writer tasks run
         # Plain sockets can be written without a scheduler pass (see queue()).
         self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else None
         self._on_failure = on_failure  # called once, when a write fails
@@ -44,7 +46,7 @@ class FrameWriter:
         self._queued = 0  # bytes in _pieces
         self._writing = 0  # bytes handed to the transport but not yet written
         self._late: bytes | None = None  # a pong waiting for room
-        self._wakeup = trio.lowlevel.ParkingLot()  # the writer waits for frames
+        self._running = False  # a writer task is alive
         self._room = trio.lowlevel.ParkingLot()  # senders wait for room
         self._drained = trio.lowlevel.ParkingLot()  # drain() waits for nothing left
         self._stopping = False
@@ -57,13 +59,38 @@ class FrameWriter:
         return self._queued + self._writing >= WRITE_BUFFER_SIZE
 
     def queue(self, *pieces: Piece) -> None:
-        """Queue one frame, given as consecutive pieces, for the writer task."""
-        if self.failed:
+        """Queue one frame, given as consecutive pieces, for the writer task.
+
+        Frames queued after :meth:`stop` (the transport is closed) are dropped.
+        """
+        if self.failed or self._stopping:
             return
         self._pieces.extend(pieces)
         for piece in pieces:
             self._queued += len(piece)
-        self._wakeup.unpark_all()
+        self._start_writer()
+
+    def put(self, *pieces: Piece) -> None:
+        """Write one frame now if the writer is idle, else queue it; never blocks.
+
+        For frames that are not worth holding back (Close, pongs), and for
+        :meth:`send`. What the socket does not take at once is queued.
+        """
+        idle = not (self._pieces or self._writing or self.failed or self._stopping)
+        if self._fd is not None and idle:
+            pieces = self._write_now(pieces)
+        if pieces:
+            self.queue(*pieces)
+
+    def start(self, nursery: trio.Nursery) -> None:
+        """Run writer tasks in *nursery* from now on."""
+        self._nursery = nursery
+        self._start_writer()
+
+    def _start_writer(self) -> None:
+        if self._pieces and not self._running and self._nursery is not None:
+            self._running = True
+            self._nursery.start_soon(self._run)
 
     async def send(self, *pieces: Piece, more_coming: bool = False) -> None:
         """Queue one frame, or write it now; not cancellable.
@@ -77,17 +104,10 @@ class FrameWriter:
         Every CORK_FRAMES frames it yields all the same, so a sending loop
         cannot starve other tasks.
         """
-        if (
-            self._fd is not None
-            and not more_coming
-            and not self._pieces
-            and not self._writing
-            and not self.failed
-            and not trio.lowlevel.current_statistics().tasks_runnable
-        ):
-            pieces = self._write_now(pieces)
-        if pieces:
+        if more_coming or trio.lowlevel.current_statistics().tasks_runnable:
             self.queue(*pieces)
+        else:
+            self.put(*pieces)
         self._unyielded += 1
         if self._unyielded >= CORK_FRAMES:
             self._unyielded = 0
@@ -102,7 +122,7 @@ class FrameWriter:
         if self.full:
             self._late = frame
         else:
-            self.queue(frame)
+            self.put(frame)
 
     async def wait_for_room(self) -> None:
         """Wait until the buffer has room (or the transport failed).
@@ -119,19 +139,19 @@ class FrameWriter:
             await self._drained.park()
 
     def stop(self) -> None:
-        """Make :meth:`run` return once the buffer is empty."""
+        """Drop frames queued from now on: the transport is being closed."""
         self._stopping = True
-        self._wakeup.unpark_all()
 
-    async def run(self) -> None:
-        """Write queued frames until stopped; never raises except Cancelled."""
+    async def _run(self) -> None:
+        """Write until nothing is left; never raises except Cancelled."""
         try:
             while True:
                 if not self._pieces:
-                    if self._stopping:
+                    # Stay for one more pass: a sender that is busy now
+                    # would otherwise start a new task for its next frame.
+                    await trio.lowlevel.cancel_shielded_checkpoint()
+                    if not self._pieces:
                         return
-                    await self._wakeup.park()
-                    continue
                 await self._cork()
                 self._unyielded = 0
                 pieces, self._pieces = self._pieces, []
@@ -149,6 +169,8 @@ class FrameWriter:
             raise
         except Exception as exc:  # the transport broke, or (a bug) anything else
             await self._fail(repr(exc))
+        finally:
+            self._running = False
 
     def _write_now(self, pieces: tuple[Piece, ...]) -> tuple[Piece, ...]:
         """Write what the socket takes without blocking; return the rest.
