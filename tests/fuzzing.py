@@ -1119,6 +1119,11 @@ def _leaves(group: BaseExceptionGroup[BaseException]) -> list[BaseException]:
     return out
 
 
+#: trio_ws's one keepalive task per Trio run: started by the first
+#: connection, it lives as long as the run, so it is no leak.
+KEEPALIVE_TIMER = "trio_ws keepalive timer"
+
+
 def live_tasks() -> list[trio.lowlevel.Task]:
     tasks = []
     stack = [trio.lowlevel.current_root_task()]
@@ -1126,7 +1131,8 @@ def live_tasks() -> list[trio.lowlevel.Task]:
         task = stack.pop()
         if task is None:
             continue
-        tasks.append(task)
+        if task.name != KEEPALIVE_TIMER:
+            tasks.append(task)
         for nursery in task.child_nurseries:
             stack.extend(nursery.child_tasks)
     return tasks

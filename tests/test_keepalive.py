@@ -100,3 +100,50 @@ async def test_keepalive_can_be_disabled(
         await trio.sleep(3600)
         assert ws.closed is None and ws.latency is None
         inner.cancel_scope.cancel()
+
+
+def _tasks_named(name: str) -> int:
+    count, stack = 0, [trio.lowlevel.current_root_task()]
+    while stack:
+        task = stack.pop()
+        if task is None:
+            continue
+        count += task.name == name
+        for nursery in task.child_nurseries:
+            stack.extend(nursery.child_tasks)
+    return count
+
+
+async def test_one_timer_task_pings_every_connection(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    server = await nursery.start(trio_ws.serve_websocket, echo_handler, HOST, 0, None)
+    async with (
+        trio_ws.open_websocket(HOST, server.port, "/", use_ssl=False, ping_interval=5) as a,
+        trio_ws.open_websocket(HOST, server.port, "/", use_ssl=False, ping_interval=7) as b,
+    ):
+        await trio.sleep(8)
+        assert a.latency is not None and b.latency is not None
+        # Two clients and their two server sides: still one timer task.
+        assert _tasks_named("trio_ws keepalive timer") == 1
+
+
+async def test_closed_connections_are_not_kept_by_keepalive(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    import gc
+    import weakref
+
+    server = await nursery.start(trio_ws.serve_websocket, echo_handler, HOST, 0, None)
+    refs = []
+    for _ in range(5):
+        async with trio_ws.open_websocket(
+            HOST, server.port, "/", use_ssl=False, ping_interval=3600
+        ) as ws:
+            await ws.send_message("hi")
+            assert await ws.get_message() == "hi"
+        refs.append(weakref.ref(ws))
+        del ws
+    await trio.sleep(1)
+    gc.collect()
+    assert [ref() for ref in refs] == [None] * 5

@@ -13,11 +13,12 @@ messages share system calls, and a sender waits only when the buffer is full.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
 from collections import OrderedDict
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
@@ -33,6 +34,7 @@ from wsproto.events import (
 )
 from wsproto.extensions import Extension
 
+from . import keepalive
 from .close_codes import (
     ABNORMAL_CLOSURE,
     INTERNAL_ERROR,
@@ -53,7 +55,6 @@ from .frames import (
     simple_opcode,
 )
 from .handshake import Headers
-from .keepalive import keep_alive
 from .logs import ConnectionLogger
 from .options import DEFAULT, FRAMES_PER_YIELD, ConnectionOptions, _Default
 from .size_limit import MessageSizeLimit
@@ -141,6 +142,12 @@ class WebSocketConnection(trio.abc.AsyncResource):
         self._reader_done = trio.Event()
         self._failed = False  # we failed the connection for a protocol violation
         self._latency: float | None = None  # set by keepalive
+        self._keepalive = (
+            None
+            if options.ping_interval is None
+            else keepalive.KeepaliveState(options.ping_interval, options.ping_timeout)
+        )
+        self._nursery: trio.Nursery | None = None  # where the reader runs
         # The reader waits on a full queue: pongs cannot be read meanwhile.
         self._queue_full = False
         self._queue_stalls = 0
@@ -539,17 +546,29 @@ class WebSocketConnection(trio.abc.AsyncResource):
     # ------------------------------------------------------------ reader task
 
     def _start(self, nursery: trio.Nursery) -> None:
-        """Start the reader, the writer and, if enabled, keepalive in *nursery*.
+        """Start the reader in *nursery*, which also runs the writer when needed.
 
-        None of them raises (except Cancelled), so the nursery is safe; the
-        writer and keepalive tasks end with the reader.
+        Neither raises (except Cancelled), so the nursery is safe. Keepalive
+        needs no task of its own: see :mod:`trio_ws.keepalive`.
         """
+        self._nursery = nursery
         nursery.start_soon(self._reader_task)
         self._writer.start(nursery)  # it starts a task whenever there is work
-        if self._options.ping_interval is not None:
-            nursery.start_soon(
-                keep_alive, self, self._options.ping_interval, self._options.ping_timeout
-            )
+        if self._keepalive is not None:
+            when = trio.current_time() + self._keepalive.interval
+            keepalive.timer().schedule(self, when)
+
+    def _spawn(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
+        """Run *fn* in the connection's nursery, unless the connection is over."""
+        if self._nursery is not None:
+            with contextlib.suppress(RuntimeError):  # the nursery has closed
+                self._nursery.start_soon(fn, *args)
+
+    def _send_keepalive_ping(self, payload: bytes) -> None:
+        if self._ws.state is ConnectionState.OPEN and not self._writer.failed:
+            ping = Ping(payload=payload)
+            self._log.frame(">", ping)
+            self._writer.put(self._ws.send(ping))
 
     async def _expire(self, why: str) -> None:
         """Close a connection whose peer stopped answering (1011), not waiting on it."""
@@ -755,6 +774,8 @@ class WebSocketConnection(trio.abc.AsyncResource):
             pass  # the application closed: drop what it will never read
 
     def _acknowledge(self, payload: bytes) -> None:
+        if self._keepalive is not None:
+            keepalive.timer().pong(self, payload)
         if payload not in self._pings:
             return  # an unsolicited pong
         while self._pings:
