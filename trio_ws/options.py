@@ -49,9 +49,12 @@ FRAMES_PER_YIELD = 256
 WRITE_BUFFER_SIZE = 64 * KiB
 
 #: The writer lets other ready tasks queue frames first, so that a burst
-#: shares one system call, for at most this many scheduler passes, and only
-#: while fewer than CORK_BYTES are waiting.
-CORK_PASSES = 8
+#: shares one system call: while each pass (or the one before) adds frames,
+#: for at most CORK_PASSES scheduler passes and CORK_SECONDS, and only while
+#: fewer than CORK_BYTES are waiting. The time limit keeps a busy program,
+#: whose passes are long, from holding frames back for long.
+CORK_PASSES = 32
+CORK_SECONDS = 0.001
 CORK_BYTES = 64 * KiB
 
 #: A task that sends many messages without waiting gets a scheduler pass at

@@ -27,7 +27,14 @@ from collections.abc import Callable
 
 import trio
 
-from .options import CORK_BYTES, CORK_FRAMES, CORK_PASSES, WRITE_BUFFER_SIZE, WRITE_JOIN_LIMIT
+from .options import (
+    CORK_BYTES,
+    CORK_FRAMES,
+    CORK_PASSES,
+    CORK_SECONDS,
+    WRITE_BUFFER_SIZE,
+    WRITE_JOIN_LIMIT,
+)
 
 #: A frame, or part of one, as queued.
 Piece = bytes | bytearray | memoryview
@@ -104,7 +111,12 @@ class FrameWriter:
         Every CORK_FRAMES frames it yields all the same, so a sending loop
         cannot starve other tasks.
         """
-        if more_coming or trio.lowlevel.current_statistics().tasks_runnable:
+        if (
+            more_coming
+            or self._pieces  # the writer is busy anyway: join its next write
+            or self._writing
+            or trio.lowlevel.current_statistics().tasks_runnable
+        ):
             self.queue(*pieces)
         else:
             self.put(*pieces)
@@ -193,14 +205,22 @@ class FrameWriter:
         return tuple(rest)
 
     async def _cork(self) -> None:
-        """Let tasks that are ready to run queue their frames first."""
+        """Let tasks that are ready to run queue their frames first.
+
+        Stop after two passes in a row that added nothing: Trio runs each
+        pass's tasks in a varying order, so one pass may end before a busy
+        sender has had its turn.
+        """
+        idle = 0
+        until = trio.current_time() + CORK_SECONDS
         for _ in range(CORK_PASSES):
-            if self._queued >= CORK_BYTES:
+            if self._queued >= CORK_BYTES or trio.current_time() >= until:
                 return
             before = len(self._pieces)
             await trio.lowlevel.cancel_shielded_checkpoint()
-            if len(self._pieces) == before:
-                return  # they ran and queued nothing
+            idle = idle + 1 if len(self._pieces) == before else 0
+            if idle == 2:
+                return
 
     async def _write(self, pieces: list[Piece]) -> None:
         """Write *pieces*: small ones joined, big ones as they are (no copy)."""
