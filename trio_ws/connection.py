@@ -56,7 +56,7 @@ from .frames import (
 )
 from .handshake import Headers
 from .logs import ConnectionLogger
-from .options import DEFAULT, FRAMES_PER_YIELD, ConnectionOptions, _Default
+from .options import DEFAULT, FRAMES_PER_YIELD, READS_PER_YIELD, ConnectionOptions, _Default
 from .size_limit import MessageSizeLimit
 from .streaming import MessageStream
 from .values import CloseReason, Endpoint, socket_endpoints
@@ -120,6 +120,8 @@ class WebSocketConnection(trio.abc.AsyncResource):
         # Frames that came in the same read as the handshake: the reader
         # splits them into frames like any other bytes.
         self._early_data: bytes | bytearray = trailing_data
+        self._socket = _plain_socket(stream)  # read directly when there is one
+        self._reads_unyielded = 0
         self._is_client = is_client
         self._path = path
         self._subprotocol = subprotocol
@@ -623,7 +625,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         key: bytes | None = None
         while True:
             if pos == len(data):
-                data = await self._stream.receive_some(self._options.receive_buffer_size)
+                data = await self._receive()
                 if not data:
                     return  # transport lost without a closing handshake: 1006
                 pos = 0
@@ -649,7 +651,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
                 continue
             extent = frame_extent(data, pos)
             if extent is None:  # the header is split across reads
-                more = await self._stream.receive_some(self._options.receive_buffer_size)
+                more = await self._receive()
                 if not more:
                     return
                 data, pos = data[pos:] + more, 0
@@ -690,6 +692,35 @@ class WebSocketConnection(trio.abc.AsyncResource):
         await stream.feed(message, True)
         if self._streamed is stream:
             self._end_stream()
+
+    async def _receive(self) -> bytes | bytearray:
+        """The next bytes from the transport; empty at its end.
+
+        A plain socket is read directly, waiting for it to be readable only
+        when it is empty: trio's ``receive_some`` also yields a scheduler
+        pass after each read, which on the path from the peer's frame to
+        ``get_message()`` is a pass too many. A run of reads that never had
+        to wait still yields every READS_PER_YIELD reads.
+        """
+        size = self._options.receive_buffer_size
+        sock = self._socket
+        if sock is None:
+            return await self._stream.receive_some(size)
+        if self._reads_unyielded >= READS_PER_YIELD:
+            self._reads_unyielded = 0
+            await trio.lowlevel.checkpoint()
+        while True:
+            try:
+                # A closed socket answers -1 (EBADF below), never a stale number.
+                data = os.read(sock.fileno(), size)
+            except BlockingIOError:
+                self._reads_unyielded = 0
+                await trio.lowlevel.wait_readable(sock)
+                continue
+            except OSError as exc:  # reset by the peer, or closed under us
+                raise trio.BrokenResourceError(str(exc)) from exc
+            self._reads_unyielded += 1
+            return data
 
     def _fast_path_open(self) -> bool:
         """Whether a simple frame may bypass wsproto: no message is in progress."""
@@ -858,6 +889,13 @@ class _fast:
 
     async def __aexit__(self, *exc_info: object) -> None:
         self.lock.release()
+
+
+def _plain_socket(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
+    """The socket of a plain TCP or unix socket stream, on POSIX."""
+    if isinstance(stream, trio.SocketStream) and os.name == "posix":
+        return stream.socket
+    return None
 
 
 def _join(parts: list[Any]) -> Message:

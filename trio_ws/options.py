@@ -65,6 +65,10 @@ CORK_FRAMES = 32
 #: are written as they are, without a copy.
 WRITE_JOIN_LIMIT = 64 * KiB
 
+#: A reader whose reads never have to wait (data keeps arriving) yields to
+#: other tasks after this many of them.
+READS_PER_YIELD = 16
+
 #: Seconds between keepalive pings; ``None`` disables keepalive.
 DEFAULT_PING_INTERVAL: float | None = 20.0
 

@@ -46,8 +46,12 @@ class FrameWriter:
     def __init__(self, stream: trio.abc.Stream, on_failure: Callable[[str], None]) -> None:
         self._stream = stream
         self._nursery: trio.Nursery | None = None  # where writer tasks run
-        # Plain sockets can be written without a scheduler pass (see queue()).
-        self._fd = stream.socket.fileno() if isinstance(stream, trio.SocketStream) else None
+        # Plain sockets can be written without a scheduler pass (see put()).
+        # Keep the socket, not its number: once closed it answers -1, where
+        # a stale number could by then belong to another connection.
+        self._socket: trio.socket.SocketType | None = None
+        if isinstance(stream, trio.SocketStream) and os.name == "posix":
+            self._socket = stream.socket
         self._on_failure = on_failure  # called once, when a write fails
         self._pieces: list[Piece] = []  # whole frames, in order
         self._queued = 0  # bytes in _pieces
@@ -84,7 +88,7 @@ class FrameWriter:
         :meth:`send`. What the socket does not take at once is queued.
         """
         idle = not (self._pieces or self._writing or self.failed or self._stopping)
-        if self._fd is not None and idle:
+        if self._socket is not None and idle:
             pieces = self._write_now(pieces)
         if pieces:
             self.queue(*pieces)
@@ -190,9 +194,9 @@ class FrameWriter:
         A failing socket is left for the writer task to find, so that there
         is one way to fail.
         """
-        assert self._fd is not None
+        assert self._socket is not None
         try:
-            written = os.writev(self._fd, pieces)
+            written = os.writev(self._socket.fileno(), pieces)
         except OSError:
             return pieces
         rest: list[Piece] = []
