@@ -94,6 +94,43 @@ class WebSocketConnection(trio.abc.AsyncResource):
     ``max_message_size`` bytes.
     """
 
+    # No per-instance __dict__: with this many attributes it would cost more
+    # than a kilobyte per connection. __weakref__: keepalive holds them weakly.
+    __slots__ = (
+        "__weakref__",
+        "_backlog",
+        "_close_reason",
+        "_deflate",
+        "_early_data",
+        "_failed",
+        "_handshake_headers",
+        "_is_client",
+        "_keepalive",
+        "_latency",
+        "_local",
+        "_log",
+        "_message_lock",
+        "_nursery",
+        "_options",
+        "_parts",
+        "_path",
+        "_pings",
+        "_queue_full",
+        "_queue_in",
+        "_queue_out",
+        "_queue_stalls",
+        "_reader_done",
+        "_reads_unyielded",
+        "_remote",
+        "_size_limit",
+        "_socket",
+        "_stream",
+        "_streamed",
+        "_subprotocol",
+        "_writer",
+        "_ws",
+    )
+
     def __init__(
         self,
         stream: trio.abc.Stream,
@@ -625,6 +662,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         key: bytes | None = None
         while True:
             if pos == len(data):
+                data = b""  # an idle connection need not keep its last read
                 data = await self._receive()
                 if not data:
                     return  # transport lost without a closing handshake: 1006
