@@ -131,7 +131,6 @@ class PerMessageDeflate(Extension):
         self._decompressor: zlib._Decompress | None = None
         self._inbound_compressed = False  # the current inbound message
         self._in_control_frame = False
-        self._precompressed: bytes | None = None
         self._skip_next = False
         #: Output per input byte of the last inflated message: the reader's
         #: guess at how much work the next compressed bytes will be.
@@ -285,16 +284,12 @@ class PerMessageDeflate(Extension):
         self._skip_next = True
 
     def compress_message(self, data: bytes) -> bytes:
-        """Compress a whole message; safe to run in a worker thread.
+        """Compress a whole message (framed by trio_ws, not wsproto).
 
-        The caller must hand the result to :meth:`use_precompressed` and send
-        the message before compressing another.
+        Safe to run in a worker thread; the caller must send the result
+        before compressing another message.
         """
         return self._compress(data, fin=True)
-
-    def use_precompressed(self, payload: bytes) -> None:
-        """Make the next message frame carry *payload*, already compressed."""
-        self._precompressed = payload
 
     def _compress(self, data: bytes, fin: bool) -> bytes:
         if self._compressor is None:
@@ -327,10 +322,7 @@ class PerMessageDeflate(Extension):
             self._skip_next = False
         if not self._outbound_compressed:
             return rsv, data
-        if self._precompressed is not None:
-            payload, self._precompressed = self._precompressed, None
-        else:
-            payload = self._compress(data, fin)
+        payload = self._compress(data, fin)
         return (RsvBits(True, rsv.rsv2, rsv.rsv3) if first else rsv), payload
 
     _outbound_compressed = False
