@@ -261,10 +261,12 @@ class WebSocketConnection(trio.abc.AsyncResource):
         try:
             # No scheduler pass when a message is waiting: the queue is
             # bounded, so a consumer still parks within a few messages.
-            await trio.lowlevel.checkpoint_if_cancelled()
-            try:
-                item = self._queue_out.receive_nowait()
-            except trio.WouldBlock:
+            item = None
+            if self._backlog > 0:  # only a hint, so the slow way stays behind it
+                await trio.lowlevel.checkpoint_if_cancelled()
+                with contextlib.suppress(trio.WouldBlock):
+                    item = self._queue_out.receive_nowait()
+            if item is None:
                 item = await self._queue_out.receive()
         except (trio.EndOfChannel, trio.ClosedResourceError):
             raise ConnectionClosed(self._reason()) from None
@@ -298,6 +300,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
             raise RuntimeError("another task is already receiving a message stream")
         try:
             whole = self._queue_out.receive_nowait()
+            self._backlog -= 1
         except (trio.EndOfChannel, trio.ClosedResourceError):
             raise ConnectionClosed(self._reason()) from None
         except trio.WouldBlock:

@@ -36,6 +36,9 @@ from .options import (
     WRITE_JOIN_LIMIT,
 )
 
+#: Most buffers one writev() takes (Linux and macOS allow 1024).
+_IOV_MAX = 512
+
 #: A frame, or part of one, as queued.
 Piece = bytes | bytearray | memoryview
 
@@ -188,16 +191,30 @@ class FrameWriter:
         finally:
             self._running = False
 
-    def _write_now(self, pieces: tuple[Piece, ...]) -> tuple[Piece, ...]:
+    async def _write_socket(self, pieces: list[Piece]) -> None:
+        """Write *pieces* to a plain socket with ``writev``: no joining, and
+        no scheduler pass unless the socket is full."""
+        assert self._socket is not None
+        rest = tuple(pieces)
+        while rest:
+            rest = self._write_now(rest[:_IOV_MAX], raising=True) + rest[_IOV_MAX:]
+            if rest:
+                await trio.lowlevel.wait_writable(self._socket)
+
+    def _write_now(self, pieces: tuple[Piece, ...], *, raising: bool = False) -> tuple[Piece, ...]:
         """Write what the socket takes without blocking; return the rest.
 
-        A failing socket is left for the writer task to find, so that there
-        is one way to fail.
+        A failing socket is left for the writer task to find (it passes
+        *raising*), so that there is one way to fail.
         """
         assert self._socket is not None
         try:
             written = os.writev(self._socket.fileno(), pieces)
-        except OSError:
+        except BlockingIOError:
+            return pieces
+        except OSError as exc:
+            if raising:
+                raise trio.BrokenResourceError(str(exc)) from exc
             return pieces
         rest: list[Piece] = []
         for piece in pieces:
@@ -228,6 +245,9 @@ class FrameWriter:
 
     async def _write(self, pieces: list[Piece]) -> None:
         """Write *pieces*: small ones joined, big ones as they are (no copy)."""
+        if self._socket is not None:
+            await self._write_socket(pieces)
+            return
         send_all = self._stream.send_all
         group: list[Piece] = []
         size = 0
