@@ -60,7 +60,7 @@ class DeflateOptions:
     #: Messages of this many bytes or more are compressed in a worker thread,
     #: and so are reads expected to inflate to this much (judged by the last
     #: message's ratio), so the Trio thread keeps serving others meanwhile.
-    thread_threshold: int = 32 * 1024
+    thread_threshold: int = 256 * 1024
 
     def __post_init__(self) -> None:
         for bits in (self.server_max_window_bits, self.client_max_window_bits):

@@ -57,6 +57,11 @@ CORK_PASSES = 32
 CORK_SECONDS = 0.001
 CORK_BYTES = 64 * KiB
 
+#: A pass that took longer than this means heavy work between frames (say,
+#: compressing on the Trio thread): the writer writes instead of waiting for
+#: more, since a batch would save little next to the delay.
+CORK_LONG_PASS = 0.0002
+
 #: A task that sends many messages without waiting gets a scheduler pass at
 #: least every this many frames.
 CORK_FRAMES = 32

@@ -30,6 +30,7 @@ import trio
 from .options import (
     CORK_BYTES,
     CORK_FRAMES,
+    CORK_LONG_PASS,
     CORK_PASSES,
     CORK_SECONDS,
     WRITE_BUFFER_SIZE,
@@ -61,6 +62,7 @@ class FrameWriter:
         self._writing = 0  # bytes handed to the transport but not yet written
         self._late: bytes | None = None  # a pong waiting for room
         self._running = False  # a writer task is alive
+        self._first_queued = 0.0  # when the oldest queued frame was queued
         self._room = trio.lowlevel.ParkingLot()  # senders wait for room
         self._drained = trio.lowlevel.ParkingLot()  # drain() waits for nothing left
         self._stopping = False
@@ -79,6 +81,8 @@ class FrameWriter:
         """
         if self.failed or self._stopping:
             return
+        if not self._pieces:
+            self._first_queued = trio.current_time()
         self._pieces.extend(pieces)
         for piece in pieces:
             self._queued += len(piece)
@@ -230,17 +234,25 @@ class FrameWriter:
 
         Stop after two passes in a row that added nothing: Trio runs each
         pass's tasks in a varying order, so one pass may end before a busy
-        sender has had its turn.
+        sender has had its turn. Stop, or do not start, once a pass took
+        long (CORK_LONG_PASS).
         """
+        now = trio.current_time()
+        if self._queued >= CORK_BYTES or now - self._first_queued > CORK_LONG_PASS:
+            return  # enough to write, or the frames have waited a long pass already
         idle = 0
-        until = trio.current_time() + CORK_SECONDS
+        until = now + CORK_SECONDS
         for _ in range(CORK_PASSES):
-            if self._queued >= CORK_BYTES or trio.current_time() >= until:
-                return
             before = len(self._pieces)
             await trio.lowlevel.cancel_shielded_checkpoint()
             idle = idle + 1 if len(self._pieces) == before else 0
-            if idle == 2:
+            last, now = now, trio.current_time()
+            if (
+                idle == 2
+                or self._queued >= CORK_BYTES
+                or now >= until
+                or now - last > CORK_LONG_PASS
+            ):
                 return
 
     async def _write(self, pieces: list[Piece]) -> None:
