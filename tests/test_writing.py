@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 import trio
 import trio.testing
 
@@ -101,3 +102,30 @@ async def test_direct_and_buffered_writes_keep_message_order(
             with trio.fail_after(10):
                 received = [await ws.get_message() for _ in range(count)]
     assert received == messages
+
+
+async def test_sends_after_the_peer_resets_fail_with_1006(nursery: trio.Nursery) -> None:
+    import socket
+    import struct
+
+    from .raw import Reader, accept_answer, serve_raw
+
+    async def reset(stream: trio.SocketStream, reader: Reader, head: bytes) -> None:
+        await stream.send_all(accept_answer(head))
+        await trio.sleep(0.1)
+        # SO_LINGER 0: closing sends RST, as a crashed peer's kernel would.
+        stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await stream.aclose()
+
+    port = await nursery.start(serve_raw, reset)
+    sent = 0
+    async with trio_ws.open_websocket(
+        HOST, port, "/", use_ssl=False, compression=None, ping_interval=None
+    ) as ws:
+        with trio.fail_after(5), pytest.raises(trio_ws.ConnectionClosed) as info:
+            while True:  # queued or written at once, until the failure shows
+                await ws.send_message(os.urandom(20_000))
+                sent += 1
+                await trio.sleep(0.01)
+    assert info.value.reason.code == 1006
+    assert sent > 0
