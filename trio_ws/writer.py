@@ -45,7 +45,8 @@ Piece = bytes | bytearray | memoryview
 
 
 class FrameWriter:
-    """Queue frames for *stream*; a writer task started in *nursery* writes them."""
+    """Queue frames for *stream*; writer tasks, started in the nursery given
+    to :meth:`start` while frames wait, write them."""
 
     def __init__(self, stream: trio.abc.Stream, on_failure: Callable[[str], None]) -> None:
         self._stream = stream
