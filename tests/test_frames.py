@@ -48,20 +48,29 @@ def test_encoded_frames_decode_to_the_message(size: int, opcode: int) -> None:
     client_frame = b"".join(frames.encode_message(opcode, payload, mask=True))
     extent = frames.frame_extent(client_frame, 0)
     assert extent is not None and extent[1] == len(client_frame)
-    message = frames.decode_message(client_frame, 0, extent[0], extent[1], masked=True, limit=size)
+    header, end = extent
+    found = frames.simple_opcode(client_frame, 0, header, end, masked=True, limit=size)
+    assert found == opcode
+    key = frames.masking_key(client_frame, 0, header, masked=True)
+    message = frames.decode_message(client_frame, header, end, found, key)
     assert message == (payload.decode() if opcode == frames.OPCODE_TEXT else payload)
     # One byte over the limit, or the wrong masking, is left to wsproto.
     if size:
         assert (
-            frames.decode_message(
-                client_frame, 0, extent[0], extent[1], masked=True, limit=size - 1
-            )
-            is None
+            frames.simple_opcode(client_frame, 0, header, end, masked=True, limit=size - 1) is None
         )
-    assert (
-        frames.decode_message(client_frame, 0, extent[0], extent[1], masked=False, limit=size)
-        is None
-    )
+    assert frames.simple_opcode(client_frame, 0, header, end, masked=False, limit=size) is None
+
+
+def test_invalid_utf8_is_left_to_wsproto() -> None:
+    text_frame = b"".join(frames.encode_message(frames.OPCODE_TEXT, b"ok\xff", mask=True))
+    extent = frames.frame_extent(text_frame, 0)
+    assert extent is not None
+    header, end = extent
+    found = frames.simple_opcode(text_frame, 0, header, end, masked=True, limit=100)
+    assert found == frames.OPCODE_TEXT
+    key = frames.masking_key(text_frame, 0, header, masked=True)
+    assert frames.decode_message(text_frame, header, end, found, key) is None
 
 
 def test_incomplete_headers_have_no_extent() -> None:

@@ -51,6 +51,7 @@ from .frames import (
     decode_message,
     encode_message,
     frame_extent,
+    masking_key,
     payload_copy,
     simple_opcode,
 )
@@ -60,7 +61,7 @@ from .options import DEFAULT, FRAMES_PER_YIELD, READS_PER_YIELD, ConnectionOptio
 from .size_limit import MessageSizeLimit
 from .streaming import MessageStream
 from .values import CloseReason, Endpoint, socket_endpoints
-from .writer import FrameWriter
+from .writer import FrameWriter, plain_socket
 
 logger = logging.getLogger("trio_ws.connection")
 
@@ -157,7 +158,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         # Frames that came in the same read as the handshake: the reader
         # splits them into frames like any other bytes.
         self._early_data: bytes | bytearray = trailing_data
-        self._socket = _plain_socket(stream)  # read directly when there is one
+        self._socket = plain_socket(stream)  # read directly when there is one
         self._reads_unyielded = 0
         self._is_client = is_client
         self._path = path
@@ -491,9 +492,8 @@ class WebSocketConnection(trio.abc.AsyncResource):
         await self._send(Pong(payload=payload or b""))
 
     def _check_open(self) -> None:
-        if self._ws.state is not ConnectionState.OPEN or self._close_reason is not None:
-            raise ConnectionClosed(self._reason())
-        if self._writer.failed:
+        state, failed = self._ws.state, self._writer.failed
+        if state is not ConnectionState.OPEN or self._close_reason is not None or failed:
             raise ConnectionClosed(self._reason())
 
     async def _wait_for_room(self) -> None:
@@ -698,18 +698,20 @@ class WebSocketConnection(trio.abc.AsyncResource):
                 data, pos = data[pos:] + more, 0
                 continue
             header, size = extent
-            message = None
+            end = pos + size
             masked = not self._is_client
-            limit = self._size_limit.max_size
-            if pos + size <= len(data) and self._fast_path_open():
-                message = decode_message(data, pos, header, pos + size, masked=masked, limit=limit)
-            elif self._fast_path_open() and (
-                simple_opcode(data, pos, header, pos + size, masked=masked, limit=limit)
-                == OPCODE_BINARY
-            ):
+            opcode = None
+            if self._fast_path_open():
+                limit = self._size_limit.max_size
+                opcode = simple_opcode(data, pos, header, end, masked=masked, limit=limit)
+            message = None
+            if opcode is not None and end <= len(data):
+                key = masking_key(data, pos, header, masked)
+                message = decode_message(data, pos + header, end, opcode, key)
+            elif opcode == OPCODE_BINARY:
                 # Text is left to wsproto, which rejects bad UTF-8 as soon as
                 # it arrives; a binary payload has nothing to check.
-                key = bytes(data[pos + header - 4 : pos + header]) if masked else None
+                key = masking_key(data, pos, header, masked)
                 pos += header
                 piece_left, gathered = size - header, 0
                 continue
@@ -930,13 +932,6 @@ class _fast:
 
     async def __aexit__(self, *exc_info: object) -> None:
         self.lock.release()
-
-
-def _plain_socket(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
-    """The socket of a plain TCP or unix socket stream, on POSIX."""
-    if isinstance(stream, trio.SocketStream) and os.name == "posix":
-        return stream.socket
-    return None
 
 
 def _join(parts: list[Any]) -> Message:

@@ -149,18 +149,20 @@ def simple_opcode(
     return first & 0x0F
 
 
-def decode_message(
-    data: bytes | bytearray, pos: int, header: int, end: int, *, masked: bool, limit: int
-) -> str | bytes | None:
-    """The message in the simple frame at *data[pos:end]*, or ``None``.
+def masking_key(data: bytes | bytearray, pos: int, header: int, masked: bool) -> bytes | None:
+    """The masking key of the frame at *data[pos:]* (its header's last four
+    bytes), or ``None`` for an unmasked frame."""
+    return bytes(data[pos + header - 4 : pos + header]) if masked else None
 
-    ``None`` also for text that is not valid UTF-8: wsproto reports it.
+
+def decode_message(
+    data: bytes | bytearray, start: int, end: int, opcode: int, key: bytes | None
+) -> str | bytes | None:
+    """The message whose payload is *data[start:end]*, from a frame that
+    :func:`simple_opcode` accepted as *opcode*.
+
+    ``None`` for text that is not valid UTF-8: wsproto reports it.
     """
-    opcode = simple_opcode(data, pos, header, end, masked=masked, limit=limit)
-    if opcode is None:
-        return None
-    start = pos + header
-    key = bytes(data[start - 4 : start]) if masked else None
     payload = payload_copy(memoryview(data)[start:end], key)
     if opcode == OPCODE_BINARY:
         return bytes(payload)

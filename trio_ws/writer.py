@@ -37,6 +37,20 @@ from .options import (
     WRITE_JOIN_LIMIT,
 )
 
+
+def plain_socket(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
+    """The socket of a plain TCP or unix socket stream on POSIX, else ``None``.
+
+    Such a socket may be read and written directly (``os.read``,
+    ``os.writev``). Callers keep the socket, not its number, and ask for the
+    number at each use: a closed socket answers -1, where a stale number
+    could by then belong to another connection.
+    """
+    if isinstance(stream, trio.SocketStream) and os.name == "posix":
+        return stream.socket
+    return None
+
+
 #: Most buffers one writev() takes (Linux and macOS allow 1024).
 _IOV_MAX = 512
 
@@ -52,11 +66,7 @@ class FrameWriter:
         self._stream = stream
         self._nursery: trio.Nursery | None = None  # where writer tasks run
         # Plain sockets can be written without a scheduler pass (see put()).
-        # Keep the socket, not its number: once closed it answers -1, where
-        # a stale number could by then belong to another connection.
-        self._socket: trio.socket.SocketType | None = None
-        if isinstance(stream, trio.SocketStream) and os.name == "posix":
-            self._socket = stream.socket
+        self._socket = plain_socket(stream)
         self._on_failure = on_failure  # called once, when a write fails
         self._pieces: list[Piece] = []  # whole frames, in order
         self._queued = 0  # bytes in _pieces
