@@ -393,8 +393,9 @@ class WebSocketConnection(trio.abc.AsyncResource):
         """Frame a whole message and hand it to the writer (see FrameWriter.send)."""
         self._log.message(">", opcode == OPCODE_TEXT, size)
         frame = encode_message(opcode, payload, rsv1=compressed, mask=self._is_client)
-        # A reply to a message still queued is likely to follow this one.
-        await self._writer.send(*frame, more_coming=self._backlog > 0)
+        # A reply to a message still queued (or waiting for room in the
+        # queue: the reader is blocked on it) is likely to follow this one.
+        await self._writer.send(*frame, more_coming=self._backlog > 0 or self._queue_full)
 
     async def send_message_stream(
         self,
