@@ -144,6 +144,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         trailing_data: bytes = b"",
         size_limit: MessageSizeLimit | None = None,
         deflate: PerMessageDeflate | None = None,
+        endpoints: tuple[Endpoint | None, Endpoint | None] | None = None,
     ) -> None:
         self._stream = stream
         self._options = options
@@ -164,7 +165,8 @@ class WebSocketConnection(trio.abc.AsyncResource):
         self._path = path
         self._subprotocol = subprotocol
         self._handshake_headers = handshake_headers
-        self._local, self._remote = socket_endpoints(stream)
+        # A server's request has asked the socket already: share its answer.
+        self._local, self._remote = endpoints or socket_endpoints(stream)
         self._log = ConnectionLogger(logger, self._remote, path)
         self._log.debug("open (%s)", "client" if is_client else "server")
 
