@@ -756,11 +756,14 @@ class WebSocketConnection(trio.abc.AsyncResource):
                 # A closed socket answers -1 (EBADF below), never a stale number.
                 data = os.read(sock.fileno(), size)
             except BlockingIOError:
+                data = None  # wait below: inside the except, the exception and
+                # its traceback would stay alive as long as the connection idles
+            except OSError as exc:  # reset by the peer, or closed under us
+                raise trio.BrokenResourceError(str(exc)) from exc
+            if data is None:
                 self._reads_unyielded = 0
                 await trio.lowlevel.wait_readable(sock)
                 continue
-            except OSError as exc:  # reset by the peer, or closed under us
-                raise trio.BrokenResourceError(str(exc)) from exc
             self._reads_unyielded += 1
             return data
 

@@ -29,16 +29,22 @@ class ConnectionLogger(_Adapter):
     """A logger adapter that stamps records with one connection's identity."""
 
     def __init__(self, logger: logging.Logger, remote: Endpoint | None, path: str) -> None:
-        ws_id = next(_ids)
-        where = f"{remote.address}:{remote.port}" if remote else "-"
-        super().__init__(logger, {"ws_id": ws_id, "remote": where, "path": path})
-        self._prefix = f"[#{ws_id} {where} {path}] "
+        # The record attributes and prefix are built when a record is made:
+        # most connections never log at an enabled level, and built up front
+        # they cost every idle connection a dict and two strings.
+        super().__init__(logger)
+        self._ws_id = next(_ids)
+        self._remote = remote
+        self._path = path
 
     def process(
         self, msg: Any, kwargs: MutableMapping[str, Any]
     ) -> tuple[Any, MutableMapping[str, Any]]:
-        kwargs["extra"] = {**(self.extra or {}), **kwargs.get("extra", {})}
-        return self._prefix + str(msg), kwargs
+        remote = self._remote
+        where = f"{remote.address}:{remote.port}" if remote else "-"
+        identity = {"ws_id": self._ws_id, "remote": where, "path": self._path}
+        kwargs["extra"] = {**identity, **kwargs.get("extra", {})}
+        return f"[#{self._ws_id} {where} {self._path}] {msg}", kwargs
 
     def frame(self, direction: str, event: Event) -> None:
         """Log one frame-level event at DEBUG, payload elided."""

@@ -79,8 +79,10 @@ class FrameWriter:
         self._late: bytes | None = None  # a pong waiting for room
         self._running = False  # a writer task is alive
         self._first_queued = 0.0  # when the oldest queued frame was queued
-        self._room = trio.lowlevel.ParkingLot()  # senders wait for room
-        self._drained = trio.lowlevel.ParkingLot()  # drain() waits for nothing left
+        # Senders wait here for room, and drain() for nothing left; both
+        # check again when woken, so one lot (woken after each write) serves
+        # both and an idle connection keeps one lot, not two.
+        self._progress = trio.lowlevel.ParkingLot()
         self._stopping = False
         self._unyielded = 0  # frames queued by send() without a schedule point
         self.failed = False
@@ -169,12 +171,12 @@ class FrameWriter:
         """
         await trio.lowlevel.checkpoint_if_cancelled()
         while self.full and not self.failed:
-            await self._room.park()
+            await self._progress.park()
 
     async def drain(self) -> None:
         """Wait until every queued frame is written, or the transport failed."""
         while (self._queued or self._writing) and not self.failed:
-            await self._drained.park()
+            await self._progress.park()
 
     def stop(self) -> None:
         """Drop frames queued from now on: the transport is being closed."""
@@ -199,9 +201,7 @@ class FrameWriter:
                 if self._late is not None:
                     late, self._late = self._late, None
                     self.queue(late)
-                self._room.unpark_all()
-                if not self._pieces:
-                    self._drained.unpark_all()
+                self._progress.unpark_all()
         except trio.Cancelled:
             await self._fail("cancelled")
             raise
@@ -297,7 +297,6 @@ class FrameWriter:
         """Give up on the transport: the peer can no longer find frame boundaries."""
         self.failed = True
         self._pieces, self._queued, self._writing, self._late = [], 0, 0, None
-        self._room.unpark_all()
-        self._drained.unpark_all()
+        self._progress.unpark_all()
         self._on_failure(why)
         await trio.aclose_forcefully(self._stream)
