@@ -16,10 +16,11 @@ from urllib.parse import urlsplit
 
 import trio
 
-from .close_codes import INTERNAL_ERROR, NORMAL_CLOSURE
+from .close_codes import GOING_AWAY, INTERNAL_ERROR, NORMAL_CLOSURE
 from .compression import DeflateOptions, NegotiationError, PerMessageDeflate
 from .connection import WebSocketConnection
 from .exceptions import ConnectionTimeout, DisconnectionTimeout, HandshakeError
+from .groups import one_error, only_cancelled
 from .handshake import HeaderInput, client_handshake
 from .options import (
     DEFAULT,
@@ -73,7 +74,8 @@ async def open_websocket(
     default, verifying TLS context, or an :class:`ssl.SSLContext` to use.
 
     Leaving the block closes the connection with 1000 (1011 if the block
-    raised an exception), waiting at most *disconnect_timeout* for the closing
+    raised an exception, 1001 if it was cancelled or interrupted by Ctrl-C),
+    waiting at most *disconnect_timeout* for the closing
     handshake; if that runs out and the block itself raised nothing,
     :class:`DisconnectionTimeout` is raised. Errors come out as themselves,
     never wrapped in an :class:`ExceptionGroup`.
@@ -397,28 +399,44 @@ async def _owned_connection(
 
     Exceptions are caught inside the nursery and re-raised after it, so the
     caller sees the exception itself and not an ExceptionGroup around it; the
-    only task in the nursery, the reader, never raises.
+    only task in the nursery, the reader, never raises. When the caller's
+    scope is cancelled, the nursery raises Cancelled on its way out: an
+    exception the block raised meanwhile (say in a ``finally``) still wins,
+    as it would without the nursery (the pattern of Trio issue 1559). A
+    ``KeyboardInterrupt`` leaves the block as itself.
     """
     error: BaseException | None = None
     finished_in_time = True
-    async with trio.open_nursery() as nursery:
+    with one_error():
         try:
-            connection = await connect(nursery)
+            async with trio.open_nursery() as nursery:
+                try:
+                    connection = await connect(nursery)
+                except BaseException as exc:
+                    error = exc
+                else:
+                    code = NORMAL_CLOSURE
+                    try:
+                        yield connection
+                    except BaseException as exc:
+                        error = exc
+                        code = _leaving_code(exc)
+                    try:
+                        finished_in_time = await connection._close(code, None)
+                    except BaseException as exc:
+                        error = error or exc
         except BaseException as exc:
-            error = exc
-        else:
-            code = NORMAL_CLOSURE
-            try:
-                yield connection
-            except BaseException as exc:
-                error = exc
-                if isinstance(exc, Exception):
-                    code = INTERNAL_ERROR
-            try:
-                finished_in_time = await connection._close(code, None)
-            except BaseException as exc:
-                error = error or exc
+            if error is None or not only_cancelled(exc):
+                raise
+            # Cancelled by the caller's scope: the block's own error goes on.
     if error is not None:
         raise error
     if not finished_in_time:
         raise DisconnectionTimeout("the closing handshake did not finish in time")
+
+
+def _leaving_code(error: BaseException) -> int:
+    """The close code for a block left by *error*: 1011 for a failure,
+    1001 (going away) when cancelled or interrupted, as the reader says if
+    the cancellation reaches it first."""
+    return INTERNAL_ERROR if isinstance(error, Exception) else GOING_AWAY
