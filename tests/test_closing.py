@@ -21,6 +21,7 @@ from .raw import (
     accept_answer,
     close_payload,
     frame,
+    raw_client,
     serve_raw,
 )
 
@@ -362,3 +363,28 @@ async def _serve_in_scope(
 ) -> None:
     with scope:
         await trio_ws.serve_websocket(echo_handler, HOST, 0, None, task_status=task_status)
+
+
+async def test_close_frame_without_code_ends_async_for_quietly(nursery: trio.Nursery) -> None:
+    # Issue 13 item 5: a browser's ws.close() sends an empty Close frame (1005).
+    outcome: list[object] = []
+
+    async def iterate(request: trio_ws.WebSocketRequest) -> None:
+        ws = await request.accept()
+        try:
+            async for message in ws:
+                outcome.append(message)
+        except trio_ws.ConnectionClosed as exc:
+            outcome.append(exc)
+        else:
+            outcome.append("ended")
+
+    server = await nursery.start(trio_ws.serve_websocket, iterate, HOST, 0, None)
+    stream, reader, _ = await raw_client(server.port)
+    await stream.send_all(frame(TEXT, b"hi") + frame(CLOSE))
+    with trio.fail_after(5):
+        assert await reader.close_code() is None  # the empty Close is echoed
+        while len(outcome) < 2:
+            await trio.sleep(0.01)
+    assert outcome == ["hi", "ended"]
+    await stream.aclose()

@@ -285,13 +285,21 @@ async def wrap_client_stream(
 def _parse_url(
     url: str, ssl_context: ssl.SSLContext | None
 ) -> tuple[str, int, str, bool | ssl.SSLContext]:
+    if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
+        kind = type(ssl_context).__name__
+        raise TypeError(f"ssl_context must be an ssl.SSLContext or None, not {kind}")
     parts = urlsplit(url)
     if parts.scheme not in ("ws", "wss"):
         raise ValueError(f"WebSocket URL scheme must be ws or wss: {url!r}")
     if not parts.hostname:
         raise ValueError(f"WebSocket URL has no host: {url!r}")
     is_ssl = parts.scheme == "wss"
-    port = parts.port or (443 if is_ssl else 80)
+    if ssl_context is not None and not is_ssl:
+        raise ValueError(f"ssl_context was given for a ws:// URL; use wss:// for TLS: {url!r}")
+    try:
+        port = parts.port or (443 if is_ssl else 80)
+    except ValueError as exc:  # not a number, or out of range
+        raise ValueError(f"WebSocket URL has an invalid port ({exc}): {url!r}") from None
     resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     use_ssl: bool | ssl.SSLContext = (ssl_context or True) if is_ssl else False
     return parts.hostname, port, resource, use_ssl
@@ -310,6 +318,9 @@ async def _connect(
     unix_socket: str | None,
 ) -> WebSocketConnection:
     """TCP, TLS and the HTTP upgrade, together bounded by ``connect_timeout``."""
+    if not isinstance(use_ssl, (bool, ssl.SSLContext)):  # 1 would silently mean True
+        kind = type(use_ssl).__name__
+        raise TypeError(f"use_ssl must be True, False or an ssl.SSLContext, not {kind} {use_ssl!r}")
     tls = None
     if use_ssl:
         tls = use_ssl if isinstance(use_ssl, ssl.SSLContext) else ssl.create_default_context()

@@ -336,7 +336,8 @@ class WebSocketConnection(trio.abc.AsyncResource):
         return self
 
     async def __anext__(self) -> Message:
-        """Iterate over messages; a normal close (1000/1001) ends the loop."""
+        """Iterate over messages; a normal close (1000, 1001, or a Close
+        frame without a code, 1005) ends the loop."""
         try:
             return await self.get_message()
         except ConnectionClosed as exc:
