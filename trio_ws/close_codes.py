@@ -19,7 +19,10 @@ MANDATORY_EXT = 1010
 INTERNAL_ERROR = 1011
 
 #: Codes that end a connection quietly: ``async for`` stops without an error.
-NORMAL_CODES = frozenset({NORMAL_CLOSURE, GOING_AWAY})
+#: 1005 is what a Close frame without a code means, and browsers send one for
+#: a plain ``ws.close()``: the peer said goodbye and gave no error, so it is
+#: as normal as 1000. (A separate set would be a second rule for one question.)
+NORMAL_CODES = frozenset({NORMAL_CLOSURE, GOING_AWAY, NO_STATUS_RCVD})
 
 #: Longest close reason, in UTF-8 bytes: a Close frame's payload is the
 #: two-byte code and the reason, at most 125 bytes in all.

@@ -37,6 +37,7 @@ from wsproto.extensions import Extension
 from . import keepalive
 from .close_codes import (
     ABNORMAL_CLOSURE,
+    GOING_AWAY,
     INTERNAL_ERROR,
     MESSAGE_TOO_BIG,
     NORMAL_CODES,
@@ -359,7 +360,8 @@ class WebSocketConnection(trio.abc.AsyncResource):
         return self
 
     async def __anext__(self) -> Message:
-        """Iterate over messages; a normal close (1000/1001) ends the loop."""
+        """Iterate over messages; a normal close (1000, 1001, or a Close
+        frame without a code, 1005) ends the loop."""
         try:
             return await self.get_message()
         except ConnectionClosed as exc:
@@ -406,7 +408,13 @@ class WebSocketConnection(trio.abc.AsyncResource):
                     # Not cancellable: the compressor moves on with this message,
                     # so it must be sent.
                     payload = await trio.to_thread.run_sync(deflate.compress_message, payload)
-                    self._check_open()
+                    try:
+                        self._check_open()
+                    except ConnectionClosed:
+                        # Closed because our scope was cancelled meanwhile (the
+                        # reader went with it): that is the error to raise.
+                        await trio.lowlevel.checkpoint_if_cancelled()
+                        raise
                 else:
                     payload = deflate.compress_message(payload)
             await self._queue_message(opcode, payload, deflate is not None, len(message))
@@ -654,6 +662,12 @@ class WebSocketConnection(trio.abc.AsyncResource):
             await self._read_frames()
         except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionClosed):
             pass
+        except trio.Cancelled:
+            # The nursery running this connection is being torn down (its
+            # server or client is going away): say so, whichever of its
+            # tasks saw the cancellation first, before the transport goes.
+            self._send_if(ConnectionState.OPEN, CloseConnection(GOING_AWAY, None), reason=True)
+            raise
         except Exception:  # a bug here must not crash the user's nursery
             self._log.exception("unexpected error in WebSocket reader task")
         finally:

@@ -23,6 +23,7 @@ from .close_codes import GOING_AWAY, INTERNAL_ERROR, NORMAL_CLOSURE, check_senda
 from .compression import DeflateOptions
 from .connection import WebSocketConnection
 from .exceptions import ConnectionClosed, HandshakeError
+from .groups import one_error
 from .http import HTTPRequest, HTTPResponse
 from .options import (
     DEFAULT_COMPRESSION,
@@ -144,21 +145,28 @@ class WebSocketServer:
     async def run(
         self, *, task_status: trio.TaskStatus[WebSocketServer] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        """Serve until cancelled or shut down; ``task_status.started`` gets the server."""
-        async with trio.open_nursery() as handlers:
-            # Accepting runs in a nursery of its own, so that shutdown can
-            # stop it (closing the listeners) while the handlers go on.
-            with trio.CancelScope() as self._accepting:
-                async with trio.open_nursery() as accepting:
-                    await accepting.start(
-                        partial(
-                            trio.serve_listeners,
-                            self._serve_stream,
-                            self._listeners,
-                            handler_nursery=self._handler_nursery or handlers,
+        """Serve until cancelled or shut down; ``task_status.started`` gets the server.
+
+        Cancelling it closes every open connection with 1001 (going away). A
+        ``KeyboardInterrupt`` does the same and comes out as itself, not in
+        an exception group, so ``trio.run(serve_websocket, ...)`` stops on
+        Ctrl-C with a plain ``KeyboardInterrupt``.
+        """
+        with one_error():
+            async with trio.open_nursery() as handlers:
+                # Accepting runs in a nursery of its own, so that shutdown can
+                # stop it (closing the listeners) while the handlers go on.
+                with trio.CancelScope() as self._accepting:
+                    async with trio.open_nursery() as accepting:
+                        await accepting.start(
+                            partial(
+                                trio.serve_listeners,
+                                self._serve_stream,
+                                self._listeners,
+                                handler_nursery=self._handler_nursery or handlers,
+                            )
                         )
-                    )
-                    task_status.started(self)
+                        task_status.started(self)
 
     async def shutdown(
         self,
@@ -261,6 +269,11 @@ class WebSocketServer:
             log = request._connection._log if request._connection else logger
             log.exception("WebSocket handler for %s failed", request.path)
             code = INTERNAL_ERROR
+        except BaseException:
+            # Cancelled (the server is torn down) or KeyboardInterrupt: the
+            # server is going away, which is not a normal closure.
+            code = GOING_AWAY
+            raise
         finally:
             connection = request._connection
             if connection is not None:
