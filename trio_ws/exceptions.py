@@ -104,5 +104,9 @@ class ConnectionTimeout(HandshakeError):
     """The connection or its opening handshake took longer than allowed."""
 
 
-class DisconnectionTimeout(Exception):
-    """The closing handshake took longer than ``disconnect_timeout``."""
+class DisconnectionTimeout(HandshakeError):
+    """The closing handshake took longer than ``disconnect_timeout``.
+
+    A :class:`HandshakeError`, as in trio-websocket: the closing handshake
+    is a handshake too.
+    """
