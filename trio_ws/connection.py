@@ -670,14 +670,20 @@ class WebSocketConnection(trio.abc.AsyncResource):
                 self._streamed.end()
             for waiter in self._pings.values():
                 waiter.set()
-            with (
-                trio.CancelScope(shield=True),
-                trio.move_on_after(self._options.disconnect_timeout),
-            ):
-                await self._writer.drain()  # our Close, or the echo of the peer's
-                self._writer.stop()
-                await self._stream.aclose()
-            self._reader_done.set()
+            try:
+                with (
+                    trio.CancelScope(shield=True),
+                    trio.move_on_after(self._options.disconnect_timeout),
+                ):
+                    await self._writer.drain()  # our Close, or the echo of the peer's
+                    self._writer.stop()
+                    await self._stream.aclose()
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                # A cancelled aclose() dropped the transport while this
+                # closed it gracefully (TLS sends close_notify): closed anyway.
+                pass
+            finally:
+                self._reader_done.set()
             self._log.debug("closed: %s", self._reason())
 
     async def _read_frames(self) -> None:
