@@ -33,16 +33,22 @@ _LOCAL_ONLY = frozenset({NO_STATUS_RCVD, ABNORMAL_CLOSURE, 1015})
 
 
 def code_name(code: int) -> str:
-    """Return the registered name of *code*, or the range it falls in."""
+    """Return the registered name of *code*, or the range it falls in.
+
+    The range names are trio-websocket's, so programs that compare them
+    keep working.
+    """
     try:
         return _Code(code).name
     except ValueError:
         pass
+    if 1000 <= code <= 2999:
+        return "RFC_RESERVED"
     if 3000 <= code <= 3999:
-        return "LIBRARY_CODE"
+        return "IANA_RESERVED"
     if 4000 <= code <= 4999:
-        return "PRIVATE_CODE"
-    return "UNKNOWN_CODE"
+        return "PRIVATE_RESERVED"
+    return "INVALID_CODE"
 
 
 def check_sendable(code: int, reason: str | None = None) -> None:

@@ -196,6 +196,13 @@ class WebSocketConnection(trio.abc.AsyncResource):
         # Roughly how many messages wait in the queue: a hint for the writer.
         self._backlog = 0
 
+    def __str__(self) -> str:
+        """``client-<n>`` or ``server-<n>``, a short id as in trio-websocket.
+
+        *n* is the ``ws_id`` that this connection's log records carry.
+        """
+        return f"{'client' if self._is_client else 'server'}-{self._log.ws_id}"
+
     # ------------------------------------------------------------ properties
 
     @property
@@ -223,13 +230,13 @@ class WebSocketConnection(trio.abc.AsyncResource):
         return not self._is_client
 
     @property
-    def local(self) -> Endpoint | None:
-        """This side's address, or ``None`` if the transport is not a socket."""
+    def local(self) -> Endpoint | str:
+        """This side's address, or the transport's ``repr()`` if it is not a socket."""
         return self._local
 
     @property
-    def remote(self) -> Endpoint | None:
-        """The peer's address, or ``None`` if the transport is not a socket."""
+    def remote(self) -> Endpoint | str:
+        """The peer's address, or the transport's ``repr()`` if it is not a socket."""
         return self._remote
 
     @property

@@ -115,7 +115,10 @@ class WebSocketServer:
 
     @property
     def listeners(self) -> list[Endpoint | str]:
-        """Where the server listens: an :class:`Endpoint` per socket listener."""
+        """Where the server listens: an :class:`Endpoint` per socket listener.
+
+        A listener that is not a socket listener is given as its ``repr()``.
+        """
         result: list[Endpoint | str] = []
         for listener in self._listeners:
             if isinstance(listener, trio.SSLListener):
@@ -131,7 +134,13 @@ class WebSocketServer:
 
     @property
     def port(self) -> int:
-        """The port the server listens on; all its socket listeners must share it."""
+        """The port the server listens on; all its socket listeners must share it.
+
+        ``host=None`` gives one listener for IPv4 and one for IPv6 on the same
+        port, which is fine here. ``RuntimeError`` if the listeners are on
+        different ports or none is a socket listener (trio-websocket raises it
+        whenever there is more than one listener).
+        """
         ports = {e.port for e in self.listeners if isinstance(e, Endpoint)}
         if len(ports) != 1:
             raise RuntimeError(f"server listens on {len(ports)} ports, not one: {sorted(ports)}")
