@@ -117,6 +117,9 @@ async def test_health_check_and_auth_hook(nursery: trio.Nursery) -> None:
     port = await server_port(server)
     health = await http_exchange(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
     assert health.startswith(b"HTTP/1.1 200 ")
+    # Probes often add a query string; it must not send them to the auth check.
+    probe = await http_exchange(port, b"GET /healthz?probe=k8s HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert probe.startswith(b"HTTP/1.1 200 "), probe
     with pytest.raises(trio_ws.ConnectionRejected) as info:
         async with trio_ws.open_websocket_url(f"ws://127.0.0.1:{port}/"):
             pass  # pragma: no cover
@@ -136,6 +139,8 @@ async def test_tls_example() -> None:
 async def test_graceful_shutdown_on_sigterm(nursery: trio.Nursery) -> None:
     server = await start(nursery, str(EXAMPLES / "graceful_shutdown.py"), "--port", "0")
     port = await server_port(server)
+    # It prints its pid, so that the reader knows what to send SIGTERM to.
+    assert int((await server.read_until(r"pid (\d+)")).group(1)) == server.process.pid
     async with trio_ws.open_websocket_url(f"ws://127.0.0.1:{port}/") as ws:
         await ws.send_message("before")
         assert await ws.get_message() == "before"
