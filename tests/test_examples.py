@@ -132,6 +132,27 @@ async def test_health_check_and_auth_hook(nursery: trio.Nursery) -> None:
     server.process.terminate()
 
 
+async def test_plain_http_and_websocket_on_one_port(nursery: trio.Nursery) -> None:
+    server = await start(nursery, str(EXAMPLES / "http_and_websocket.py"), "--port", "0")
+    port = await server_port(server)
+    page = await http_exchange(port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert page.startswith(b"HTTP/1.1 200 ") and b"new WebSocket(" in page
+    health = await http_exchange(port, b"GET /healthz?probe=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert health.startswith(b"HTTP/1.1 200 ") and health.endswith(b"\r\n\r\nok\n")
+    missing = await http_exchange(port, b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert missing.startswith(b"HTTP/1.1 404 ")
+    post = await http_exchange(port, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi")
+    assert post.startswith(b"HTTP/1.1 405 ") and b"\r\nallow: GET\r\n" in post
+    async with trio_ws.open_websocket_url(f"ws://127.0.0.1:{port}/ws") as ws:
+        await ws.send_message("same port")
+        assert await ws.get_message() == "same port"
+    with pytest.raises(trio_ws.ConnectionRejected) as info:
+        async with trio_ws.open_websocket_url(f"ws://127.0.0.1:{port}/elsewhere"):
+            pass  # pragma: no cover
+    assert info.value.status_code == 404
+    server.process.terminate()
+
+
 async def test_tls_example() -> None:
     assert "hello over TLS" in await run(str(EXAMPLES / "tls.py"))
 
