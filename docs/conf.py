@@ -53,6 +53,9 @@ SENTINEL_TYPE = re.compile(
     r"\s*\|\s*~?trio_ws\.options\._Default\b|~?trio_ws\.options\._Default\s*\|\s*"
 )
 
+# A default shown as "<something>", such as a dataclass field's "<factory>".
+ANGLE_DEFAULT = re.compile(r"<[A-Za-z_][\w.]*>")
+
 
 class _Shown:
     """A default value shown as the given text (signatures print repr())."""
@@ -86,13 +89,31 @@ def public_signature(
         real = inspect.signature(obj).parameters
     except (TypeError, ValueError):
         real = {}
-    parsed = signature_from_str(SENTINEL_TYPE.sub("", signature))
+    # Defaults such as a dataclass field's "<factory>" are not Python: parse
+    # them as names, and put the text back afterwards.
+    placeholders: dict[str, str] = {}
+
+    def hide(match: re.Match[str]) -> str:
+        placeholders[name := f"__default_{len(placeholders)}__"] = match.group(0)
+        return name
+
+    try:
+        parsed = signature_from_str(ANGLE_DEFAULT.sub(hide, SENTINEL_TYPE.sub("", signature)))
+    except SyntaxError:
+        return None  # leave it as autodoc made it; nitpicky still checks it
     parameters = []
+    factories = {
+        field.name: field.default_factory
+        for field in (dataclasses.fields(obj) if dataclasses.is_dataclass(obj) else ())
+        if field.default_factory is not dataclasses.MISSING
+    }
     for parameter in parsed.parameters.values():
         if parameter.name.startswith("_"):
             continue
         actual = real.get(parameter.name)
         shown = _short_default(actual.default) if actual is not None else None
+        if parameter.name in factories:  # "<factory>": a fresh dict() (say) each time
+            shown = _Shown(f"{getattr(factories[parameter.name], '__name__', '...')}()")
         parameters.append(parameter.replace(default=shown) if shown else parameter)
     # An @asynccontextmanager function is annotated as the async generator it
     # wraps; users call it as the async context manager it returns.
@@ -103,6 +124,8 @@ def public_signature(
             ret,
         )
     text = stringify_signature(parsed.replace(parameters=parameters), show_return_annotation=False)
+    for name, original in placeholders.items():
+        text = text.replace(name, original)
     return text, ret
 
 
