@@ -153,6 +153,43 @@ async def test_plain_http_and_websocket_on_one_port(nursery: trio.Nursery) -> No
     server.process.terminate()
 
 
+async def test_authentication_ticket_cookie_and_first_message(nursery: trio.Nursery) -> None:
+    origin = "https://app.example"
+    server = await start(
+        nursery, str(EXAMPLES / "authentication.py"), "--port", "0", "--origin", origin
+    )
+    url = f"ws://127.0.0.1:{await server_port(server)}/ws"
+
+    async def rejection(url: str, headers: list[tuple[str, str]] | None = None) -> int:
+        with pytest.raises(trio_ws.ConnectionRejected) as info:
+            async with trio_ws.open_websocket_url(url, extra_headers=headers):
+                pass  # pragma: no cover
+        return info.value.status_code
+
+    # A ticket in the query string: the hook finds the user, the handler greets them.
+    async with trio_ws.open_websocket_url(url + "?ticket=t1ck3t-bob") as ws:
+        assert await ws.get_message() == "hello bob"
+        await ws.send_message("hi")
+        assert await ws.get_message() == "bob: hi"
+    assert await rejection(url + "?ticket=t1ck3t-bob") == 401  # single use
+    # A session cookie, from the site's own page and from another site.
+    cookie = ("Cookie", "theme=dark; session=s3ss10n-alice")
+    async with trio_ws.open_websocket_url(url, extra_headers=[cookie, ("Origin", origin)]) as ws:
+        assert await ws.get_message() == "hello alice"
+    assert await rejection(url, [cookie, ("Origin", "https://evil.example")]) == 403
+    assert await rejection(url, [("Cookie", "session=wrong"), ("Origin", origin)]) == 401
+    # No credential in the request: the token is the first message.
+    async with trio_ws.open_websocket_url(url) as ws:
+        await ws.send_message("s3ss10n-alice")
+        assert await ws.get_message() == "hello alice"
+    async with trio_ws.open_websocket_url(url) as ws:
+        await ws.send_message("wrong")
+        with pytest.raises(trio_ws.ConnectionClosed) as closed:
+            await ws.get_message()
+    assert closed.value.reason.code == 1008
+    server.process.terminate()
+
+
 async def test_tls_example() -> None:
     assert "hello over TLS" in await run(str(EXAMPLES / "tls.py"))
 
