@@ -19,6 +19,7 @@ in ``request.state["user"]``; the handler finds the same dict as
 from __future__ import annotations
 
 import argparse
+import contextlib
 from collections.abc import Awaitable, Callable, Collection
 from http.cookies import CookieError, SimpleCookie
 
@@ -91,13 +92,10 @@ async def chat(request: trio_ws.WebSocketRequest) -> None:
 
 
 async def main(host: str, port: int, origins: list[str]) -> None:
-    async with trio.open_nursery() as nursery:
-        server = await nursery.start(
-            lambda task_status: trio_ws.serve_websocket(
-                chat, host, port, None, request_hook=make_hook(origins), task_status=task_status
-            )
-        )
-        print(f"listening on ws://{host}:{server.port}/ws", flush=True)
+    listeners = await trio.open_tcp_listeners(port, host=host)
+    server = trio_ws.WebSocketServer(chat, listeners, request_hook=make_hook(origins))
+    print(f"listening on ws://{host}:{server.port}/ws", flush=True)
+    await server.run()  # until Ctrl-C
 
 
 if __name__ == "__main__":
@@ -111,4 +109,7 @@ if __name__ == "__main__":
         help="an origin whose pages may use the session cookie (repeatable)",
     )
     args = parser.parse_args()
-    trio.run(main, args.host, args.port, args.origin or ["http://localhost:8771"])
+    origins = args.origin or ["http://localhost:8771"]
+    # Ctrl-C: clients get 1001 (going away), KeyboardInterrupt comes out as itself.
+    with contextlib.suppress(KeyboardInterrupt):
+        trio.run(main, args.host, args.port, origins)

@@ -12,6 +12,7 @@ handler; upgrades anywhere else get 404 too.
 from __future__ import annotations
 
 import argparse
+import contextlib
 from urllib.parse import urlsplit
 
 import trio
@@ -70,16 +71,11 @@ async def echo(request: trio_ws.WebSocketRequest) -> None:
 
 
 async def main(host: str, port: int) -> None:
-    async with trio.open_nursery() as nursery:
-        server = await nursery.start(
-            lambda task_status: trio_ws.serve_websocket(
-                echo, host, port, None, request_hook=route, task_status=task_status
-            )
-        )
-        print(
-            f"page on http://{host}:{server.port}/, WebSocket on ws://{host}:{server.port}/ws",
-            flush=True,
-        )
+    listeners = await trio.open_tcp_listeners(port, host=host)
+    server = trio_ws.WebSocketServer(echo, listeners, request_hook=route)
+    where = f"{host}:{server.port}"
+    print(f"page on http://{where}/, WebSocket on ws://{where}/ws", flush=True)
+    await server.run()  # until Ctrl-C
 
 
 if __name__ == "__main__":
@@ -87,4 +83,6 @@ if __name__ == "__main__":
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8770)
     args = parser.parse_args()
-    trio.run(main, args.host, args.port)
+    # Ctrl-C: clients get 1001 (going away), KeyboardInterrupt comes out as itself.
+    with contextlib.suppress(KeyboardInterrupt):
+        trio.run(main, args.host, args.port)
