@@ -81,6 +81,7 @@ def _short_default(value: object) -> object | None:
 def public_signature(
     app: Any, what: str, name: str, obj: Any, options: Any, signature: str | None, ret: str | None
 ) -> tuple[str | None, str | None] | None:
+    """The signature autodoc shows for *obj*, as users may call it (see the top)."""
     if name in NO_PUBLIC_CONSTRUCTOR:
         return "", None
     if not signature:
@@ -94,8 +95,9 @@ def public_signature(
     placeholders: dict[str, str] = {}
 
     def hide(match: re.Match[str]) -> str:
-        placeholders[name := f"__default_{len(placeholders)}__"] = match.group(0)
-        return name
+        key = f"__default_{len(placeholders)}__"
+        placeholders[key] = match.group(0)
+        return key
 
     try:
         parsed = signature_from_str(ANGLE_DEFAULT.sub(hide, SENTINEL_TYPE.sub("", signature)))
@@ -124,8 +126,8 @@ def public_signature(
             ret,
         )
     text = stringify_signature(parsed.replace(parameters=parameters), show_return_annotation=False)
-    for name, original in placeholders.items():
-        text = text.replace(name, original)
+    for key, original in placeholders.items():
+        text = text.replace(key, original)
     return text, ret
 
 
@@ -171,6 +173,7 @@ def external_url(target: str) -> str | None:
 
 
 def external_reference(app: Any, env: Any, node: Any, contnode: Any) -> Any:
+    """Resolve a Python reference that the docs do not define to its own docs."""
     if node.get("refdomain") != "py":
         return None
     url = external_url(node["reftarget"])
