@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import inspect
-import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,16 +28,13 @@ NOT_OPTIONS = {"ssl_context", "task_status"}
 
 
 def option_table() -> list[list[str]]:
-    """The rows of the list-table under "Connection options", cells as text."""
+    """The header and rows of the csv-table under "Connection options"."""
     text = REFERENCE.read_text()
-    table = text[text.index(".. list-table::") :].split("\n\n", 2)[1]
-    rows: list[list[str]] = []
-    for line in table.splitlines():
-        if match := re.match(r"   \* - (.*)", line):
-            rows.append([match.group(1)])
-        elif match := re.match(r"     - (.*)", line):
-            rows[-1].append(match.group(1))
-    return rows
+    table = text[text.index(".. csv-table::") :]
+    header, rows = table.split("\n\n", 2)[:2]
+    names = header.split(":header:", 1)[1]
+    assert "\n" not in names.strip(), "a second line would be a row of its own"
+    return [[cell.strip() for cell in line.split(",")] for line in [names, *rows.splitlines()]]
 
 
 def options_of(function: Callable[..., object]) -> set[str]:
