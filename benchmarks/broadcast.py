@@ -92,17 +92,23 @@ def serve_trio_ws(seconds: float, size: int) -> None:
             totals = {"queued": 0, "skipped": 0, "closed": 0, "not_open": 0}
             start = time.monotonic()
             end, seq = start + seconds, 0
+            inside = 0.0  # time spent in broadcast() itself
             while time.monotonic() < end:
+                before = time.perf_counter()
                 result = trio_ws.broadcast(
                     server.connections, message(seq, size), policy=trio_ws.SlowConsumer.SKIP
                 )
+                inside += time.perf_counter() - before
                 totals["queued"] += result
                 totals["skipped"] += result.skipped
                 totals["closed"] += result.closed
                 totals["not_open"] += result.not_open
                 seq += 1
                 await trio.sleep(0)
-            print(json.dumps({"published": seq, "start": start, **totals}), flush=True)
+            print(
+                json.dumps({"published": seq, "start": start, "inside": inside, **totals}),
+                flush=True,
+            )
             await trio.to_thread.run_sync(sys.stdin.readline)  # "stop"
             nursery.cancel_scope.cancel()
 
@@ -128,11 +134,14 @@ def serve_websockets(seconds: float, size: int) -> None:
             await loop.run_in_executor(None, sys.stdin.readline)  # "go"
             start = time.monotonic()
             end, seq = start + seconds, 0
+            inside = 0.0
             while time.monotonic() < end:
+                before = time.perf_counter()
                 broadcast(connections, message(seq, size))
+                inside += time.perf_counter() - before
                 seq += 1
                 await asyncio.sleep(0)
-            print(json.dumps({"published": seq, "start": start}), flush=True)
+            print(json.dumps({"published": seq, "start": start, "inside": inside}), flush=True)
             await loop.run_in_executor(None, sys.stdin.readline)  # "stop"
 
     asyncio.run(main())
@@ -348,6 +357,8 @@ def run_one(
         "p50_ms": percentile(0.50) * 1000,
         "p99_ms": percentile(0.99) * 1000,
         "skipped": published.get("skipped"),
+        # Share of the publishing time spent inside broadcast() itself.
+        "inside_share": published["inside"] / args.seconds,
         "closes": closes,
         "rss_base_mib": base / MiB,
         "rss_peak_mib": peak / MiB,
@@ -359,8 +370,8 @@ def run_one(
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| server | subs | idle | published | delivered msg/s | per reader | p50 ms | p99 ms "
-        "| skipped | server RSS MiB (base / peak / end) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| skipped | in broadcast() | server RSS MiB (base / peak / end) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         skipped = r["skipped"]
@@ -368,6 +379,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"| {r['server']} | {r['subscribers']} | {r['idle']} | {r['published']} "
             f"| {r['delivered_per_s']:,.0f} | {r['received_per_reader']:,.0f} "
             f"| {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {'-' if skipped is None else skipped} "
+            f"| {r.get('inside_share', 0):.0%} "
             f"| {r['rss_base_mib']:.0f} / {r['rss_peak_mib']:.0f} / {r['rss_end_mib']:.0f} |"
         )
     return "\n".join(lines)
