@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 
 import pytest
 import trio
@@ -288,3 +289,39 @@ async def test_reader_keeps_reading_while_a_send_is_blocked(nursery: trio.Nurser
         with trio.fail_after(20):
             await sent.wait()
         inner.cancel_scope.cancel()
+
+
+async def test_close_races_over_tls_raise_nothing_and_send_the_close(
+    nursery: trio.Nursery, server_context: ssl.SSLContext, client_context: ssl.SSLContext
+) -> None:
+    # Issue 13 item 1: a cancelled aclose() dropped the TLS stream while the
+    # reader was closing it gracefully, and the reader's ClosedResourceError
+    # came out of the context manager in an ExceptionGroup.
+    seen: dict[str, list[tuple[int, str | None]]] = {"/cancelled": [], "/concurrent": []}
+
+    async def record(request: trio_ws.WebSocketRequest) -> None:
+        ws = await request.accept()
+        try:
+            await ws.get_message()
+        except trio_ws.ConnectionClosed as exc:
+            seen[request.path].append((exc.reason.code, exc.reason.reason))
+
+    server = await nursery.start(trio_ws.serve_websocket, record, HOST, 0, server_context)
+    url = f"wss://{HOST}:{server.port}"
+    for _ in range(40):  # the race lost about half the runs before the fix
+        async with trio_ws.open_websocket_url(url + "/cancelled", client_context) as ws:
+            with trio.move_on_after(0.0005):
+                await ws.aclose(1000, "bye")
+    for _ in range(10):  # one task closes while another waits for a message
+        async with trio_ws.open_websocket_url(url + "/concurrent", client_context) as ws:
+            async with trio.open_nursery() as tasks:
+                tasks.start_soon(ws.aclose, 1000, "bye")
+                with pytest.raises(trio_ws.ConnectionClosed):
+                    await ws.get_message()
+    with trio.fail_after(10):
+        while len(seen["/cancelled"]) < 40 or len(seen["/concurrent"]) < 10:
+            await trio.sleep(0.01)
+    # A close cancelled before its frame was written may leave the peer
+    # with 1006; every other one must arrive as sent.
+    assert all(s == (1000, "bye") or s[0] == 1006 for s in seen["/cancelled"]), seen
+    assert seen["/concurrent"] == [(1000, "bye")] * 10

@@ -20,7 +20,7 @@ from .close_codes import INTERNAL_ERROR, NORMAL_CLOSURE
 from .compression import DeflateOptions, NegotiationError, PerMessageDeflate
 from .connection import WebSocketConnection
 from .exceptions import ConnectionTimeout, DisconnectionTimeout, HandshakeError
-from .handshake import HeaderInput, client_handshake
+from .handshake import HeaderInput, check_subprotocols, client_handshake, normalize_headers
 from .options import (
     DEFAULT,
     DEFAULT_COMPRESSION,
@@ -274,10 +274,19 @@ async def wrap_client_stream(
         ping_interval=ping_interval,
         ping_timeout=ping_timeout,
     )
+    subprotocols = _check_request(subprotocols, extra_headers)
     return await _handshake(nursery, stream, host, resource, subprotocols, extra_headers, options)
 
 
 # ------------------------------------------------------------------ internals
+
+
+def _check_request(
+    subprotocols: Sequence[str] | None, extra_headers: HeaderInput | None
+) -> list[str]:
+    """Check the upgrade request's arguments before any network: TypeError or ValueError."""
+    normalize_headers(extra_headers)
+    return check_subprotocols(subprotocols)
 
 
 def _parse_url(
@@ -308,6 +317,7 @@ async def _connect(
     unix_socket: str | None,
 ) -> WebSocketConnection:
     """TCP, TLS and the HTTP upgrade, together bounded by ``connect_timeout``."""
+    subprotocols = _check_request(subprotocols, extra_headers)
     tls = None
     if use_ssl:
         tls = use_ssl if isinstance(use_ssl, ssl.SSLContext) else ssl.create_default_context()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from wsproto.frame_protocol import CloseReason as _Code
 
+from .frames import MAX_CONTROL_PAYLOAD
+
 NORMAL_CLOSURE = 1000
 GOING_AWAY = 1001
 PROTOCOL_ERROR = 1002
@@ -22,6 +24,10 @@ TRY_AGAIN_LATER = 1013
 #: Codes that end a connection quietly: ``async for`` stops without an error.
 NORMAL_CODES = frozenset({NORMAL_CLOSURE, GOING_AWAY})
 
+#: Longest close reason, in UTF-8 bytes: a Close frame's payload is the
+#: two-byte code and the reason, at most 125 bytes in all.
+MAX_REASON_BYTES = MAX_CONTROL_PAYLOAD - 2
+
 #: Codes that describe a local condition and never appear in a Close frame.
 _LOCAL_ONLY = frozenset({NO_STATUS_RCVD, ABNORMAL_CLOSURE, 1015})
 
@@ -39,11 +45,23 @@ def code_name(code: int) -> str:
     return "UNKNOWN_CODE"
 
 
-def check_sendable(code: int) -> None:
-    """Raise ``ValueError`` unless an application may send *code* itself.
+def check_sendable(code: int, reason: str | None = None) -> None:
+    """Raise ``ValueError`` unless an application may send *code* and *reason* itself.
 
     RFC 6455 allows 1000-1003, 1007-1011 (and the IANA-registered 1012-1014)
     and the 3000-4999 ranges; 1005, 1006 and 1015 are for local use only.
+    The reason must fit the frame: at most 123 bytes once encoded as UTF-8
+    (``TypeError`` if it is not a ``str``). It is never cut short silently.
     """
+    if not isinstance(code, int):
+        raise TypeError(f"a close code must be an int, not {type(code).__name__}")
+    if reason is not None:
+        if not isinstance(reason, str):
+            raise TypeError(f"a close reason must be a str or None, not {type(reason).__name__}")
+        size = len(reason.encode())
+        if size > MAX_REASON_BYTES:
+            raise ValueError(
+                f"a close reason is at most {MAX_REASON_BYTES} bytes of UTF-8, not {size}"
+            )
     if code in _LOCAL_ONLY or not ((1000 <= code <= 1014 and code != 1004) or 3000 <= code <= 4999):
         raise ValueError(f"{code} is not a close code an endpoint may send")

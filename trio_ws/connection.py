@@ -44,10 +44,11 @@ from .close_codes import (
     check_sendable,
 )
 from .compression import PerMessageDeflate
-from .exceptions import ConnectionClosed
+from .exceptions import ConnectionClosed, MessageTypeError
 from .frames import (
     OPCODE_BINARY,
     OPCODE_TEXT,
+    control_payload,
     decode_message,
     encode_message,
     frame_extent,
@@ -334,6 +335,29 @@ class WebSocketConnection(trio.abc.AsyncResource):
             raise ConnectionClosed(self._reason())
         return item
 
+    async def get_text(self) -> str:
+        """Like :meth:`get_message`, for programs that expect only text: returns ``str``.
+
+        A binary message raises :class:`~trio_ws.MessageTypeError`, which
+        carries it; the connection stays open. Cancellation is as for
+        :meth:`get_message`.
+        """
+        message = await self.get_message()
+        if not isinstance(message, str):
+            raise MessageTypeError(message, str)
+        return message
+
+    async def get_bytes(self) -> bytes:
+        """Like :meth:`get_message`, for programs that expect only binary: returns ``bytes``.
+
+        A text message raises :class:`~trio_ws.MessageTypeError`, as
+        :meth:`get_text` does for binary.
+        """
+        message = await self.get_message()
+        if not isinstance(message, bytes):
+            raise MessageTypeError(message, bytes)
+        return message
+
     @asynccontextmanager
     async def get_message_stream(
         self, max_size: int | _Default | None = DEFAULT
@@ -575,11 +599,15 @@ class WebSocketConnection(trio.abc.AsyncResource):
     async def ping(self, payload: bytes | None = None) -> None:
         """Send a ping and wait for the matching pong.
 
-        *payload* (at most 125 bytes) must differ from every ping still in
-        flight; by default a random one is used. A pong also acknowledges
-        every ping sent before the one it answers. Raises
+        *payload* (``bytes``, at most 125 of them: ``TypeError`` or
+        ``ValueError`` otherwise, before anything is sent) must differ from
+        every ping still in flight; by default a random one is used. A pong
+        also acknowledges every ping sent before the one it answers. Raises
         :class:`ConnectionClosed` as soon as the connection closes.
+        Cancelling the call stops the wait; the pong, when it comes, is ignored.
         """
+        if payload is not None:
+            payload = control_payload(payload)
         if payload is None:
             payload = os.urandom(4)
             while payload in self._pings:
@@ -597,8 +625,11 @@ class WebSocketConnection(trio.abc.AsyncResource):
             raise ConnectionClosed(self._reason())
 
     async def pong(self, payload: bytes | None = None) -> None:
-        """Send an unsolicited pong, for example as a unidirectional heartbeat."""
-        await self._send(Pong(payload=payload or b""))
+        """Send an unsolicited pong, for example as a unidirectional heartbeat.
+
+        *payload* is checked as for :meth:`ping`.
+        """
+        await self._send(Pong(payload=b"" if payload is None else control_payload(payload)))
 
     def _check_open(self) -> None:
         state, failed = self._ws.state, self._writer.failed
@@ -685,7 +716,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
 
     async def _close(self, code: int, reason: str | None) -> bool:
         """Close as :meth:`aclose` does; return whether it finished in time."""
-        check_sendable(code)
+        check_sendable(code, reason)
         self._queue_out.close()  # drop queued messages; wake blocked readers
         try:
             with trio.move_on_after(self._options.disconnect_timeout):
@@ -765,14 +796,20 @@ class WebSocketConnection(trio.abc.AsyncResource):
                 self._streamed.end()
             for waiter in self._pings.values():
                 waiter.set()
-            with (
-                trio.CancelScope(shield=True),
-                trio.move_on_after(self._options.disconnect_timeout),
-            ):
-                await self._writer.drain()  # our Close, or the echo of the peer's
-                self._writer.stop()
-                await self._stream.aclose()
-            self._reader_done.set()
+            try:
+                with (
+                    trio.CancelScope(shield=True),
+                    trio.move_on_after(self._options.disconnect_timeout),
+                ):
+                    await self._writer.drain()  # our Close, or the echo of the peer's
+                    self._writer.stop()
+                    await self._stream.aclose()
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                # A cancelled aclose() dropped the transport while this
+                # closed it gracefully (TLS sends close_notify): closed anyway.
+                pass
+            finally:
+                self._reader_done.set()
             self._log.debug("closed: %s", self._reason())
 
     async def _read_frames(self) -> None:

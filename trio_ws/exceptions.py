@@ -7,18 +7,64 @@ server that hung up; :class:`ConnectionClosed` covers everything afterwards.
 
 from __future__ import annotations
 
+from .close_codes import NORMAL_CODES
 from .values import CloseReason
 
 
 class ConnectionClosed(Exception):
-    """The connection is closed, or closing; :attr:`reason` says why."""
+    """The connection is closed, or closing; :attr:`reason` says why.
+
+    Like :class:`OSError` with its errno subclasses, constructing one gives
+    the subclass that fits the code: :class:`ConnectionClosedOK` for a
+    normal close, :class:`ConnectionClosedError` otherwise, so
+    ``except ConnectionClosed`` still catches both.
+    """
+
+    def __new__(cls, reason: CloseReason) -> ConnectionClosed:
+        if cls is ConnectionClosed:
+            cls = ConnectionClosedOK if reason.code in NORMAL_CODES else ConnectionClosedError
+        return super().__new__(cls, reason)
 
     def __init__(self, reason: CloseReason) -> None:
         super().__init__(reason)
+        #: The :class:`CloseReason`: code, name and the peer's text.
         self.reason = reason
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.reason!r})"
+
+
+class ConnectionClosedOK(ConnectionClosed):
+    """The connection closed normally: 1000, 1001 or 1005 (a Close frame without code).
+
+    These are the codes that end ``async for message in ws`` quietly.
+    """
+
+
+class ConnectionClosedError(ConnectionClosed):
+    """The connection closed with an error code, or was lost (1006)."""
+
+
+class MessageTypeError(TypeError):
+    """:meth:`~trio_ws.WebSocketConnection.get_text` got binary, or
+    :meth:`~trio_ws.WebSocketConnection.get_bytes` got text.
+
+    The message is not lost: it is :attr:`message`. The connection stays
+    open; a program that cannot use the message may close it with code 1003
+    (``await ws.aclose(1003)``, "unsupported data").
+    """
+
+    def __init__(self, message: str | bytes, expected: type[str] | type[bytes]) -> None:
+        super().__init__(message, expected)
+        #: The message that arrived, whole.
+        self.message = message
+        #: The type the caller asked for, ``str`` or ``bytes``.
+        self.expected = expected
+
+    def __str__(self) -> str:
+        if isinstance(self.message, str):
+            return f"expected a binary message, got text of {len(self.message)} characters"
+        return f"expected a text message, got {len(self.message)} bytes of binary"
 
 
 class HandshakeError(Exception):

@@ -11,6 +11,15 @@ from dataclasses import dataclass
 
 from .compression import DeflateOptions
 
+#: The version of trio_ws (``trio_ws.__version__``; setup.cfg reads it from here).
+VERSION = "0.1.0"
+
+#: The ``User-Agent`` header a client sends and the ``Server`` header a
+#: server answers with. A client leaves it out if ``extra_headers`` has
+#: ``("User-Agent", None)``; a server takes ``server_header=None``.
+DEFAULT_USER_AGENT = f"trio_ws/{VERSION}"
+DEFAULT_SERVER_HEADER = DEFAULT_USER_AGENT
+
 KiB = 1024
 MiB = 1024 * KiB
 

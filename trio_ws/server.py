@@ -19,11 +19,10 @@ from functools import partial
 
 import trio
 
-from .close_codes import GOING_AWAY, INTERNAL_ERROR, NORMAL_CLOSURE
+from .close_codes import GOING_AWAY, INTERNAL_ERROR, NORMAL_CLOSURE, check_sendable
 from .compression import DeflateOptions
 from .connection import WebSocketConnection
 from .exceptions import ConnectionClosed, HandshakeError
-from .handshake import rejection
 from .http import HTTPRequest, HTTPResponse
 from .options import (
     DEFAULT_COMPRESSION,
@@ -34,15 +33,17 @@ from .options import (
     DEFAULT_PING_INTERVAL,
     DEFAULT_PING_TIMEOUT,
     DEFAULT_RECEIVE_BUFFER_SIZE,
+    DEFAULT_SERVER_HEADER,
     DEFAULT_SHUTDOWN_TIMEOUT,
     ConnectionOptions,
 )
 from .request import (
     HANDLER_ERROR_STATUS,
     UNDECIDED_STATUS,
+    SubprotocolChoice,
     WebSocketRequest,
-    answer_and_close,
     receive_request,
+    server_subprotocols,
 )
 from .values import Endpoint, address_endpoint
 
@@ -72,6 +73,8 @@ class WebSocketServer:
         request_hook: RequestHook | None = None,
         origins: Sequence[str | None] | None = None,
         max_connections: int | None = None,
+        subprotocols: SubprotocolChoice | None = None,
+        server_header: str | None = DEFAULT_SERVER_HEADER,
         message_queue_size: int = DEFAULT_MESSAGE_QUEUE_SIZE,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         receive_buffer_size: int = DEFAULT_RECEIVE_BUFFER_SIZE,
@@ -89,6 +92,8 @@ class WebSocketServer:
         self._request_hook = request_hook
         self._origins = None if origins is None else frozenset(origins)
         self._max_connections = max_connections
+        self._subprotocols = server_subprotocols(subprotocols)
+        self._server_header = server_header
         self._streams = 0  # TCP connections being served, handshaking or open
         self._connections: set[WebSocketConnection] = set()
         self._snapshot: frozenset[WebSocketConnection] | None = None  # of _connections
@@ -180,7 +185,9 @@ class WebSocketServer:
         and waits up to *timeout* seconds for the handlers to return; the
         ones still running then are cancelled. :meth:`run` returns once all
         is done. Safe to call from any task, for example on SIGTERM.
+        *code* and *reason* are checked first, as for ``aclose()``.
         """
+        check_sendable(code, reason)
         if self._accepting is not None:
             self._accepting.cancel()
         for scope in list(self._handshaking):
@@ -233,7 +240,14 @@ class WebSocketServer:
             request = None
             with trio.move_on_after(self._options.connect_timeout):
                 try:
-                    request = await receive_request(nursery, stream, self._options, self._screen)
+                    request = await receive_request(
+                        nursery,
+                        stream,
+                        self._options,
+                        self._screen,
+                        subprotocols=self._subprotocols,
+                        server_header=self._server_header,
+                    )
                 except HandshakeError as exc:
                     logger.debug("%s", exc)
                     return
@@ -268,9 +282,8 @@ class WebSocketServer:
                     self._connections.discard(connection)
                     self._snapshot = None
             elif not request._decided:
-                request._decide()
                 status = UNDECIDED_STATUS if code == NORMAL_CLOSURE else HANDLER_ERROR_STATUS
-                await answer_and_close(request._stream, rejection(status, [], b""), self._options)
+                await request.reject(status)
 
 
 async def serve_websocket(
@@ -283,6 +296,8 @@ async def serve_websocket(
     request_hook: RequestHook | None = None,
     origins: Sequence[str | None] | None = None,
     max_connections: int | None = None,
+    subprotocols: SubprotocolChoice | None = None,
+    server_header: str | None = DEFAULT_SERVER_HEADER,
     message_queue_size: int = DEFAULT_MESSAGE_QUEUE_SIZE,
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     receive_buffer_size: int = DEFAULT_RECEIVE_BUFFER_SIZE,
@@ -303,6 +318,11 @@ async def serve_websocket(
     upgrade request. If it raises, the error is logged, that connection is
     closed with 1011 (or answered with 500 before acceptance) and the server
     goes on. Errors opening the listeners are raised as themselves.
+
+    *subprotocols* (the server's list, or a function that gets the client's
+    proposals and returns one or ``None``) chooses the subprotocol when the
+    handler calls ``accept()`` without one. *server_header* is the ``Server``
+    header of every answer; ``None`` sends none.
     """
     if unix_socket is not None:
         listeners: Sequence[trio.abc.Listener[trio.abc.Stream]] = [
@@ -323,6 +343,8 @@ async def serve_websocket(
         request_hook=request_hook,
         origins=origins,
         max_connections=max_connections,
+        subprotocols=subprotocols,
+        server_header=server_header,
         message_queue_size=message_queue_size,
         max_message_size=max_message_size,
         receive_buffer_size=receive_buffer_size,
@@ -360,6 +382,8 @@ async def wrap_server_stream(
     compression: DeflateOptions | None = DEFAULT_COMPRESSION,
     ping_interval: float | None = DEFAULT_PING_INTERVAL,
     ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
+    subprotocols: SubprotocolChoice | None = None,
+    server_header: str | None = DEFAULT_SERVER_HEADER,
 ) -> WebSocketRequest:
     """Read an upgrade request from *stream* and return it, undecided.
 
@@ -378,4 +402,10 @@ async def wrap_server_stream(
         ping_interval=ping_interval,
         ping_timeout=ping_timeout,
     )
-    return await receive_request(nursery, stream, options)
+    return await receive_request(
+        nursery,
+        stream,
+        options,
+        subprotocols=server_subprotocols(subprotocols),
+        server_header=server_header,
+    )

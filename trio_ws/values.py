@@ -13,10 +13,22 @@ from .close_codes import code_name
 
 @dataclass(frozen=True)
 class CloseReason:
-    """Why a connection closed: a close code, its name and the peer's text."""
+    """Why a connection closed: a close code, its name and the peer's text.
+
+    :attr:`code` is always a plain ``int`` and :attr:`reason` is ``None``
+    when there is no text, whatever wsproto or the caller handed in, so
+    values compare, print and pickle the same way everywhere.
+    """
 
     code: int
     reason: str | None = None
+
+    def __post_init__(self) -> None:
+        # wsproto reports codes as an IntEnum, and an empty reason as "".
+        if type(self.code) is not int:
+            object.__setattr__(self, "code", int(self.code))
+        if self.reason == "":
+            object.__setattr__(self, "reason", None)
 
     @property
     def name(self) -> str:
