@@ -17,6 +17,9 @@ POLICY_VIOLATION = 1008
 MESSAGE_TOO_BIG = 1009
 MANDATORY_EXT = 1010
 INTERNAL_ERROR = 1011
+#: IANA-registered: "try again later". Sent to a consumer too slow for a
+#: broadcast, which should reconnect (after a pause) and resynchronise.
+TRY_AGAIN_LATER = 1013
 
 #: Codes that end a connection quietly: ``async for`` stops without an error.
 #: 1005 is what a Close frame without a code means, and browsers send one for
