@@ -4,6 +4,11 @@ Records go to the ``trio_ws.connection`` logger (``trio_ws.server`` for the
 server's own) with ``ws_id``, ``remote`` and ``path`` attributes, for
 formatters and filters, and a ``[#id remote path]`` prefix. Frame-level
 records are DEBUG and never contain payloads, only their sizes.
+
+The ``trio_ws`` logger's parent is the ``trio-websocket`` logger (whose
+parent is the root logger), so a program written for trio-websocket that
+sets that logger's level or adds handlers to it keeps seeing the records it
+expects; with neither set, that logger changes nothing.
 """
 
 from __future__ import annotations
@@ -19,6 +24,13 @@ from .values import Endpoint
 
 _ids = itertools.count(1)
 
+#: The logger trio-websocket logs to; trio_ws's loggers sit below it.
+COMPAT_LOGGER = "trio-websocket"
+
+# Logger.parent is public and documented; it only changes when a logger
+# higher up in the same dotted name is created, and "trio_ws" has none.
+logging.getLogger("trio_ws").parent = logging.getLogger(COMPAT_LOGGER)
+
 if TYPE_CHECKING:
     _Adapter = logging.LoggerAdapter[logging.Logger]
 else:  # LoggerAdapter is subscriptable at run time only from Python 3.11
@@ -28,12 +40,13 @@ else:  # LoggerAdapter is subscriptable at run time only from Python 3.11
 class ConnectionLogger(_Adapter):
     """A logger adapter that stamps records with one connection's identity."""
 
-    def __init__(self, logger: logging.Logger, remote: Endpoint | None, path: str) -> None:
+    def __init__(self, logger: logging.Logger, remote: Endpoint | str, path: str) -> None:
         # The record attributes and prefix are built when a record is made:
         # most connections never log at an enabled level, and built up front
         # they cost every idle connection a dict and two strings.
         super().__init__(logger)
-        self._ws_id = next(_ids)
+        #: The connection's number, unique in this process; ``str(connection)`` shows it.
+        self.ws_id = next(_ids)
         self._remote = remote
         self._path = path
 
@@ -41,10 +54,10 @@ class ConnectionLogger(_Adapter):
         self, msg: Any, kwargs: MutableMapping[str, Any]
     ) -> tuple[Any, MutableMapping[str, Any]]:
         remote = self._remote
-        where = f"{remote.address}:{remote.port}" if remote else "-"
-        identity = {"ws_id": self._ws_id, "remote": where, "path": self._path}
+        where = f"{remote.address}:{remote.port}" if isinstance(remote, Endpoint) else "-"
+        identity = {"ws_id": self.ws_id, "remote": where, "path": self._path}
         kwargs["extra"] = {**identity, **kwargs.get("extra", {})}
-        return f"[#{self._ws_id} {where} {self._path}] {msg}", kwargs
+        return f"[#{self.ws_id} {where} {self._path}] {msg}", kwargs
 
     def frame(self, direction: str, event: Event) -> None:
         """Log one frame-level event at DEBUG, payload elided."""
