@@ -11,6 +11,7 @@ alone on the machine if you can::
     flock /tmp/trio_ws-bench.lock python benchmarks/connections.py
     flock /tmp/trio_ws-bench.lock python benchmarks/connections.py --quick
     python benchmarks/connections.py --markdown benchmarks/RESULTS.md
+    python benchmarks/connections.py --no-compression --measures hold
 
 Measures (every loop is bounded in count and in time):
 
@@ -250,12 +251,11 @@ def child(args: argparse.Namespace) -> None:
     peer = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(peer)
     be = Backend(loop)
-    compress = LIBRARIES[args.child][2]
+    params = json.loads(args.params)
+    compress = LIBRARIES[args.child][2] and params["compress"]
 
     def connect(port: int) -> Any:
         return peer.connect(port, compress, MiB)
-
-    params = json.loads(args.params)
 
     async def main() -> None:
         measure = MEASURES[args.measure](connect, args.port, params, be)
@@ -341,6 +341,7 @@ def rss_kib(pid: int) -> int:
 
 def run_measure(lib: str, measure: str, params: dict[str, Any]) -> dict[str, Any]:
     script, _, compress = LIBRARIES[lib]
+    compress = compress and params["compress"]
     server_argv = [sys.executable, str(PEERS / script), "server", "--max-size", str(MiB)]
     server = Process(server_argv + (["--compress"] if compress else []))
     client = None
@@ -418,12 +419,16 @@ def markdown(header: list[str], table: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, text: str) -> None:
+def write_section(path: Path, text: str, uncompressed: bool) -> None:
+    """Replace this script's section (one per compression setting) in *path*."""
+    start, end = SECTION_START, SECTION_END
+    if uncompressed:
+        start, end = start.replace("start", "off, start"), end.replace("end", "off, end")
     old = path.read_text() if path.exists() else ""
-    block = f"{SECTION_START}\n{text}\n{SECTION_END}"
-    if SECTION_START in old and SECTION_END in old:
-        head, rest = old.split(SECTION_START, 1)
-        new = head + block + rest.split(SECTION_END, 1)[1]
+    block = f"{start}\n{text}\n{end}"
+    if start in old and end in old:
+        head, rest = old.split(start, 1)
+        new = head + block + rest.split(end, 1)[1]
     else:
         new = old.rstrip("\n") + "\n\n" + block + "\n"
     path.write_text(new)
@@ -436,6 +441,9 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=10_000, help="held by 'hold'")
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke test")
     parser.add_argument("--markdown", type=Path, help="write a section into this file")
+    parser.add_argument(
+        "--no-compression", action="store_true", help="turn permessage-deflate off everywhere"
+    )
     parser.add_argument("--child", choices=list(LIBRARIES), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--measure", choices=list(MEASURES), help=argparse.SUPPRESS)
@@ -452,6 +460,8 @@ def main() -> int:
         "hold": {"connections": n, "inflight": 100, "probes": 500, "timeout": 300},
     }
     params["concurrent"]["timeout"] = 60
+    for values in params.values():
+        values["compress"] = not args.no_compression
     load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     started = time.monotonic()
     results: dict[str, dict[str, dict[str, Any]]] = {lib: {} for lib in args.libs}
@@ -473,13 +483,15 @@ def main() -> int:
         f"* Date: {datetime.date.today()}; python {platform.python_version()}, {versions}\n"
         f"* Machine: {os.cpu_count()} CPUs, load average {load} at start, {end_load} at end;"
         f" {time.monotonic() - started:.0f} s in all; one run\n"
-        f"* Command: `python benchmarks/connections.py"
-        f"{' --quick' if args.quick else ''} --measures {' '.join(args.measures)}`"
+        f"* Command: `python benchmarks/connections.py{' --quick' if args.quick else ''}"
+        f"{' --no-compression' if args.no_compression else ''}"
+        f" --connections {args.connections} --measures {' '.join(args.measures)}`"
     )
     print(text)
     print(note)
     if args.markdown:
-        write_section(args.markdown, f"## What a connection costs\n\n{note}\n\n{text}")
+        title = "What a connection costs" + (", compression off" if args.no_compression else "")
+        write_section(args.markdown, f"## {title}\n\n{note}\n\n{text}", args.no_compression)
     return 0
 
 
