@@ -394,7 +394,11 @@ def rows(results: dict[str, dict[str, dict[str, Any]]], n: int) -> list[list[str
     ]
     table = []
     for label, measure, digits in spec:
+        if not any(measure in results[lib] for lib in results):
+            continue  # not run
         table.append([label] + [cell(get(lib, measure, "conn_per_s"), digits) for lib in results])
+    if not any("hold" in results[lib] for lib in results):
+        return table
     hold_rows = [
         (f"time to open {n:,} connections (100 handshakes in flight), s ↓", ("open_seconds",), 1),
         ("server RSS per held connection, idle after one echo, KiB ↓", ("idle_kib",), 1),
