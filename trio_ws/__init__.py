@@ -21,7 +21,7 @@ from .exceptions import (
     HandshakeError,
 )
 from .http import HTTPRequest, HTTPResponse
-from .reconnect import reconnecting_websocket
+from .reconnect import Reconnector, reconnecting_websocket
 from .server import WebSocketRequest, WebSocketServer, serve_websocket, wrap_server_stream
 from .values import CloseReason, Endpoint
 
@@ -38,6 +38,7 @@ __all__ = [
     "HTTPRequest",
     "HTTPResponse",
     "HandshakeError",
+    "Reconnector",
     "WebSocketConnection",
     "WebSocketRequest",
     "WebSocketServer",

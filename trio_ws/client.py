@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 import trio
 
-from .close_codes import GOING_AWAY, INTERNAL_ERROR, NORMAL_CLOSURE
+from .close_codes import NORMAL_CLOSURE, leaving_code
 from .compression import DeflateOptions, NegotiationError, PerMessageDeflate
 from .connection import WebSocketConnection
 from .exceptions import ConnectionTimeout, DisconnectionTimeout, HandshakeError
@@ -431,7 +431,7 @@ async def _owned_connection(
                         yield connection
                     except BaseException as exc:
                         error = exc
-                        code = _leaving_code(exc)
+                        code = leaving_code(exc)
                     try:
                         finished_in_time = await connection._close(code, None)
                     except BaseException as exc:
@@ -444,10 +444,3 @@ async def _owned_connection(
         raise error
     if not finished_in_time:
         raise DisconnectionTimeout("the closing handshake did not finish in time")
-
-
-def _leaving_code(error: BaseException) -> int:
-    """The close code for a block left by *error*: 1011 for a failure,
-    1001 (going away) when cancelled or interrupted, as the reader says if
-    the cancellation reaches it first."""
-    return INTERNAL_ERROR if isinstance(error, Exception) else GOING_AWAY
