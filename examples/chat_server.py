@@ -73,9 +73,9 @@ async def main(host: str, port: int) -> None:
     async def handler(request: trio_ws.WebSocketRequest) -> None:
         await chat(request, room)
 
-    async with trio.open_nursery() as nursery:
-        server = await nursery.start(trio_ws.serve_websocket, handler, host, port, None)
-        print(f"chat server on ws://{host}:{server.port}/", flush=True)
+    server = trio_ws.WebSocketServer(handler, await trio.open_tcp_listeners(port, host=host))
+    print(f"chat server on ws://{host}:{server.port}/", flush=True)
+    await server.run()  # until Ctrl-C
 
 
 if __name__ == "__main__":
@@ -83,4 +83,6 @@ if __name__ == "__main__":
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8766)
     args = parser.parse_args()
-    trio.run(main, args.host, args.port)
+    # Ctrl-C: clients get 1001 (going away), KeyboardInterrupt comes out as itself.
+    with contextlib.suppress(KeyboardInterrupt):
+        trio.run(main, args.host, args.port)
