@@ -142,21 +142,21 @@ async def _rest(program: Program) -> str:
 
 
 @pytest.mark.parametrize(
-    "example",
+    ("example", "path"),
     [
-        ["echo_server.py", "--port", "0"],
-        ["chat_server.py", "--port", "0"],
-        ["health_and_auth.py", "--port", "0", "--token", "secret"],
-        ["upload.py", "serve", "--port", "0", "--directory", "{tmp}"],
+        (["echo_server.py", "--port", "0"], "/"),
+        (["chat_server.py", "--port", "0"], "/chat"),
+        (["health_and_auth.py", "--port", "0", "--token", "secret"], "/"),
+        (["upload.py", "serve", "--port", "0", "--directory", "{tmp}"], "/upload/x"),
+        (["http_and_websocket.py", "--port", "0"], "/ws"),
     ],
 )
 async def test_ctrl_c_stops_the_example_servers_quietly(
-    nursery: trio.Nursery, example: list[str], tmp_path: Path
+    nursery: trio.Nursery, example: list[str], path: str, tmp_path: Path
 ) -> None:
     args = [arg.format(tmp=tmp_path) for arg in example]
     server = await spawn(nursery, str(ROOT / "examples" / args[0]), *args[1:])
     port = await server_port(server)
-    path = "/upload/x" if "upload" in args[0] else "/"
     auth = [("Authorization", "Bearer secret")]  # for health_and_auth.py
     async with trio_ws.open_websocket_url(f"ws://{HOST}:{port}{path}", extra_headers=auth) as ws:
         await trio.sleep(0.1)  # let the server's handler start

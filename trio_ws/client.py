@@ -21,7 +21,7 @@ from .compression import DeflateOptions, NegotiationError, PerMessageDeflate
 from .connection import WebSocketConnection
 from .exceptions import ConnectionTimeout, DisconnectionTimeout, HandshakeError
 from .groups import one_error, only_cancelled
-from .handshake import HeaderInput, client_handshake
+from .handshake import HeaderInput, check_subprotocols, client_handshake, normalize_headers
 from .options import (
     DEFAULT,
     DEFAULT_COMPRESSION,
@@ -276,10 +276,19 @@ async def wrap_client_stream(
         ping_interval=ping_interval,
         ping_timeout=ping_timeout,
     )
+    subprotocols = _check_request(subprotocols, extra_headers)
     return await _handshake(nursery, stream, host, resource, subprotocols, extra_headers, options)
 
 
 # ------------------------------------------------------------------ internals
+
+
+def _check_request(
+    subprotocols: Sequence[str] | None, extra_headers: HeaderInput | None
+) -> list[str]:
+    """Check the upgrade request's arguments before any network: TypeError or ValueError."""
+    normalize_headers(extra_headers)
+    return check_subprotocols(subprotocols)
 
 
 def _parse_url(
@@ -318,6 +327,7 @@ async def _connect(
     unix_socket: str | None,
 ) -> WebSocketConnection:
     """TCP, TLS and the HTTP upgrade, together bounded by ``connect_timeout``."""
+    subprotocols = _check_request(subprotocols, extra_headers)
     if not isinstance(use_ssl, (bool, ssl.SSLContext)):  # 1 would silently mean True
         kind = type(use_ssl).__name__
         raise TypeError(f"use_ssl must be True, False or an ssl.SSLContext, not {kind} {use_ssl!r}")
