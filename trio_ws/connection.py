@@ -37,6 +37,7 @@ from wsproto.extensions import Extension
 from . import keepalive
 from .close_codes import (
     ABNORMAL_CLOSURE,
+    GOING_AWAY,
     INTERNAL_ERROR,
     MESSAGE_TOO_BIG,
     NORMAL_CODES,
@@ -58,7 +59,16 @@ from .frames import (
 )
 from .handshake import Headers
 from .logs import ConnectionLogger
-from .options import DEFAULT, FRAMES_PER_YIELD, READS_PER_YIELD, ConnectionOptions, _Default
+from .options import (
+    DEFAULT,
+    DEFERRED_MESSAGES,
+    FRAMES_PER_YIELD,
+    READS_PER_YIELD,
+    WRITE_BUFFER_SIZE,
+    ConnectionOptions,
+    _Default,
+)
+from .outgoing import PreparedMessage
 from .size_limit import MessageSizeLimit
 from .streaming import MessageStream
 from .values import CloseReason, Endpoint, socket_endpoints
@@ -101,7 +111,10 @@ class WebSocketConnection(trio.abc.AsyncResource):
     __slots__ = (
         "__weakref__",
         "_backlog",
+        "_close_callbacks",
         "_close_reason",
+        "_deferred",
+        "_deferred_size",
         "_deflate",
         "_early_data",
         "_failed",
@@ -125,6 +138,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         "_reads_unyielded",
         "_remote",
         "_size_limit",
+        "_skipped",
         "_socket",
         "_stream",
         "_streamed",
@@ -194,6 +208,19 @@ class WebSocketConnection(trio.abc.AsyncResource):
         self._queue_stalls = 0
         # Roughly how many messages wait in the queue: a hint for the writer.
         self._backlog = 0
+        # try_send_message: messages waiting for a stream to finish, their
+        # payload bytes, and the messages refused for want of room.
+        self._deferred: list[tuple[PreparedMessage, bool]] = []
+        self._deferred_size = 0
+        self._skipped = 0
+        self._close_callbacks: dict[Callable[[WebSocketConnection], object], None] | None = None
+
+    def __str__(self) -> str:
+        """``client-<n>`` or ``server-<n>``, a short id as in trio-websocket.
+
+        *n* is the ``ws_id`` that this connection's log records carry.
+        """
+        return f"{'client' if self._is_client else 'server'}-{self._log.ws_id}"
 
     # ------------------------------------------------------------ properties
 
@@ -205,6 +232,44 @@ class WebSocketConnection(trio.abc.AsyncResource):
         transport is lost), so a closing connection already reports it.
         """
         return self._close_reason
+
+    @property
+    def skipped_messages(self) -> int:
+        """How many messages :meth:`try_send_message` refused for want of room.
+
+        A broadcast with the ``SKIP`` slow-consumer policy leaves gaps in
+        what this connection received; this counts them, so that an
+        application can tell the client (or log) that it missed some.
+        """
+        return self._skipped
+
+    def add_close_callback(self, callback: Callable[[WebSocketConnection], object]) -> None:
+        """Call ``callback(connection)`` once, as soon as the connection closes.
+
+        "Closes" means what :attr:`closed` means: the closing handshake has
+        started, or the transport was lost. A connection already closed
+        calls *callback* at once. Callbacks run synchronously in whichever
+        task noticed the close, so they must be quick and must not block;
+        an exception from one is logged and the others still run. Rooms use
+        this to forget a connection without polling.
+        """
+        if self._close_reason is not None:
+            self._call_close_callback(callback)
+        else:
+            if self._close_callbacks is None:
+                self._close_callbacks = {}
+            self._close_callbacks[callback] = None
+
+    def remove_close_callback(self, callback: Callable[[WebSocketConnection], object]) -> None:
+        """Forget *callback*, registered by :meth:`add_close_callback`, if it was."""
+        if self._close_callbacks is not None:
+            self._close_callbacks.pop(callback, None)
+
+    def _call_close_callback(self, callback: Callable[[WebSocketConnection], object]) -> None:
+        try:
+            callback(self)
+        except Exception:
+            self._log.exception("close callback %r failed", callback)
 
     @property
     def latency(self) -> float | None:
@@ -222,13 +287,13 @@ class WebSocketConnection(trio.abc.AsyncResource):
         return not self._is_client
 
     @property
-    def local(self) -> Endpoint | None:
-        """This side's address, or ``None`` if the transport is not a socket."""
+    def local(self) -> Endpoint | str:
+        """This side's address, or the transport's ``repr()`` if it is not a socket."""
         return self._local
 
     @property
-    def remote(self) -> Endpoint | None:
-        """The peer's address, or ``None`` if the transport is not a socket."""
+    def remote(self) -> Endpoint | str:
+        """The peer's address, or the transport's ``repr()`` if it is not a socket."""
         return self._remote
 
     @property
@@ -359,7 +424,8 @@ class WebSocketConnection(trio.abc.AsyncResource):
         return self
 
     async def __anext__(self) -> Message:
-        """Iterate over messages; a normal close (1000/1001) ends the loop."""
+        """Iterate over messages; a normal close (1000, 1001, or a Close
+        frame without a code, 1005) ends the loop."""
         try:
             return await self.get_message()
         except ConnectionClosed as exc:
@@ -406,7 +472,13 @@ class WebSocketConnection(trio.abc.AsyncResource):
                     # Not cancellable: the compressor moves on with this message,
                     # so it must be sent.
                     payload = await trio.to_thread.run_sync(deflate.compress_message, payload)
-                    self._check_open()
+                    try:
+                        self._check_open()
+                    except ConnectionClosed:
+                        # Closed because our scope was cancelled meanwhile (the
+                        # reader went with it): that is the error to raise.
+                        await trio.lowlevel.checkpoint_if_cancelled()
+                        raise
                 else:
                     payload = deflate.compress_message(payload)
             await self._queue_message(opcode, payload, deflate is not None, len(message))
@@ -419,6 +491,62 @@ class WebSocketConnection(trio.abc.AsyncResource):
         frame = encode_message(opcode, payload, rsv1=compressed, mask=self._is_client)
         # A reply to a message still queued is likely to follow this one.
         await self._writer.send(*frame, more_coming=self._backlog > 0)
+
+    def try_send_message(
+        self, message: str | bytes | PreparedMessage, *, compress: bool = True
+    ) -> bool:
+        """Queue *message* if the write buffer has room; never waits.
+
+        This is :meth:`send_message` for a sender that must not wait on
+        this peer, such as :func:`trio_ws.broadcast`. It returns ``True``
+        if the message was queued, and ``False`` (counted in
+        :attr:`skipped_messages`) if the buffer was full: the peer is not
+        reading fast enough, and what to do about it is the caller's call.
+        A :class:`~trio_ws.PreparedMessage` is encoded once for any number
+        of connections.
+
+        Whole messages never interleave with a message being sent as a
+        stream (or compressed in a worker thread): meanwhile the message
+        waits its turn, in order, and counts as queued, as long as the
+        messages waiting so are few and small (DEFERRED_MESSAGES, and
+        WRITE_BUFFER_SIZE bytes unless it is the only one); beyond that it
+        is refused. Raises :class:`ConnectionClosed` if the connection is
+        closed. Not a schedule point, so there is nothing to cancel.
+        """
+        prepared = message if isinstance(message, PreparedMessage) else PreparedMessage(message)
+        self._check_open()
+        if self._writer.full:
+            self._skipped += 1
+            return False
+        if self._message_lock.locked() or self._deferred:
+            # Another message is going out piece by piece: wait behind it.
+            if self._deferred and (
+                len(self._deferred) >= DEFERRED_MESSAGES
+                or self._deferred_size + len(prepared) > WRITE_BUFFER_SIZE
+            ):
+                self._skipped += 1
+                return False
+            if not self._deferred:
+                self._spawn(self._send_deferred)
+            self._deferred.append((prepared, compress))
+            self._deferred_size += len(prepared)
+            return True
+        self._queue_prepared(prepared, compress)
+        return True
+
+    def _queue_prepared(self, prepared: PreparedMessage, compress: bool) -> None:
+        self._log.message(">", prepared.is_text, len(prepared))
+        deflate = self._deflate if compress else None
+        self._writer.put(*prepared.frame(deflate, mask=self._is_client))
+
+    async def _send_deferred(self) -> None:
+        """Queue the messages try_send_message held back, once the lock is free."""
+        async with _fast(self._message_lock):
+            deferred, self._deferred, self._deferred_size = self._deferred, [], 0
+            with contextlib.suppress(ConnectionClosed):
+                self._check_open()
+                for prepared, compress in deferred:
+                    self._queue_prepared(prepared, compress)
 
     async def send_message_stream(
         self,
@@ -584,6 +712,23 @@ class WebSocketConnection(trio.abc.AsyncResource):
         """
         await self._close(code, reason)
 
+    def close_nowait(self, code: int = 1000, reason: str | None = None) -> None:
+        """Start closing with *code* and *reason*, without waiting; idempotent.
+
+        :attr:`closed` is set at once and the Close frame is queued behind
+        what the write buffer already holds, even when it is full. A task
+        in the connection's nursery then does what :meth:`aclose` does:
+        waits for the peer's answer at most ``disconnect_timeout`` seconds,
+        then drops the transport. Messages not yet read are dropped, and
+        ``get_message()`` raises :class:`ConnectionClosed`. For callers that
+        must not wait, such as a broadcast closing a slow consumer.
+        """
+        check_sendable(code)
+        if self._close_reason is None:
+            self._set_reason(code, reason)
+            self._send_if(ConnectionState.OPEN, CloseConnection(code, reason))
+            self._spawn(self._close, code, reason)
+
     async def _close(self, code: int, reason: str | None) -> bool:
         """Close as :meth:`aclose` does; return whether it finished in time."""
         check_sendable(code, reason)
@@ -608,6 +753,9 @@ class WebSocketConnection(trio.abc.AsyncResource):
     def _set_reason(self, code: int, reason: str | None) -> None:
         if self._close_reason is None:
             self._close_reason = CloseReason(code, reason)
+            callbacks, self._close_callbacks = self._close_callbacks, None
+            for callback in callbacks or ():
+                self._call_close_callback(callback)
 
     def _reason(self) -> CloseReason:
         return self._close_reason or CloseReason(ABNORMAL_CLOSURE, None)
@@ -654,6 +802,12 @@ class WebSocketConnection(trio.abc.AsyncResource):
             await self._read_frames()
         except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionClosed):
             pass
+        except trio.Cancelled:
+            # The nursery running this connection is being torn down (its
+            # server or client is going away): say so, whichever of its
+            # tasks saw the cancellation first, before the transport goes.
+            self._send_if(ConnectionState.OPEN, CloseConnection(GOING_AWAY, None), reason=True)
+            raise
         except Exception:  # a bug here must not crash the user's nursery
             self._log.exception("unexpected error in WebSocket reader task")
         finally:
