@@ -46,8 +46,11 @@ from .close_codes import (
 from .compression import PerMessageDeflate
 from .exceptions import ConnectionClosed
 from .frames import (
+    COMPRESSED,
     OPCODE_BINARY,
     OPCODE_TEXT,
+    SIMPLE,
+    SIMPLE_OR_COMPRESSED,
     decode_message,
     encode_message,
     frame_extent,
@@ -359,9 +362,11 @@ class WebSocketConnection(trio.abc.AsyncResource):
         a schedule point only when it waits (and once every 32 frames), so
         sending costs no scheduler pass of its own.
 
-        With permessage-deflate negotiated, ``compress=False`` sends this one
-        message uncompressed, for data known not to compress (media, archives).
-        Large messages are compressed in a worker thread.
+        With permessage-deflate negotiated, messages shorter than
+        ``DeflateOptions.min_size`` and binary data that does not compress
+        (found by a cheap probe) go out uncompressed; ``compress=False``
+        sends this one message uncompressed whatever it is. Large messages
+        are compressed in a worker thread. See :doc:`/topics/compression`.
         """
         if isinstance(message, str):
             opcode, payload = OPCODE_TEXT, message.encode()
@@ -370,6 +375,8 @@ class WebSocketConnection(trio.abc.AsyncResource):
         else:
             raise TypeError(f"message must be str or bytes, not {type(message).__name__}")
         deflate = self._deflate if compress else None
+        if deflate is not None and not deflate.should_compress(payload, opcode == OPCODE_TEXT):
+            deflate = None  # too short to gain, or binary data that does not compress
         threaded = deflate is not None and len(payload) >= deflate.options.thread_threshold
         # If nobody holds the lock and nothing below will wait, the frame is
         # queued before any other sender runs: the lock would order nothing,
@@ -378,13 +385,15 @@ class WebSocketConnection(trio.abc.AsyncResource):
         async with _fast(self._message_lock) if waits else _UNCONTENDED:
             await self._wait_for_room()
             if deflate is not None:
+                binary = opcode == OPCODE_BINARY
+                compress_fn = deflate.compress_binary if binary else deflate.compress_message
                 if threaded:
                     # Not cancellable: the compressor moves on with this message,
                     # so it must be sent.
-                    payload = await trio.to_thread.run_sync(deflate.compress_message, payload)
+                    payload = await trio.to_thread.run_sync(compress_fn, payload)
                     self._check_open()
                 else:
-                    payload = deflate.compress_message(payload)
+                    payload = compress_fn(payload)
             await self._queue_message(opcode, payload, deflate is not None, len(message))
 
     async def _queue_message(
@@ -651,6 +660,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         """
         data: bytes | bytearray = self._early_data  # came with the handshake
         self._early_data = b""
+        kinds = SIMPLE_OR_COMPRESSED if self._deflate is not None else SIMPLE
         pos = 0
         frames = 0
         left = 0  # bytes of the current frame still to give wsproto
@@ -699,11 +709,18 @@ class WebSocketConnection(trio.abc.AsyncResource):
             opcode = None
             if self._fast_path_open():
                 limit = self._size_limit.max_size
-                opcode = simple_opcode(data, pos, header, end, masked=masked, limit=limit)
+                opcode = simple_opcode(
+                    data, pos, header, end, masked=masked, limit=limit, kinds=kinds
+                )
             message = None
             if opcode is not None and end <= len(data):
                 key = masking_key(data, pos, header, masked)
-                message = decode_message(data, pos + header, end, opcode, key)
+                if opcode & COMPRESSED:
+                    message = await self._inflate(data, pos + header, end, opcode, key)
+                    if message is None:
+                        return  # a violation: the connection is failed
+                else:
+                    message = decode_message(data, pos + header, end, opcode, key)
             elif opcode == OPCODE_BINARY:
                 # Text is left to wsproto, which rejects bad UTF-8 as soon as
                 # it arrives; a binary payload has nothing to check.
@@ -720,6 +737,32 @@ class WebSocketConnection(trio.abc.AsyncResource):
                 await trio.lowlevel.checkpoint()  # fairness to other connections
             self._log.message("<", isinstance(message, str), len(message))
             await self._deliver(message)
+
+    async def _inflate(
+        self, data: bytes | bytearray, start: int, end: int, opcode: int, key: bytes | None
+    ) -> Message | None:
+        """Inflate the whole compressed message in *data[start:end]* (the fast branch).
+
+        Big jobs (as judged for :meth:`_next_event`) run in a worker thread;
+        cancelling the reader then waits for that thread, which is bounded
+        by the size limit. ``None``: the message broke a rule and the
+        connection has been failed with the code the deflate extension gave.
+        """
+        deflate = self._deflate
+        assert deflate is not None  # only frames with RSV1 negotiated get here
+        view = memoryview(data)[start:end]
+        payload = view if key is None else payload_copy(view, key)
+        text = opcode & 0x0F == OPCODE_TEXT
+        limit = self._size_limit.max_size
+        work = min(len(payload) * deflate.inflate_ratio, limit)
+        if work >= deflate.options.thread_threshold:
+            result = await trio.to_thread.run_sync(deflate.inflate_message, payload, text, limit)
+        else:
+            result = deflate.inflate_message(payload, text, limit)
+        if isinstance(result, tuple):
+            await self._closing_frame(CloseConnection(*result))
+            return None
+        return result
 
     async def _deliver_whole(self, message: bytes) -> None:
         """Deliver a message gathered over several reads; a message stream

@@ -5,8 +5,10 @@ per registered extension) and spends several microseconds of Python on each
 frame it parses. A complete, unfragmented, uncompressed data message is the
 common case and the simplest frame there is, so trio_ws encodes it here,
 and decodes it here when it arrives whole in one read and breaks no rule.
-Everything else (fragments, control frames, compressed messages, frames
-split across reads, and every frame that breaks a rule) goes to wsproto,
+A whole compressed message is found here too, and inflated by
+:meth:`trio_ws.compression.PerMessageDeflate.inflate_message`.
+Everything else (fragments, control frames, compressed frames split across
+reads, and every frame that breaks a rule) goes to wsproto,
 which keeps the protocol state and reports the violations. To hand wsproto
 exactly the frames it should see, the reader finds frame boundaries with
 :func:`frame_extent`.
@@ -31,6 +33,14 @@ _FIN = 0x80
 _RSV1 = 0x40
 _MASKED = 0x80
 _LENGTH = 0x7F
+
+#: Added to the opcode :func:`simple_opcode` returns for a compressed (RSV1) frame.
+COMPRESSED = _RSV1
+
+#: First bytes of simple frames: final text or binary, no RSV bit...
+SIMPLE = frozenset((_FIN | OPCODE_TEXT, _FIN | OPCODE_BINARY))
+#: ...and, where permessage-deflate was negotiated, with RSV1 (compressed).
+SIMPLE_OR_COMPRESSED = SIMPLE | {first | COMPRESSED for first in SIMPLE}
 
 #: For every key byte, the table that XORs a byte with it.
 _XOR_TABLES = [bytes(b ^ key for b in range(256)) for key in range(256)]
@@ -127,26 +137,35 @@ def frame_extent(data: bytes | bytearray, pos: int) -> tuple[int, int] | None:
 
 
 def simple_opcode(
-    data: bytes | bytearray, pos: int, header: int, end: int, *, masked: bool, limit: int
+    data: bytes | bytearray,
+    pos: int,
+    header: int,
+    end: int,
+    *,
+    masked: bool,
+    limit: int,
+    kinds: frozenset[int] = SIMPLE,
 ) -> int | None:
     """The opcode of the frame at *data[pos:end]* if it is a simple one, else ``None``.
 
     Simple: final, no RSV bits, text or binary, masked as *masked* says,
     its length encoded in the fewest bytes, and at most *limit* bytes of
-    payload. Anything else is for wsproto to decode, and to report what is
-    wrong with it.
+    payload. With ``kinds=SIMPLE_OR_COMPRESSED`` (permessage-deflate
+    negotiated), RSV1 may be set too, and the result then includes
+    :data:`COMPRESSED`. Anything else is for wsproto to decode, and to
+    report what is wrong with it.
     """
     first, second = data[pos], data[pos + 1]
     size = end - pos - header
     if (
-        first not in _SIMPLE_FIRST_BYTES
+        first not in kinds
         or bool(second & _MASKED) is not masked
         or size > limit
         or (size < 126) is not ((second & _LENGTH) < 126)
         or (size < 0x10000) is not ((second & _LENGTH) < 127)
     ):
         return None
-    return first & 0x0F
+    return first & 0x4F
 
 
 def masking_key(data: bytes | bytearray, pos: int, header: int, masked: bool) -> bytes | None:
@@ -184,6 +203,3 @@ def payload_copy(view: memoryview, key: bytes | None, offset: int = 0) -> bytes 
     if shift:
         key = key[shift:] + key[:shift]
     return apply_mask(view, key)
-
-
-_SIMPLE_FIRST_BYTES = frozenset((_FIN | OPCODE_TEXT, _FIN | OPCODE_BINARY))
