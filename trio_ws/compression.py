@@ -388,6 +388,13 @@ class PerMessageDeflate(Extension):
         """
         return self._compress(data, fin=True)
 
+    def compress_fragment(self, data: bytes, fin: bool) -> bytes:
+        """Compress one frame of a fragmented message (*fin*: its last).
+
+        Each frame is sync-flushed, so the peer can inflate it on arrival.
+        """
+        return self._compress(data, fin)
+
     def _compress(self, data: bytes, fin: bool) -> bytes:
         if self._compressor is None:
             o = self.options

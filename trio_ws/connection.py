@@ -47,6 +47,7 @@ from .compression import PerMessageDeflate
 from .exceptions import ConnectionClosed
 from .frames import (
     COMPRESSED,
+    CONTINUATION,
     OPCODE_BINARY,
     OPCODE_TEXT,
     SIMPLE,
@@ -61,6 +62,13 @@ from .frames import (
 from .handshake import Headers
 from .logs import ConnectionLogger
 from .options import DEFAULT, FRAMES_PER_YIELD, READS_PER_YIELD, ConnectionOptions, _Default
+from .protocol import (
+    NEW_DATA,
+    START,
+    FragmentedMessage,
+    fragment_kind,
+    new_data_violation,
+)
 from .size_limit import MessageSizeLimit
 from .streaming import MessageStream
 from .values import CloseReason, Endpoint, socket_endpoints
@@ -428,21 +436,35 @@ class WebSocketConnection(trio.abc.AsyncResource):
         ``compress`` is as for :meth:`send_message`.
         """
         async with _fast(self._message_lock):
-            if self._deflate is not None and not compress:
-                self._deflate.skip_next_message()
             is_text = text
             started = False  # frames are out: only a final frame or a close ends them
+            deflate: PerMessageDeflate | None = None  # set by the first chunk
+            sent = 0  # bytes of payload, before compression
+
+            async def send_frame(payload: bytes, fin: bool) -> None:
+                if deflate is not None:
+                    payload = deflate.compress_fragment(payload, fin)
+                opcode = CONTINUATION if started else OPCODE_TEXT if is_text else OPCODE_BINARY
+                rsv1 = deflate is not None and not started
+                frame = encode_message(opcode, payload, rsv1=rsv1, mask=self._is_client, fin=fin)
+                await self._wait_for_room()
+                self._writer.put(*frame)
 
             async def send_chunk(chunk: object) -> None:
-                nonlocal is_text, started
+                nonlocal is_text, started, deflate, sent
                 if is_text is None:
                     is_text = isinstance(chunk, str)
                 if not isinstance(chunk, str if is_text else (bytes, bytearray, memoryview)):
                     kind = "str" if is_text else "bytes"
                     raise TypeError(f"chunks of a message must all be {kind}")
-                data = chunk if isinstance(chunk, str) else bytes(chunk)
-                await self._send(_fragment(data, finished=False))
+                data = chunk.encode() if isinstance(chunk, str) else bytes(chunk)
+                if not started and compress and self._deflate is not None:
+                    # The first chunk decides for the whole message.
+                    if self._deflate.should_compress(data, is_text):
+                        deflate = self._deflate
+                await send_frame(data, False)
                 started = True
+                sent += len(data)
 
             try:
                 if isinstance(chunks, AsyncIterable):
@@ -452,7 +474,10 @@ class WebSocketConnection(trio.abc.AsyncResource):
                     for chunk in chunks:
                         await send_chunk(chunk)
                 # An empty final frame: each chunk left as soon as it came.
-                await self._send(_fragment("" if is_text else b"", finished=True))
+                if is_text is None:
+                    is_text = False  # no chunk at all: an empty binary message
+                await send_frame(b"", True)
+                self._log.message(">", is_text, sent)
             except ConnectionClosed:
                 raise
             except Exception:
@@ -669,6 +694,11 @@ class WebSocketConnection(trio.abc.AsyncResource):
         pieces: list[bytes | bytearray] = []
         piece_left = gathered = 0  # bytes of its payload still to come, and so far
         key: bytes | None = None
+        # An uncompressed fragmented message decoded here (trio_ws.protocol),
+        # and the payload of its current frame still to come.
+        fragmented: FragmentedMessage | None = None
+        frag_left = frag_offset = 0
+        frag_fin = False
         while True:
             if pos == len(data):
                 data = b""  # an idle connection need not keep its last read
@@ -686,6 +716,19 @@ class WebSocketConnection(trio.abc.AsyncResource):
                     whole, pieces = b"".join(pieces), []
                     self._log.message("<", False, len(whole))
                     await self._deliver_whole(whole)
+                continue
+            if frag_left:
+                assert fragmented is not None
+                step = min(frag_left, len(data) - pos)
+                piece = payload_copy(memoryview(data)[pos : pos + step], key, frag_offset)
+                pos += step
+                frag_offset += step
+                frag_left -= step
+                done = frag_fin and not frag_left
+                if not await self._fragment_piece(fragmented, piece, done):
+                    return  # a violation: the connection is failed
+                if done:
+                    fragmented = None
                 continue
             if left:
                 step = min(left, len(data) - pos, self._feed_size())
@@ -706,8 +749,36 @@ class WebSocketConnection(trio.abc.AsyncResource):
             header, size = extent
             end = pos + size
             masked = not self._is_client
+            if fragmented is not None or (data[pos] & 0x8F < 0x81 and self._own_fragments()):
+                # Possibly part of a fragmented message (no FIN, or a continuation).
+                kind = fragment_kind(
+                    data, pos, header, size, masked=masked, in_progress=fragmented is not None
+                )
+                if kind == NEW_DATA:
+                    await self._closing_frame(CloseConnection(*new_data_violation()))
+                    return
+                if kind is not None:
+                    if kind == START:
+                        fragmented = FragmentedMessage(data[pos] & 0x0F)
+                    assert fragmented is not None
+                    violation = fragmented.frame(size - header, self._size_limit.max_size)
+                    if violation is not None:
+                        await self._closing_frame(CloseConnection(*violation))
+                        return
+                    key = masking_key(data, pos, header, masked)
+                    frag_fin = bool(data[pos] & 0x80)
+                    frag_left, frag_offset = size - header, 0
+                    pos += header
+                    frames += 1
+                    if frames % FRAMES_PER_YIELD == 0:
+                        await trio.lowlevel.checkpoint()  # fairness to other connections
+                    if not frag_left and frag_fin:  # an empty last frame
+                        if not await self._fragment_piece(fragmented, b"", True):
+                            return
+                        fragmented = None
+                    continue
             opcode = None
-            if self._fast_path_open():
+            if fragmented is None and self._fast_path_open():
                 limit = self._size_limit.max_size
                 opcode = simple_opcode(
                     data, pos, header, end, masked=masked, limit=limit, kinds=kinds
@@ -737,6 +808,41 @@ class WebSocketConnection(trio.abc.AsyncResource):
                 await trio.lowlevel.checkpoint()  # fairness to other connections
             self._log.message("<", isinstance(message, str), len(message))
             await self._deliver(message)
+
+    def _own_fragments(self) -> bool:
+        """Whether fragmented messages may be decoded here: wsproto is not
+        in the middle of one, and the connection is open."""
+        return not self._size_limit.in_message and self._ws.state is ConnectionState.OPEN
+
+    async def _fragment_piece(
+        self, message: FragmentedMessage, piece: bytes | bytearray, done: bool
+    ) -> bool:
+        """Hand a piece of a fragmented message to the open message stream,
+        or to the parts of the message being assembled (*done*: its last).
+
+        False: the piece broke a rule (bad UTF-8) and the connection has
+        been failed. Waits while the stream's consumer has not taken the
+        previous chunk: that is the backpressure.
+        """
+        chunk = message.payload(piece, done)
+        if isinstance(chunk, tuple):
+            await self._closing_frame(CloseConnection(*chunk))
+            return False
+        if done:
+            self._log.message("<", message.text, message.size)
+        stream = self._streamed
+        if stream is not None:
+            if chunk or done:
+                await stream.feed(chunk, done)
+            # The consumer may have ended it already, and opened another.
+            if done and self._streamed is stream:
+                self._end_stream()
+        else:
+            self._parts.append(chunk)
+            if done:
+                whole, self._parts = _join(self._parts), []
+                await self._deliver(whole)
+        return True
 
     async def _inflate(
         self, data: bytes | bytearray, start: int, end: int, opcode: int, key: bytes | None
@@ -996,9 +1102,3 @@ def _join(parts: list[Any]) -> Message:
 def _chunk(event: TextMessage | BytesMessage) -> Message:
     data = event.data
     return data if isinstance(data, (str, bytes)) else bytes(data)
-
-
-def _fragment(data: str | bytes, finished: bool) -> Event:
-    if isinstance(data, str):
-        return TextMessage(data=data, message_finished=finished)
-    return BytesMessage(data=data, message_finished=finished)

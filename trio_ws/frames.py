@@ -26,6 +26,7 @@ try:  # the optional speedup: pip install 'trio_ws[speedups]'
 except ImportError:  # pragma: no cover - the fallback is tested directly
     HAVE_NUMPY = False
 
+CONTINUATION = 0x0
 OPCODE_TEXT = 0x1
 OPCODE_BINARY = 0x2
 
@@ -51,15 +52,16 @@ _INT_MASK_LIMIT = 512
 
 
 def encode_message(
-    opcode: int, payload: bytes, *, rsv1: bool = False, mask: bool = False
+    opcode: int, payload: bytes, *, rsv1: bool = False, mask: bool = False, fin: bool = True
 ) -> tuple[bytes, bytes | bytearray]:
     """The frame of a whole message: ``(header, payload)``, ready to write.
 
     With *mask* (a client's frames must be masked), a fresh random key from
     ``os.urandom`` goes into the header and the payload is masked with it.
+    ``fin=False`` makes a fragment, not the last frame of its message.
     """
     length = len(payload)
-    first = _FIN | (_RSV1 if rsv1 else 0) | opcode
+    first = (_FIN if fin else 0) | (_RSV1 if rsv1 else 0) | opcode
     second = _MASKED if mask else 0
     if length < 126:
         header = bytes((first, second | length))
