@@ -207,9 +207,9 @@ def test_simple_opcode_takes_rsv1_only_when_asked() -> None:
 
 def test_short_messages_are_not_compressed() -> None:
     deflate = negotiated()
-    assert not deflate.should_compress(b"x" * 127, text=False)
-    assert not deflate.should_compress(b"x" * 127, text=True)
-    assert deflate.should_compress(b"x" * 128, text=True)
+    assert not deflate.should_compress(b"x" * 31, text=False)
+    assert not deflate.should_compress(b"x" * 31, text=True)
+    assert deflate.should_compress(b"x" * 32, text=True)
     assert negotiated(min_size=0).should_compress(b"x", text=True)
 
 

@@ -64,9 +64,10 @@ class DeflateOptions:
     #: message's ratio), so the Trio thread keeps serving others meanwhile.
     thread_threshold: int = 256 * 1024
     #: Messages shorter than this are sent uncompressed (RFC 7692 allows it
-    #: per message): below it deflate saves fewer bytes than a TCP segment's
-    #: own headers, for several microseconds of CPU on each side.
-    min_size: int = 128
+    #: per message): below it deflate saves at most about 20 bytes, less
+    #: than the TCP/IP headers of the segment carrying them, for a few
+    #: microseconds of CPU on each side (and random data grows).
+    min_size: int = 32
     #: A binary message is sent uncompressed when deflate would keep more
     #: than this fraction of it (random, encrypted or already compressed
     #: data), judged on a probe of its first ``probe_size`` bytes.
