@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import hmac
 from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
 
 import trio
 
@@ -25,9 +26,12 @@ def make_hook(token: str) -> Hook:
     expected = f"Bearer {token}"
 
     async def hook(request: trio_ws.HTTPRequest) -> trio_ws.HTTPResponse | None:
-        if request.path == "/healthz":
+        # request.path is the whole request target: compare the path alone,
+        # so that "/healthz?probe=1" is still the health check.
+        path = urlsplit(request.path).path
+        if path == "/healthz":
             return trio_ws.HTTPResponse(200, [("Content-Type", "text/plain")], b"ok\n")
-        if request.path == "/chat":
+        if path == "/chat":
             return trio_ws.HTTPResponse(301, [("Location", "/")])
         given = request.header("Authorization") or ""
         if not hmac.compare_digest(given.encode(), expected.encode()):

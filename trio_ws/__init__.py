@@ -4,6 +4,7 @@ The public names match trio-websocket's, so ``import trio_ws as
 trio_websocket`` works for ordinary programs.
 """
 
+from .broadcast import BroadcastResult, SlowConsumer, broadcast
 from .client import (
     connect_websocket,
     connect_websocket_url,
@@ -15,21 +16,30 @@ from .compression import DeflateOptions
 from .connection import WebSocketConnection
 from .exceptions import (
     ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
     ConnectionRejected,
     ConnectionTimeout,
     DisconnectionTimeout,
     HandshakeError,
+    MessageTypeError,
 )
 from .http import HTTPRequest, HTTPResponse
+from .options import VERSION
+from .outgoing import PreparedMessage
 from .reconnect import reconnecting_websocket
+from .rooms import Rooms
 from .server import WebSocketRequest, WebSocketServer, serve_websocket, wrap_server_stream
 from .values import CloseReason, Endpoint
 
-__version__ = "0.1.0"
+__version__ = VERSION
 
 __all__ = [
+    "BroadcastResult",
     "CloseReason",
     "ConnectionClosed",
+    "ConnectionClosedError",
+    "ConnectionClosedOK",
     "ConnectionRejected",
     "ConnectionTimeout",
     "DeflateOptions",
@@ -38,9 +48,14 @@ __all__ = [
     "HTTPRequest",
     "HTTPResponse",
     "HandshakeError",
+    "MessageTypeError",
+    "PreparedMessage",
+    "Rooms",
+    "SlowConsumer",
     "WebSocketConnection",
     "WebSocketRequest",
     "WebSocketServer",
+    "broadcast",
     "connect_websocket",
     "connect_websocket_url",
     "open_websocket",

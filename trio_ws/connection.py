@@ -37,6 +37,7 @@ from wsproto.extensions import Extension
 from . import keepalive
 from .close_codes import (
     ABNORMAL_CLOSURE,
+    GOING_AWAY,
     INTERNAL_ERROR,
     MESSAGE_TOO_BIG,
     NORMAL_CODES,
@@ -44,7 +45,7 @@ from .close_codes import (
     check_sendable,
 )
 from .compression import PerMessageDeflate
-from .exceptions import ConnectionClosed
+from .exceptions import ConnectionClosed, MessageTypeError
 from .frames import (
     COMPRESSED,
     CONTINUATION,
@@ -52,6 +53,7 @@ from .frames import (
     OPCODE_TEXT,
     SIMPLE,
     SIMPLE_OR_COMPRESSED,
+    control_payload,
     decode_message,
     encode_message,
     frame_extent,
@@ -61,7 +63,16 @@ from .frames import (
 )
 from .handshake import Headers
 from .logs import ConnectionLogger
-from .options import DEFAULT, FRAMES_PER_YIELD, READS_PER_YIELD, ConnectionOptions, _Default
+from .options import (
+    DEFAULT,
+    DEFERRED_MESSAGES,
+    FRAMES_PER_YIELD,
+    READS_PER_YIELD,
+    WRITE_BUFFER_SIZE,
+    ConnectionOptions,
+    _Default,
+)
+from .outgoing import PreparedMessage
 from .protocol import (
     NEW_DATA,
     START,
@@ -111,7 +122,10 @@ class WebSocketConnection(trio.abc.AsyncResource):
     __slots__ = (
         "__weakref__",
         "_backlog",
+        "_close_callbacks",
         "_close_reason",
+        "_deferred",
+        "_deferred_size",
         "_deflate",
         "_early_data",
         "_failed",
@@ -135,6 +149,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         "_reads_unyielded",
         "_remote",
         "_size_limit",
+        "_skipped",
         "_socket",
         "_stream",
         "_streamed",
@@ -204,6 +219,19 @@ class WebSocketConnection(trio.abc.AsyncResource):
         self._queue_stalls = 0
         # Roughly how many messages wait in the queue: a hint for the writer.
         self._backlog = 0
+        # try_send_message: messages waiting for a stream to finish, their
+        # payload bytes, and the messages refused for want of room.
+        self._deferred: list[tuple[PreparedMessage, bool]] = []
+        self._deferred_size = 0
+        self._skipped = 0
+        self._close_callbacks: dict[Callable[[WebSocketConnection], object], None] | None = None
+
+    def __str__(self) -> str:
+        """``client-<n>`` or ``server-<n>``, a short id as in trio-websocket.
+
+        *n* is the ``ws_id`` that this connection's log records carry.
+        """
+        return f"{'client' if self._is_client else 'server'}-{self._log.ws_id}"
 
     # ------------------------------------------------------------ properties
 
@@ -215,6 +243,44 @@ class WebSocketConnection(trio.abc.AsyncResource):
         transport is lost), so a closing connection already reports it.
         """
         return self._close_reason
+
+    @property
+    def skipped_messages(self) -> int:
+        """How many messages :meth:`try_send_message` refused for want of room.
+
+        A broadcast with the ``SKIP`` slow-consumer policy leaves gaps in
+        what this connection received; this counts them, so that an
+        application can tell the client (or log) that it missed some.
+        """
+        return self._skipped
+
+    def add_close_callback(self, callback: Callable[[WebSocketConnection], object]) -> None:
+        """Call ``callback(connection)`` once, as soon as the connection closes.
+
+        "Closes" means what :attr:`closed` means: the closing handshake has
+        started, or the transport was lost. A connection already closed
+        calls *callback* at once. Callbacks run synchronously in whichever
+        task noticed the close, so they must be quick and must not block;
+        an exception from one is logged and the others still run. Rooms use
+        this to forget a connection without polling.
+        """
+        if self._close_reason is not None:
+            self._call_close_callback(callback)
+        else:
+            if self._close_callbacks is None:
+                self._close_callbacks = {}
+            self._close_callbacks[callback] = None
+
+    def remove_close_callback(self, callback: Callable[[WebSocketConnection], object]) -> None:
+        """Forget *callback*, registered by :meth:`add_close_callback`, if it was."""
+        if self._close_callbacks is not None:
+            self._close_callbacks.pop(callback, None)
+
+    def _call_close_callback(self, callback: Callable[[WebSocketConnection], object]) -> None:
+        try:
+            callback(self)
+        except Exception:
+            self._log.exception("close callback %r failed", callback)
 
     @property
     def latency(self) -> float | None:
@@ -232,13 +298,13 @@ class WebSocketConnection(trio.abc.AsyncResource):
         return not self._is_client
 
     @property
-    def local(self) -> Endpoint | None:
-        """This side's address, or ``None`` if the transport is not a socket."""
+    def local(self) -> Endpoint | str:
+        """This side's address, or the transport's ``repr()`` if it is not a socket."""
         return self._local
 
     @property
-    def remote(self) -> Endpoint | None:
-        """The peer's address, or ``None`` if the transport is not a socket."""
+    def remote(self) -> Endpoint | str:
+        """The peer's address, or the transport's ``repr()`` if it is not a socket."""
         return self._remote
 
     @property
@@ -287,6 +353,29 @@ class WebSocketConnection(trio.abc.AsyncResource):
             self._fail(item)
             raise ConnectionClosed(self._reason())
         return item
+
+    async def get_text(self) -> str:
+        """Like :meth:`get_message`, for programs that expect only text: returns ``str``.
+
+        A binary message raises :class:`~trio_ws.MessageTypeError`, which
+        carries it; the connection stays open. Cancellation is as for
+        :meth:`get_message`.
+        """
+        message = await self.get_message()
+        if not isinstance(message, str):
+            raise MessageTypeError(message, str)
+        return message
+
+    async def get_bytes(self) -> bytes:
+        """Like :meth:`get_message`, for programs that expect only binary: returns ``bytes``.
+
+        A text message raises :class:`~trio_ws.MessageTypeError`, as
+        :meth:`get_text` does for binary.
+        """
+        message = await self.get_message()
+        if not isinstance(message, bytes):
+            raise MessageTypeError(message, bytes)
+        return message
 
     @asynccontextmanager
     async def get_message_stream(
@@ -346,7 +435,8 @@ class WebSocketConnection(trio.abc.AsyncResource):
         return self
 
     async def __anext__(self) -> Message:
-        """Iterate over messages; a normal close (1000/1001) ends the loop."""
+        """Iterate over messages; a normal close (1000, 1001, or a Close
+        frame without a code, 1005) ends the loop."""
         try:
             return await self.get_message()
         except ConnectionClosed as exc:
@@ -399,7 +489,13 @@ class WebSocketConnection(trio.abc.AsyncResource):
                     # Not cancellable: the compressor moves on with this message,
                     # so it must be sent.
                     payload = await trio.to_thread.run_sync(compress_fn, payload)
-                    self._check_open()
+                    try:
+                        self._check_open()
+                    except ConnectionClosed:
+                        # Closed because our scope was cancelled meanwhile (the
+                        # reader went with it): that is the error to raise.
+                        await trio.lowlevel.checkpoint_if_cancelled()
+                        raise
                 else:
                     payload = compress_fn(payload)
             await self._queue_message(opcode, payload, deflate is not None, len(message))
@@ -412,6 +508,64 @@ class WebSocketConnection(trio.abc.AsyncResource):
         frame = encode_message(opcode, payload, rsv1=compressed, mask=self._is_client)
         # A reply to a message still queued is likely to follow this one.
         await self._writer.send(*frame, more_coming=self._backlog > 0)
+
+    def try_send_message(
+        self, message: str | bytes | PreparedMessage, *, compress: bool = True
+    ) -> bool:
+        """Queue *message* if the write buffer has room; never waits.
+
+        This is :meth:`send_message` for a sender that must not wait on
+        this peer, such as :func:`trio_ws.broadcast`. It returns ``True``
+        if the message was queued, and ``False`` (counted in
+        :attr:`skipped_messages`) if the buffer was full: the peer is not
+        reading fast enough, and what to do about it is the caller's call.
+        A :class:`~trio_ws.PreparedMessage` is encoded once for any number
+        of connections.
+
+        Whole messages never interleave with a message being sent as a
+        stream (or compressed in a worker thread): meanwhile the message
+        waits its turn, in order, and counts as queued, as long as the
+        messages waiting so are few and small (DEFERRED_MESSAGES, and
+        WRITE_BUFFER_SIZE bytes unless it is the only one); beyond that it
+        is refused. Raises :class:`ConnectionClosed` if the connection is
+        closed. Not a schedule point, so there is nothing to cancel.
+        """
+        prepared = message if isinstance(message, PreparedMessage) else PreparedMessage(message)
+        self._check_open()
+        if self._writer.full:
+            self._skipped += 1
+            return False
+        if self._message_lock.locked() or self._deferred:
+            # Another message is going out piece by piece: wait behind it.
+            if self._deferred and (
+                len(self._deferred) >= DEFERRED_MESSAGES
+                or self._deferred_size + len(prepared) > WRITE_BUFFER_SIZE
+            ):
+                self._skipped += 1
+                return False
+            if not self._deferred:
+                self._spawn(self._send_deferred)
+            self._deferred.append((prepared, compress))
+            self._deferred_size += len(prepared)
+            return True
+        self._queue_prepared(prepared, compress)
+        return True
+
+    def _queue_prepared(self, prepared: PreparedMessage, compress: bool) -> None:
+        self._log.message(">", prepared.is_text, len(prepared))
+        deflate = self._deflate if compress else None
+        if deflate is not None and not deflate.should_compress(prepared.payload, prepared.is_text):
+            deflate = None  # the sending policy of send_message applies here too
+        self._writer.put(*prepared.frame(deflate, mask=self._is_client))
+
+    async def _send_deferred(self) -> None:
+        """Queue the messages try_send_message held back, once the lock is free."""
+        async with _fast(self._message_lock):
+            deferred, self._deferred, self._deferred_size = self._deferred, [], 0
+            with contextlib.suppress(ConnectionClosed):
+                self._check_open()
+                for prepared, compress in deferred:
+                    self._queue_prepared(prepared, compress)
 
     async def send_message_stream(
         self,
@@ -496,11 +650,15 @@ class WebSocketConnection(trio.abc.AsyncResource):
     async def ping(self, payload: bytes | None = None) -> None:
         """Send a ping and wait for the matching pong.
 
-        *payload* (at most 125 bytes) must differ from every ping still in
-        flight; by default a random one is used. A pong also acknowledges
-        every ping sent before the one it answers. Raises
+        *payload* (``bytes``, at most 125 of them: ``TypeError`` or
+        ``ValueError`` otherwise, before anything is sent) must differ from
+        every ping still in flight; by default a random one is used. A pong
+        also acknowledges every ping sent before the one it answers. Raises
         :class:`ConnectionClosed` as soon as the connection closes.
+        Cancelling the call stops the wait; the pong, when it comes, is ignored.
         """
+        if payload is not None:
+            payload = control_payload(payload)
         if payload is None:
             payload = os.urandom(4)
             while payload in self._pings:
@@ -518,8 +676,11 @@ class WebSocketConnection(trio.abc.AsyncResource):
             raise ConnectionClosed(self._reason())
 
     async def pong(self, payload: bytes | None = None) -> None:
-        """Send an unsolicited pong, for example as a unidirectional heartbeat."""
-        await self._send(Pong(payload=payload or b""))
+        """Send an unsolicited pong, for example as a unidirectional heartbeat.
+
+        *payload* is checked as for :meth:`ping`.
+        """
+        await self._send(Pong(payload=b"" if payload is None else control_payload(payload)))
 
     def _check_open(self) -> None:
         state, failed = self._ws.state, self._writer.failed
@@ -587,9 +748,26 @@ class WebSocketConnection(trio.abc.AsyncResource):
         """
         await self._close(code, reason)
 
+    def close_nowait(self, code: int = 1000, reason: str | None = None) -> None:
+        """Start closing with *code* and *reason*, without waiting; idempotent.
+
+        :attr:`closed` is set at once and the Close frame is queued behind
+        what the write buffer already holds, even when it is full. A task
+        in the connection's nursery then does what :meth:`aclose` does:
+        waits for the peer's answer at most ``disconnect_timeout`` seconds,
+        then drops the transport. Messages not yet read are dropped, and
+        ``get_message()`` raises :class:`ConnectionClosed`. For callers that
+        must not wait, such as a broadcast closing a slow consumer.
+        """
+        check_sendable(code)
+        if self._close_reason is None:
+            self._set_reason(code, reason)
+            self._send_if(ConnectionState.OPEN, CloseConnection(code, reason))
+            self._spawn(self._close, code, reason)
+
     async def _close(self, code: int, reason: str | None) -> bool:
         """Close as :meth:`aclose` does; return whether it finished in time."""
-        check_sendable(code)
+        check_sendable(code, reason)
         self._queue_out.close()  # drop queued messages; wake blocked readers
         try:
             with trio.move_on_after(self._options.disconnect_timeout):
@@ -611,6 +789,9 @@ class WebSocketConnection(trio.abc.AsyncResource):
     def _set_reason(self, code: int, reason: str | None) -> None:
         if self._close_reason is None:
             self._close_reason = CloseReason(code, reason)
+            callbacks, self._close_callbacks = self._close_callbacks, None
+            for callback in callbacks or ():
+                self._call_close_callback(callback)
 
     def _reason(self) -> CloseReason:
         return self._close_reason or CloseReason(ABNORMAL_CLOSURE, None)
@@ -657,6 +838,12 @@ class WebSocketConnection(trio.abc.AsyncResource):
             await self._read_frames()
         except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionClosed):
             pass
+        except trio.Cancelled:
+            # The nursery running this connection is being torn down (its
+            # server or client is going away): say so, whichever of its
+            # tasks saw the cancellation first, before the transport goes.
+            self._send_if(ConnectionState.OPEN, CloseConnection(GOING_AWAY, None), reason=True)
+            raise
         except Exception:  # a bug here must not crash the user's nursery
             self._log.exception("unexpected error in WebSocket reader task")
         finally:
@@ -666,14 +853,20 @@ class WebSocketConnection(trio.abc.AsyncResource):
                 self._streamed.end()
             for waiter in self._pings.values():
                 waiter.set()
-            with (
-                trio.CancelScope(shield=True),
-                trio.move_on_after(self._options.disconnect_timeout),
-            ):
-                await self._writer.drain()  # our Close, or the echo of the peer's
-                self._writer.stop()
-                await self._stream.aclose()
-            self._reader_done.set()
+            try:
+                with (
+                    trio.CancelScope(shield=True),
+                    trio.move_on_after(self._options.disconnect_timeout),
+                ):
+                    await self._writer.drain()  # our Close, or the echo of the peer's
+                    self._writer.stop()
+                    await self._stream.aclose()
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                # A cancelled aclose() dropped the transport while this
+                # closed it gracefully (TLS sends close_notify): closed anyway.
+                pass
+            finally:
+                self._reader_done.set()
             self._log.debug("closed: %s", self._reason())
 
     async def _read_frames(self) -> None:

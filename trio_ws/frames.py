@@ -205,3 +205,23 @@ def payload_copy(view: memoryview, key: bytes | None, offset: int = 0) -> bytes 
     if shift:
         key = key[shift:] + key[:shift]
     return apply_mask(view, key)
+
+
+#: Largest payload of a control frame: a ping, a pong or a close (RFC 6455 5.5).
+MAX_CONTROL_PAYLOAD = 125
+
+
+def control_payload(payload: object) -> bytes:
+    """A ping's or pong's *payload* as ``bytes``, checked before anything is sent.
+
+    ``TypeError`` unless it is bytes-like (a ``str`` must be encoded by the
+    caller: the payload is binary); ``ValueError`` if it is over 125 bytes.
+    """
+    if not isinstance(payload, (bytes, bytearray, memoryview)):
+        raise TypeError(f"a ping or pong payload must be bytes, not {type(payload).__name__}")
+    data = bytes(payload)
+    if len(data) > MAX_CONTROL_PAYLOAD:
+        raise ValueError(
+            f"a ping or pong payload is at most {MAX_CONTROL_PAYLOAD} bytes, not {len(data)}"
+        )
+    return data

@@ -11,6 +11,15 @@ from dataclasses import dataclass
 
 from .compression import DeflateOptions
 
+#: The version of trio_ws (``trio_ws.__version__``; setup.cfg reads it from here).
+VERSION = "0.1.0"
+
+#: The ``User-Agent`` header a client sends and the ``Server`` header a
+#: server answers with. A client leaves it out if ``extra_headers`` has
+#: ``("User-Agent", None)``; a server takes ``server_header=None``.
+DEFAULT_USER_AGENT = f"trio_ws/{VERSION}"
+DEFAULT_SERVER_HEADER = DEFAULT_USER_AGENT
+
 KiB = 1024
 MiB = 1024 * KiB
 
@@ -47,6 +56,11 @@ FRAMES_PER_YIELD = 256
 #: Bytes a connection may have queued for writing before senders wait for
 #: the writer task to catch up (one message may take it past this).
 WRITE_BUFFER_SIZE = 64 * KiB
+
+#: Messages ``try_send_message`` (and so a broadcast) may leave waiting
+#: behind a message being sent as a stream, per connection; with at most
+#: WRITE_BUFFER_SIZE bytes of payload among them (unless there is one).
+DEFERRED_MESSAGES = 16
 
 #: The writer lets other ready tasks queue frames first, so that a burst
 #: shares one system call: while each pass (or the one before) adds frames,
