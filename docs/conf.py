@@ -159,6 +159,8 @@ def external_url(target: str) -> str | None:
         else:
             page = TRIO_PAGES.get(module, "reference-core.html")
         return f"{TRIO}{page}#{target}"
+    if target in sys.stdlib_module_names:  # a module itself, such as :mod:`ipaddress`
+        return f"{PYTHON_LIBRARY}{target}.html"
     if top in sys.stdlib_module_names and "." in target:
         # The longest prefix that is a module names the page: collections.abc.
         parts = target.split(".")
