@@ -872,9 +872,13 @@ class WebSocketConnection(trio.abc.AsyncResource):
     async def _read_frames(self) -> None:
         """Split what arrives into frames: simple ones are decoded here, the rest by wsproto.
 
-        wsproto is handed whole frames only (or, for a frame bigger than one
-        read, all of it in pieces), so that it always resumes at a frame
-        boundary after the frames decoded here. See :mod:`trio_ws.frames`.
+        Decoded here: whole text and binary messages, compressed ones that
+        arrived in one read (inflated by the deflate extension's own
+        decompressor), and uncompressed fragmented messages, piece by piece
+        (:mod:`trio_ws.protocol`). wsproto is handed whole frames only (or,
+        for a frame bigger than one read, all of it in pieces), so that it
+        always resumes at a frame boundary after the frames decoded here.
+        See :mod:`trio_ws.frames`.
         """
         data: bytes | bytearray = self._early_data  # came with the handshake
         self._early_data = b""
