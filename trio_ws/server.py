@@ -234,6 +234,11 @@ class WebSocketServer:
             return HTTPResponse(503, [(b"retry-after", b"5")], b"too many connections\n")
         return None
 
+    # Ctrl-C must not land in the middle of a handshake (say, after the 101
+    # went out but before the connection exists, which the client then sees
+    # as 1006): Trio delivers it to the main task at its next checkpoint
+    # instead, the server is cancelled, and every connection gets 1001.
+    @trio.lowlevel.enable_ki_protection
     async def _serve_stream(self, stream: trio.abc.Stream) -> None:
         self._streams += 1
         self._idle = trio.Event() if self._idle.is_set() else self._idle
