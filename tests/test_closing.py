@@ -325,4 +325,3 @@ async def test_close_races_over_tls_raise_nothing_and_send_the_close(
     # with 1006; every other one must arrive as sent.
     assert all(s == (1000, "bye") or s[0] == 1006 for s in seen["/cancelled"]), seen
     assert seen["/concurrent"] == [(1000, "bye")] * 10
-
