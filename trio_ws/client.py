@@ -20,7 +20,8 @@ from .close_codes import INTERNAL_ERROR, NORMAL_CLOSURE
 from .compression import DeflateOptions, NegotiationError, PerMessageDeflate
 from .connection import WebSocketConnection
 from .exceptions import ConnectionTimeout, DisconnectionTimeout, HandshakeError
-from .handshake import HeaderInput, check_subprotocols, client_handshake, normalize_headers
+from .handshake import check_subprotocols, client_handshake, normalize_headers
+from .http import HeaderInput
 from .options import (
     DEFAULT,
     DEFAULT_COMPRESSION,

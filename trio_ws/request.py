@@ -19,7 +19,6 @@ from .connection import WebSocketConnection
 from .exceptions import ConnectionClosed, HandshakeError
 from .handshake import (
     BadRequest,
-    HeaderInput,
     Headers,
     PeerGone,
     UpgradeRequest,
@@ -30,7 +29,7 @@ from .handshake import (
     read_request,
     rejection,
 )
-from .http import HTTPRequest, HTTPResponse, header_value, query_params
+from .http import HeaderInput, HTTPRequest, HTTPResponse, header_value, query_params
 from .options import DEFAULT_SERVER_HEADER, ConnectionOptions
 from .size_limit import MessageSizeLimit
 from .values import CloseReason, Endpoint, socket_endpoints
