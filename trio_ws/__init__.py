@@ -4,6 +4,7 @@ The public names match trio-websocket's, so ``import trio_ws as
 trio_websocket`` works for ordinary programs.
 """
 
+from .broadcast import BroadcastResult, SlowConsumer, broadcast
 from .client import (
     connect_websocket,
     connect_websocket_url,
@@ -25,13 +26,16 @@ from .exceptions import (
 )
 from .http import HTTPRequest, HTTPResponse
 from .options import VERSION
-from .reconnect import reconnecting_websocket
+from .outgoing import PreparedMessage
+from .reconnect import Reconnector, reconnecting_websocket
+from .rooms import Rooms
 from .server import WebSocketRequest, WebSocketServer, serve_websocket, wrap_server_stream
 from .values import CloseReason, Endpoint
 
 __version__ = VERSION
 
 __all__ = [
+    "BroadcastResult",
     "CloseReason",
     "ConnectionClosed",
     "ConnectionClosedError",
@@ -45,9 +49,14 @@ __all__ = [
     "HTTPResponse",
     "HandshakeError",
     "MessageTypeError",
+    "PreparedMessage",
+    "Reconnector",
+    "Rooms",
+    "SlowConsumer",
     "WebSocketConnection",
     "WebSocketRequest",
     "WebSocketServer",
+    "broadcast",
     "connect_websocket",
     "connect_websocket_url",
     "open_websocket",

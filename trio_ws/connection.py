@@ -37,6 +37,7 @@ from wsproto.extensions import Extension
 from . import keepalive
 from .close_codes import (
     ABNORMAL_CLOSURE,
+    GOING_AWAY,
     INTERNAL_ERROR,
     MESSAGE_TOO_BIG,
     NORMAL_CODES,
@@ -46,8 +47,12 @@ from .close_codes import (
 from .compression import PerMessageDeflate
 from .exceptions import ConnectionClosed, MessageTypeError
 from .frames import (
+    COMPRESSED,
+    CONTINUATION,
     OPCODE_BINARY,
     OPCODE_TEXT,
+    SIMPLE,
+    SIMPLE_OR_COMPRESSED,
     control_payload,
     decode_message,
     encode_message,
@@ -58,7 +63,23 @@ from .frames import (
 )
 from .handshake import Headers
 from .logs import ConnectionLogger
-from .options import DEFAULT, FRAMES_PER_YIELD, READS_PER_YIELD, ConnectionOptions, _Default
+from .options import (
+    DEFAULT,
+    DEFERRED_MESSAGES,
+    FRAMES_PER_YIELD,
+    READS_PER_YIELD,
+    WRITE_BUFFER_SIZE,
+    ConnectionOptions,
+    _Default,
+)
+from .outgoing import PreparedMessage
+from .protocol import (
+    NEW_DATA,
+    START,
+    FragmentedMessage,
+    fragment_kind,
+    new_data_violation,
+)
 from .size_limit import MessageSizeLimit
 from .streaming import MessageStream
 from .values import CloseReason, Endpoint, socket_endpoints
@@ -101,7 +122,10 @@ class WebSocketConnection(trio.abc.AsyncResource):
     __slots__ = (
         "__weakref__",
         "_backlog",
+        "_close_callbacks",
         "_close_reason",
+        "_deferred",
+        "_deferred_size",
         "_deflate",
         "_early_data",
         "_failed",
@@ -125,6 +149,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         "_reads_unyielded",
         "_remote",
         "_size_limit",
+        "_skipped",
         "_socket",
         "_stream",
         "_streamed",
@@ -194,6 +219,12 @@ class WebSocketConnection(trio.abc.AsyncResource):
         self._queue_stalls = 0
         # Roughly how many messages wait in the queue: a hint for the writer.
         self._backlog = 0
+        # try_send_message: messages waiting for a stream to finish, their
+        # payload bytes, and the messages refused for want of room.
+        self._deferred: list[tuple[PreparedMessage, bool]] = []
+        self._deferred_size = 0
+        self._skipped = 0
+        self._close_callbacks: dict[Callable[[WebSocketConnection], object], None] | None = None
 
     def __str__(self) -> str:
         """``client-<n>`` or ``server-<n>``, a short id as in trio-websocket.
@@ -212,6 +243,44 @@ class WebSocketConnection(trio.abc.AsyncResource):
         transport is lost), so a closing connection already reports it.
         """
         return self._close_reason
+
+    @property
+    def skipped_messages(self) -> int:
+        """How many messages :meth:`try_send_message` refused for want of room.
+
+        A broadcast with the ``SKIP`` slow-consumer policy leaves gaps in
+        what this connection received; this counts them, so that an
+        application can tell the client (or log) that it missed some.
+        """
+        return self._skipped
+
+    def add_close_callback(self, callback: Callable[[WebSocketConnection], object]) -> None:
+        """Call ``callback(connection)`` once, as soon as the connection closes.
+
+        "Closes" means what :attr:`closed` means: the closing handshake has
+        started, or the transport was lost. A connection already closed
+        calls *callback* at once. Callbacks run synchronously in whichever
+        task noticed the close, so they must be quick and must not block;
+        an exception from one is logged and the others still run. Rooms use
+        this to forget a connection without polling.
+        """
+        if self._close_reason is not None:
+            self._call_close_callback(callback)
+        else:
+            if self._close_callbacks is None:
+                self._close_callbacks = {}
+            self._close_callbacks[callback] = None
+
+    def remove_close_callback(self, callback: Callable[[WebSocketConnection], object]) -> None:
+        """Forget *callback*, registered by :meth:`add_close_callback`, if it was."""
+        if self._close_callbacks is not None:
+            self._close_callbacks.pop(callback, None)
+
+    def _call_close_callback(self, callback: Callable[[WebSocketConnection], object]) -> None:
+        try:
+            callback(self)
+        except Exception:
+            self._log.exception("close callback %r failed", callback)
 
     @property
     def latency(self) -> float | None:
@@ -366,7 +435,8 @@ class WebSocketConnection(trio.abc.AsyncResource):
         return self
 
     async def __anext__(self) -> Message:
-        """Iterate over messages; a normal close (1000/1001) ends the loop."""
+        """Iterate over messages; a normal close (1000, 1001, or a Close
+        frame without a code, 1005) ends the loop."""
         try:
             return await self.get_message()
         except ConnectionClosed as exc:
@@ -390,9 +460,11 @@ class WebSocketConnection(trio.abc.AsyncResource):
         a schedule point only when it waits (and once every 32 frames), so
         sending costs no scheduler pass of its own.
 
-        With permessage-deflate negotiated, ``compress=False`` sends this one
-        message uncompressed, for data known not to compress (media, archives).
-        Large messages are compressed in a worker thread.
+        With permessage-deflate negotiated, messages shorter than
+        ``DeflateOptions.min_size`` and binary data that does not compress
+        (found by a cheap probe) go out uncompressed; ``compress=False``
+        sends this one message uncompressed whatever it is. Large messages
+        are compressed in a worker thread. See :doc:`/topics/compression`.
         """
         if isinstance(message, str):
             opcode, payload = OPCODE_TEXT, message.encode()
@@ -401,6 +473,8 @@ class WebSocketConnection(trio.abc.AsyncResource):
         else:
             raise TypeError(f"message must be str or bytes, not {type(message).__name__}")
         deflate = self._deflate if compress else None
+        if deflate is not None and not deflate.should_compress(payload, opcode == OPCODE_TEXT):
+            deflate = None  # too short to gain, or binary data that does not compress
         threaded = deflate is not None and len(payload) >= deflate.options.thread_threshold
         # If nobody holds the lock and nothing below will wait, the frame is
         # queued before any other sender runs: the lock would order nothing,
@@ -409,13 +483,21 @@ class WebSocketConnection(trio.abc.AsyncResource):
         async with _fast(self._message_lock) if waits else _UNCONTENDED:
             await self._wait_for_room()
             if deflate is not None:
+                binary = opcode == OPCODE_BINARY
+                compress_fn = deflate.compress_binary if binary else deflate.compress_message
                 if threaded:
                     # Not cancellable: the compressor moves on with this message,
                     # so it must be sent.
-                    payload = await trio.to_thread.run_sync(deflate.compress_message, payload)
-                    self._check_open()
+                    payload = await trio.to_thread.run_sync(compress_fn, payload)
+                    try:
+                        self._check_open()
+                    except ConnectionClosed:
+                        # Closed because our scope was cancelled meanwhile (the
+                        # reader went with it): that is the error to raise.
+                        await trio.lowlevel.checkpoint_if_cancelled()
+                        raise
                 else:
-                    payload = deflate.compress_message(payload)
+                    payload = compress_fn(payload)
             await self._queue_message(opcode, payload, deflate is not None, len(message))
 
     async def _queue_message(
@@ -426,6 +508,64 @@ class WebSocketConnection(trio.abc.AsyncResource):
         frame = encode_message(opcode, payload, rsv1=compressed, mask=self._is_client)
         # A reply to a message still queued is likely to follow this one.
         await self._writer.send(*frame, more_coming=self._backlog > 0)
+
+    def try_send_message(
+        self, message: str | bytes | PreparedMessage, *, compress: bool = True
+    ) -> bool:
+        """Queue *message* if the write buffer has room; never waits.
+
+        This is :meth:`send_message` for a sender that must not wait on
+        this peer, such as :func:`trio_ws.broadcast`. It returns ``True``
+        if the message was queued, and ``False`` (counted in
+        :attr:`skipped_messages`) if the buffer was full: the peer is not
+        reading fast enough, and what to do about it is the caller's call.
+        A :class:`~trio_ws.PreparedMessage` is encoded once for any number
+        of connections.
+
+        Whole messages never interleave with a message being sent as a
+        stream (or compressed in a worker thread): meanwhile the message
+        waits its turn, in order, and counts as queued, as long as the
+        messages waiting so are few and small (DEFERRED_MESSAGES, and
+        WRITE_BUFFER_SIZE bytes unless it is the only one); beyond that it
+        is refused. Raises :class:`ConnectionClosed` if the connection is
+        closed. Not a schedule point, so there is nothing to cancel.
+        """
+        prepared = message if isinstance(message, PreparedMessage) else PreparedMessage(message)
+        self._check_open()
+        if self._writer.full:
+            self._skipped += 1
+            return False
+        if self._message_lock.locked() or self._deferred:
+            # Another message is going out piece by piece: wait behind it.
+            if self._deferred and (
+                len(self._deferred) >= DEFERRED_MESSAGES
+                or self._deferred_size + len(prepared) > WRITE_BUFFER_SIZE
+            ):
+                self._skipped += 1
+                return False
+            if not self._deferred:
+                self._spawn(self._send_deferred)
+            self._deferred.append((prepared, compress))
+            self._deferred_size += len(prepared)
+            return True
+        self._queue_prepared(prepared, compress)
+        return True
+
+    def _queue_prepared(self, prepared: PreparedMessage, compress: bool) -> None:
+        self._log.message(">", prepared.is_text, len(prepared))
+        deflate = self._deflate if compress else None
+        if deflate is not None and not deflate.should_compress(prepared.payload, prepared.is_text):
+            deflate = None  # the sending policy of send_message applies here too
+        self._writer.put(*prepared.frame(deflate, mask=self._is_client))
+
+    async def _send_deferred(self) -> None:
+        """Queue the messages try_send_message held back, once the lock is free."""
+        async with _fast(self._message_lock):
+            deferred, self._deferred, self._deferred_size = self._deferred, [], 0
+            with contextlib.suppress(ConnectionClosed):
+                self._check_open()
+                for prepared, compress in deferred:
+                    self._queue_prepared(prepared, compress)
 
     async def send_message_stream(
         self,
@@ -450,21 +590,35 @@ class WebSocketConnection(trio.abc.AsyncResource):
         ``compress`` is as for :meth:`send_message`.
         """
         async with _fast(self._message_lock):
-            if self._deflate is not None and not compress:
-                self._deflate.skip_next_message()
             is_text = text
             started = False  # frames are out: only a final frame or a close ends them
+            deflate: PerMessageDeflate | None = None  # set by the first chunk
+            sent = 0  # bytes of payload, before compression
+
+            async def send_frame(payload: bytes, fin: bool) -> None:
+                if deflate is not None:
+                    payload = deflate.compress_fragment(payload, fin)
+                opcode = CONTINUATION if started else OPCODE_TEXT if is_text else OPCODE_BINARY
+                rsv1 = deflate is not None and not started
+                frame = encode_message(opcode, payload, rsv1=rsv1, mask=self._is_client, fin=fin)
+                await self._wait_for_room()
+                self._writer.put(*frame)
 
             async def send_chunk(chunk: object) -> None:
-                nonlocal is_text, started
+                nonlocal is_text, started, deflate, sent
                 if is_text is None:
                     is_text = isinstance(chunk, str)
                 if not isinstance(chunk, str if is_text else (bytes, bytearray, memoryview)):
                     kind = "str" if is_text else "bytes"
                     raise TypeError(f"chunks of a message must all be {kind}")
-                data = chunk if isinstance(chunk, str) else bytes(chunk)
-                await self._send(_fragment(data, finished=False))
+                data = chunk.encode() if isinstance(chunk, str) else bytes(chunk)
+                if not started and compress and self._deflate is not None:
+                    # The first chunk decides for the whole message.
+                    if self._deflate.should_compress(data, is_text):
+                        deflate = self._deflate
+                await send_frame(data, False)
                 started = True
+                sent += len(data)
 
             try:
                 if isinstance(chunks, AsyncIterable):
@@ -474,7 +628,10 @@ class WebSocketConnection(trio.abc.AsyncResource):
                     for chunk in chunks:
                         await send_chunk(chunk)
                 # An empty final frame: each chunk left as soon as it came.
-                await self._send(_fragment("" if is_text else b"", finished=True))
+                if is_text is None:
+                    is_text = False  # no chunk at all: an empty binary message
+                await send_frame(b"", True)
+                self._log.message(">", is_text, sent)
             except ConnectionClosed:
                 raise
             except Exception:
@@ -591,6 +748,23 @@ class WebSocketConnection(trio.abc.AsyncResource):
         """
         await self._close(code, reason)
 
+    def close_nowait(self, code: int = 1000, reason: str | None = None) -> None:
+        """Start closing with *code* and *reason*, without waiting; idempotent.
+
+        :attr:`closed` is set at once and the Close frame is queued behind
+        what the write buffer already holds, even when it is full. A task
+        in the connection's nursery then does what :meth:`aclose` does:
+        waits for the peer's answer at most ``disconnect_timeout`` seconds,
+        then drops the transport. Messages not yet read are dropped, and
+        ``get_message()`` raises :class:`ConnectionClosed`. For callers that
+        must not wait, such as a broadcast closing a slow consumer.
+        """
+        check_sendable(code)
+        if self._close_reason is None:
+            self._set_reason(code, reason)
+            self._send_if(ConnectionState.OPEN, CloseConnection(code, reason))
+            self._spawn(self._close, code, reason)
+
     async def _close(self, code: int, reason: str | None) -> bool:
         """Close as :meth:`aclose` does; return whether it finished in time."""
         check_sendable(code, reason)
@@ -615,6 +789,9 @@ class WebSocketConnection(trio.abc.AsyncResource):
     def _set_reason(self, code: int, reason: str | None) -> None:
         if self._close_reason is None:
             self._close_reason = CloseReason(code, reason)
+            callbacks, self._close_callbacks = self._close_callbacks, None
+            for callback in callbacks or ():
+                self._call_close_callback(callback)
 
     def _reason(self) -> CloseReason:
         return self._close_reason or CloseReason(ABNORMAL_CLOSURE, None)
@@ -661,6 +838,12 @@ class WebSocketConnection(trio.abc.AsyncResource):
             await self._read_frames()
         except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionClosed):
             pass
+        except trio.Cancelled:
+            # The nursery running this connection is being torn down (its
+            # server or client is going away): say so, whichever of its
+            # tasks saw the cancellation first, before the transport goes.
+            self._send_if(ConnectionState.OPEN, CloseConnection(GOING_AWAY, None), reason=True)
+            raise
         except Exception:  # a bug here must not crash the user's nursery
             self._log.exception("unexpected error in WebSocket reader task")
         finally:
@@ -689,12 +872,17 @@ class WebSocketConnection(trio.abc.AsyncResource):
     async def _read_frames(self) -> None:
         """Split what arrives into frames: simple ones are decoded here, the rest by wsproto.
 
-        wsproto is handed whole frames only (or, for a frame bigger than one
-        read, all of it in pieces), so that it always resumes at a frame
-        boundary after the frames decoded here. See :mod:`trio_ws.frames`.
+        Decoded here: whole text and binary messages, compressed ones that
+        arrived in one read (inflated by the deflate extension's own
+        decompressor), and uncompressed fragmented messages, piece by piece
+        (:mod:`trio_ws.protocol`). wsproto is handed whole frames only (or,
+        for a frame bigger than one read, all of it in pieces), so that it
+        always resumes at a frame boundary after the frames decoded here.
+        See :mod:`trio_ws.frames`.
         """
         data: bytes | bytearray = self._early_data  # came with the handshake
         self._early_data = b""
+        kinds = SIMPLE_OR_COMPRESSED if self._deflate is not None else SIMPLE
         pos = 0
         frames = 0
         left = 0  # bytes of the current frame still to give wsproto
@@ -703,6 +891,11 @@ class WebSocketConnection(trio.abc.AsyncResource):
         pieces: list[bytes | bytearray] = []
         piece_left = gathered = 0  # bytes of its payload still to come, and so far
         key: bytes | None = None
+        # An uncompressed fragmented message decoded here (trio_ws.protocol),
+        # and the payload of its current frame still to come.
+        fragmented: FragmentedMessage | None = None
+        frag_left = frag_offset = 0
+        frag_fin = False
         while True:
             if pos == len(data):
                 data = b""  # an idle connection need not keep its last read
@@ -720,6 +913,19 @@ class WebSocketConnection(trio.abc.AsyncResource):
                     whole, pieces = b"".join(pieces), []
                     self._log.message("<", False, len(whole))
                     await self._deliver_whole(whole)
+                continue
+            if frag_left:
+                assert fragmented is not None
+                step = min(frag_left, len(data) - pos)
+                piece = payload_copy(memoryview(data)[pos : pos + step], key, frag_offset)
+                pos += step
+                frag_offset += step
+                frag_left -= step
+                done = frag_fin and not frag_left
+                if not await self._fragment_piece(fragmented, piece, done):
+                    return  # a violation: the connection is failed
+                if done:
+                    fragmented = None
                 continue
             if left:
                 step = min(left, len(data) - pos, self._feed_size())
@@ -740,14 +946,49 @@ class WebSocketConnection(trio.abc.AsyncResource):
             header, size = extent
             end = pos + size
             masked = not self._is_client
+            if fragmented is not None or (data[pos] & 0x8F < 0x81 and self._own_fragments()):
+                # Possibly part of a fragmented message (no FIN, or a continuation).
+                kind = fragment_kind(
+                    data, pos, header, size, masked=masked, in_progress=fragmented is not None
+                )
+                if kind == NEW_DATA:
+                    await self._closing_frame(CloseConnection(*new_data_violation()))
+                    return
+                if kind is not None:
+                    if kind == START:
+                        fragmented = FragmentedMessage(data[pos] & 0x0F)
+                    assert fragmented is not None
+                    violation = fragmented.frame(size - header, self._size_limit.max_size)
+                    if violation is not None:
+                        await self._closing_frame(CloseConnection(*violation))
+                        return
+                    key = masking_key(data, pos, header, masked)
+                    frag_fin = bool(data[pos] & 0x80)
+                    frag_left, frag_offset = size - header, 0
+                    pos += header
+                    frames += 1
+                    if frames % FRAMES_PER_YIELD == 0:
+                        await trio.lowlevel.checkpoint()  # fairness to other connections
+                    if not frag_left and frag_fin:  # an empty last frame
+                        if not await self._fragment_piece(fragmented, b"", True):
+                            return
+                        fragmented = None
+                    continue
             opcode = None
-            if self._fast_path_open():
+            if fragmented is None and self._fast_path_open():
                 limit = self._size_limit.max_size
-                opcode = simple_opcode(data, pos, header, end, masked=masked, limit=limit)
+                opcode = simple_opcode(
+                    data, pos, header, end, masked=masked, limit=limit, kinds=kinds
+                )
             message = None
             if opcode is not None and end <= len(data):
                 key = masking_key(data, pos, header, masked)
-                message = decode_message(data, pos + header, end, opcode, key)
+                if opcode & COMPRESSED:
+                    message = await self._inflate(data, pos + header, end, opcode, key)
+                    if message is None:
+                        return  # a violation: the connection is failed
+                else:
+                    message = decode_message(data, pos + header, end, opcode, key)
             elif opcode == OPCODE_BINARY:
                 # Text is left to wsproto, which rejects bad UTF-8 as soon as
                 # it arrives; a binary payload has nothing to check.
@@ -764,6 +1005,67 @@ class WebSocketConnection(trio.abc.AsyncResource):
                 await trio.lowlevel.checkpoint()  # fairness to other connections
             self._log.message("<", isinstance(message, str), len(message))
             await self._deliver(message)
+
+    def _own_fragments(self) -> bool:
+        """Whether fragmented messages may be decoded here: wsproto is not
+        in the middle of one, and the connection is open."""
+        return not self._size_limit.in_message and self._ws.state is ConnectionState.OPEN
+
+    async def _fragment_piece(
+        self, message: FragmentedMessage, piece: bytes | bytearray, done: bool
+    ) -> bool:
+        """Hand a piece of a fragmented message to the open message stream,
+        or to the parts of the message being assembled (*done*: its last).
+
+        False: the piece broke a rule (bad UTF-8) and the connection has
+        been failed. Waits while the stream's consumer has not taken the
+        previous chunk: that is the backpressure.
+        """
+        chunk = message.payload(piece, done)
+        if isinstance(chunk, tuple):
+            await self._closing_frame(CloseConnection(*chunk))
+            return False
+        if done:
+            self._log.message("<", message.text, message.size)
+        stream = self._streamed
+        if stream is not None:
+            if chunk or done:
+                await stream.feed(chunk, done)
+            # The consumer may have ended it already, and opened another.
+            if done and self._streamed is stream:
+                self._end_stream()
+        else:
+            self._parts.append(chunk)
+            if done:
+                whole, self._parts = _join(self._parts), []
+                await self._deliver(whole)
+        return True
+
+    async def _inflate(
+        self, data: bytes | bytearray, start: int, end: int, opcode: int, key: bytes | None
+    ) -> Message | None:
+        """Inflate the whole compressed message in *data[start:end]* (the fast branch).
+
+        Big jobs (as judged for :meth:`_next_event`) run in a worker thread;
+        cancelling the reader then waits for that thread, which is bounded
+        by the size limit. ``None``: the message broke a rule and the
+        connection has been failed with the code the deflate extension gave.
+        """
+        deflate = self._deflate
+        assert deflate is not None  # only frames with RSV1 negotiated get here
+        view = memoryview(data)[start:end]
+        payload = view if key is None else payload_copy(view, key)
+        text = opcode & 0x0F == OPCODE_TEXT
+        limit = self._size_limit.max_size
+        work = min(len(payload) * deflate.inflate_ratio, limit)
+        if work >= deflate.options.thread_threshold:
+            result = await trio.to_thread.run_sync(deflate.inflate_message, payload, text, limit)
+        else:
+            result = deflate.inflate_message(payload, text, limit)
+        if isinstance(result, tuple):
+            await self._closing_frame(CloseConnection(*result))
+            return None
+        return result
 
     async def _deliver_whole(self, message: bytes) -> None:
         """Deliver a message gathered over several reads; a message stream
@@ -997,9 +1299,3 @@ def _join(parts: list[Any]) -> Message:
 def _chunk(event: TextMessage | BytesMessage) -> Message:
     data = event.data
     return data if isinstance(data, (str, bytes)) else bytes(data)
-
-
-def _fragment(data: str | bytes, finished: bool) -> Event:
-    if isinstance(data, str):
-        return TextMessage(data=data, message_finished=finished)
-    return BytesMessage(data=data, message_finished=finished)

@@ -57,6 +57,11 @@ FRAMES_PER_YIELD = 256
 #: the writer task to catch up (one message may take it past this).
 WRITE_BUFFER_SIZE = 64 * KiB
 
+#: Messages ``try_send_message`` (and so a broadcast) may leave waiting
+#: behind a message being sent as a stream, per connection; with at most
+#: WRITE_BUFFER_SIZE bytes of payload among them (unless there is one).
+DEFERRED_MESSAGES = 16
+
 #: The writer lets other ready tasks queue frames first, so that a burst
 #: shares one system call: while each pass (or the one before) adds frames,
 #: for at most CORK_PASSES scheduler passes and CORK_SECONDS, and only while
@@ -92,6 +97,12 @@ DEFAULT_PING_TIMEOUT: float | None = 20.0
 
 #: Seconds a server's graceful shutdown waits for handlers before cancelling them.
 DEFAULT_SHUTDOWN_TIMEOUT = 10.0
+
+#: With piped (not interactive) input, the command-line client waits after
+#: the end of input until no message has arrived for CLI_QUIET_SECONDS, and
+#: at most CLI_PIPE_LINGER_MAX seconds, so the answers to the last lines print.
+CLI_QUIET_SECONDS = 0.5
+CLI_PIPE_LINGER_MAX = 10.0
 
 #: Largest HTTP request or response head (request line and headers) accepted
 #: during the opening handshake; a server answers a bigger one with 431.

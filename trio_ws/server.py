@@ -23,6 +23,7 @@ from .close_codes import GOING_AWAY, INTERNAL_ERROR, NORMAL_CLOSURE, check_senda
 from .compression import DeflateOptions
 from .connection import WebSocketConnection
 from .exceptions import ConnectionClosed, HandshakeError
+from .groups import one_error
 from .http import HTTPRequest, HTTPResponse
 from .options import (
     DEFAULT_COMPRESSION,
@@ -97,6 +98,7 @@ class WebSocketServer:
         self._default_headers = server_headers(server_header)
         self._streams = 0  # TCP connections being served, handshaking or open
         self._connections: set[WebSocketConnection] = set()
+        self._snapshot: frozenset[WebSocketConnection] | None = None  # of _connections
         self._scopes: set[trio.CancelScope] = set()  # one per connection task
         self._handshaking: set[trio.CancelScope] = set()  # those not yet accepted
         self._accepting: trio.CancelScope | None = None
@@ -148,27 +150,44 @@ class WebSocketServer:
 
     @property
     def connections(self) -> frozenset[WebSocketConnection]:
-        """The WebSocket connections open right now."""
-        return frozenset(self._connections)
+        """Every WebSocket connection accepted and not yet over.
+
+        That includes connections whose closing handshake has started, up
+        to the moment their handler has returned and the close is done
+        (:func:`~trio_ws.broadcast` passes over those). For whole-server
+        announcements: ``broadcast(server.connections, message)``. The set
+        is copied only after a connection came or went, so asking again
+        while nothing changed costs nothing.
+        """
+        if self._snapshot is None:
+            self._snapshot = frozenset(self._connections)
+        return self._snapshot
 
     async def run(
         self, *, task_status: trio.TaskStatus[WebSocketServer] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        """Serve until cancelled or shut down; ``task_status.started`` gets the server."""
-        async with trio.open_nursery() as handlers:
-            # Accepting runs in a nursery of its own, so that shutdown can
-            # stop it (closing the listeners) while the handlers go on.
-            with trio.CancelScope() as self._accepting:
-                async with trio.open_nursery() as accepting:
-                    await accepting.start(
-                        partial(
-                            trio.serve_listeners,
-                            self._serve_stream,
-                            self._listeners,
-                            handler_nursery=self._handler_nursery or handlers,
+        """Serve until cancelled or shut down; ``task_status.started`` gets the server.
+
+        Cancelling it closes every open connection with 1001 (going away). A
+        ``KeyboardInterrupt`` does the same and comes out as itself, not in
+        an exception group, so ``trio.run(serve_websocket, ...)`` stops on
+        Ctrl-C with a plain ``KeyboardInterrupt``.
+        """
+        with one_error():
+            async with trio.open_nursery() as handlers:
+                # Accepting runs in a nursery of its own, so that shutdown can
+                # stop it (closing the listeners) while the handlers go on.
+                with trio.CancelScope() as self._accepting:
+                    async with trio.open_nursery() as accepting:
+                        await accepting.start(
+                            partial(
+                                trio.serve_listeners,
+                                self._serve_stream,
+                                self._listeners,
+                                handler_nursery=self._handler_nursery or handlers,
+                            )
                         )
-                    )
-                    task_status.started(self)
+                        task_status.started(self)
 
     async def shutdown(
         self,
@@ -260,6 +279,7 @@ class WebSocketServer:
 
         def accepted(connection: WebSocketConnection) -> None:
             self._connections.add(connection)
+            self._snapshot = None
             self._handshaking.discard(scope)
 
         request._on_accept = accepted
@@ -271,6 +291,11 @@ class WebSocketServer:
             log = request._connection._log if request._connection else logger
             log.exception("WebSocket handler for %s failed", request.path)
             code = INTERNAL_ERROR
+        except BaseException:
+            # Cancelled (the server is torn down) or KeyboardInterrupt: the
+            # server is going away, which is not a normal closure.
+            code = GOING_AWAY
+            raise
         finally:
             connection = request._connection
             if connection is not None:
@@ -278,6 +303,7 @@ class WebSocketServer:
                     await connection._close(code, None)
                 finally:
                     self._connections.discard(connection)
+                    self._snapshot = None
             elif not request._decided:
                 status = UNDECIDED_STATUS if code == NORMAL_CLOSURE else HANDLER_ERROR_STATUS
                 await request.reject(status)
