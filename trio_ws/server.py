@@ -44,6 +44,7 @@ from .request import (
     SubprotocolChoice,
     WebSocketRequest,
     receive_request,
+    server_headers,
     server_subprotocols,
 )
 from .values import Endpoint, address_endpoint
@@ -94,7 +95,7 @@ class WebSocketServer:
         self._origins = None if origins is None else frozenset(origins)
         self._max_connections = max_connections
         self._subprotocols = server_subprotocols(subprotocols)
-        self._server_header = server_header
+        self._default_headers = server_headers(server_header)
         self._streams = 0  # TCP connections being served, handshaking or open
         self._connections: set[WebSocketConnection] = set()
         self._snapshot: frozenset[WebSocketConnection] | None = None  # of _connections
@@ -268,7 +269,7 @@ class WebSocketServer:
                         self._options,
                         self._screen,
                         subprotocols=self._subprotocols,
-                        server_header=self._server_header,
+                        default_headers=self._default_headers,
                     )
                 except HandshakeError as exc:
                     logger.debug("%s", exc)
@@ -434,5 +435,5 @@ async def wrap_server_stream(
         stream,
         options,
         subprotocols=server_subprotocols(subprotocols),
-        server_header=server_header,
+        default_headers=server_headers(server_header),
     )
