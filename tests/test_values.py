@@ -3,6 +3,7 @@ and every public exception survives copy and pickle with its attributes."""
 
 from __future__ import annotations
 
+import copy
 import pickle
 
 import pytest
@@ -54,3 +55,53 @@ def test_close_reason_normalises_its_fields() -> None:
     assert reason.reason is None
     assert reason == trio_ws.CloseReason(1000)
     assert repr(pickle.loads(pickle.dumps(reason))) == repr(reason)
+
+
+def exception_samples() -> list[BaseException]:
+    closed = trio_ws.CloseReason(1011, "boom")
+    return [
+        trio_ws.ConnectionClosed(closed),
+        trio_ws.ConnectionClosed(trio_ws.CloseReason(1000, None)),
+        trio_ws.ConnectionClosedOK(trio_ws.CloseReason(1001, "bye")),
+        trio_ws.ConnectionClosedError(closed),
+        trio_ws.ConnectionRejected(403, [(b"server", b"x")], b"no"),
+        trio_ws.ConnectionRejected(100, [], None),
+        trio_ws.HandshakeError("server closed the connection before answering"),
+        trio_ws.ConnectionTimeout("no WebSocket connection within 1 s"),
+        trio_ws.DisconnectionTimeout("the closing handshake did not finish in time"),
+        trio_ws.MessageTypeError(b"\x00", str),
+        trio_ws.MessageTypeError("text", bytes),
+    ]
+
+
+def test_every_public_exception_has_a_sample() -> None:
+    public = {
+        obj
+        for name in trio_ws.__all__
+        if isinstance(obj := getattr(trio_ws, name), type) and issubclass(obj, BaseException)
+    }
+    # ConnectionClosed(...) always builds one of its two subclasses.
+    sampled = {type(e) for e in exception_samples()} | {trio_ws.ConnectionClosed}
+    assert public <= sampled, public - sampled
+
+
+@pytest.mark.parametrize("exc", exception_samples(), ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize("how", ["copy", "deepcopy", "pickle"])
+def test_exceptions_survive_copy_and_pickle(exc: BaseException, how: str) -> None:
+    clone = {
+        "copy": copy.copy,
+        "deepcopy": copy.deepcopy,
+        "pickle": lambda e: pickle.loads(pickle.dumps(e)),
+    }[how](exc)
+    assert type(clone) is type(exc)
+    assert clone.args == exc.args
+    assert str(clone) == str(exc) and repr(clone) == repr(exc)
+    for name in ("reason", "status_code", "headers", "body", "message", "expected"):
+        if hasattr(exc, name):
+            assert getattr(clone, name) == getattr(exc, name), name
+
+
+def test_rejection_text_names_the_status() -> None:
+    exc = trio_ws.ConnectionRejected(404, [], b"")
+    assert str(exc) == "server rejected WebSocket connection: HTTP 404"
+    assert exc.args == (404, [], b"")  # as in trio-websocket

@@ -22,7 +22,10 @@ INTERNAL_ERROR = 1011
 TRY_AGAIN_LATER = 1013
 
 #: Codes that end a connection quietly: ``async for`` stops without an error.
-NORMAL_CODES = frozenset({NORMAL_CLOSURE, GOING_AWAY})
+#: 1005 is what a Close frame without a code means, and browsers send one for
+#: a plain ``ws.close()``: the peer said goodbye and gave no error, so it is
+#: as normal as 1000. (A separate set would be a second rule for one question.)
+NORMAL_CODES = frozenset({NORMAL_CLOSURE, GOING_AWAY, NO_STATUS_RCVD})
 
 #: Longest close reason, in UTF-8 bytes: a Close frame's payload is the
 #: two-byte code and the reason, at most 125 bytes in all.
@@ -33,16 +36,32 @@ _LOCAL_ONLY = frozenset({NO_STATUS_RCVD, ABNORMAL_CLOSURE, 1015})
 
 
 def code_name(code: int) -> str:
-    """Return the registered name of *code*, or the range it falls in."""
+    """Return the registered name of *code*, or the range it falls in.
+
+    The range names are trio-websocket's, so programs that compare them
+    keep working.
+    """
     try:
         return _Code(code).name
     except ValueError:
         pass
+    if 1000 <= code <= 2999:
+        return "RFC_RESERVED"
     if 3000 <= code <= 3999:
-        return "LIBRARY_CODE"
+        return "IANA_RESERVED"
     if 4000 <= code <= 4999:
-        return "PRIVATE_CODE"
-    return "UNKNOWN_CODE"
+        return "PRIVATE_RESERVED"
+    return "INVALID_CODE"
+
+
+def leaving_code(error: BaseException) -> int:
+    """The code to close with when a block that owns a connection ends by *error*.
+
+    1011 for a failure; 1001 (going away) when it was cancelled or
+    interrupted (Ctrl-C), as the connection's reader also says when the
+    cancellation reaches it first.
+    """
+    return INTERNAL_ERROR if isinstance(error, Exception) else GOING_AWAY
 
 
 def check_sendable(code: int, reason: str | None = None) -> None:

@@ -3,6 +3,10 @@
 Every error during the opening handshake is a :class:`HandshakeError`, so one
 ``except`` clause covers a refused upgrade, a broken TLS handshake and a
 server that hung up; :class:`ConnectionClosed` covers everything afterwards.
+
+Each exception keeps its constructor arguments in ``args``, so that it
+survives :func:`copy.copy` and :mod:`pickle` (programs hand exceptions to
+other threads, processes and log handlers) with its attributes.
 """
 
 from __future__ import annotations
@@ -72,15 +76,25 @@ class HandshakeError(Exception):
 
 
 class ConnectionRejected(HandshakeError):
-    """The server answered the upgrade request with something other than 101."""
+    """The server answered the upgrade request with something other than 101.
+
+    That includes informational answers such as 100: an upgrade is answered
+    with 101 or not at all.
+    """
 
     def __init__(
         self, status_code: int, headers: list[tuple[bytes, bytes]], body: bytes | None
     ) -> None:
-        super().__init__(f"server rejected WebSocket connection: HTTP {status_code}")
+        super().__init__(status_code, headers, body)
+        #: The HTTP status of the answer.
         self.status_code = status_code
+        #: The answer's headers as ``(lowercase name, value)`` byte pairs.
         self.headers = headers
+        #: The answer's body (at most 64 KiB of it), or ``None`` if it had none.
         self.body = body
+
+    def __str__(self) -> str:
+        return f"server rejected WebSocket connection: HTTP {self.status_code}"
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}<status_code={self.status_code}>"
@@ -90,5 +104,9 @@ class ConnectionTimeout(HandshakeError):
     """The connection or its opening handshake took longer than allowed."""
 
 
-class DisconnectionTimeout(Exception):
-    """The closing handshake took longer than ``disconnect_timeout``."""
+class DisconnectionTimeout(HandshakeError):
+    """The closing handshake took longer than ``disconnect_timeout``.
+
+    A :class:`HandshakeError`, as in trio-websocket: the closing handshake
+    is a handshake too.
+    """

@@ -198,6 +198,8 @@ async def client_handshake(
             event = await next_event(conn, stream, receive_size)
             if isinstance(event, h11.InformationalResponse) and event.status_code == 101:
                 break
+            if isinstance(event, h11.InformationalResponse):  # 1xx: no upgrade (RFC 6455 4.1)
+                raise ConnectionRejected(event.status_code, list(event.headers), None)
             if isinstance(event, h11.Response):
                 body = await _read_body(conn, stream, receive_size)
                 raise ConnectionRejected(event.status_code, list(event.headers), body)

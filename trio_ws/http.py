@@ -49,7 +49,7 @@ class HTTPRequest:
     path: str
     http_version: str
     headers: list[tuple[bytes, bytes]]
-    remote: Endpoint | None = None
+    remote: Endpoint | str | None = None
     _trailing_data: bytes = field(default=b"", repr=False)
     #: Per-request data handed from the request hook to the handler.
     state: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)

@@ -98,6 +98,12 @@ DEFAULT_PING_TIMEOUT: float | None = 20.0
 #: Seconds a server's graceful shutdown waits for handlers before cancelling them.
 DEFAULT_SHUTDOWN_TIMEOUT = 10.0
 
+#: With piped (not interactive) input, the command-line client waits after
+#: the end of input until no message has arrived for CLI_QUIET_SECONDS, and
+#: at most CLI_PIPE_LINGER_MAX seconds, so the answers to the last lines print.
+CLI_QUIET_SECONDS = 0.5
+CLI_PIPE_LINGER_MAX = 10.0
+
 #: Largest HTTP request or response head (request line and headers) accepted
 #: during the opening handshake; a server answers a bigger one with 431.
 MAX_HANDSHAKE_HEAD_SIZE = 16 * KiB

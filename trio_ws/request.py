@@ -135,13 +135,13 @@ class WebSocketRequest:
         return tuple(self._upgrade.subprotocols)
 
     @property
-    def local(self) -> Endpoint | None:
-        """The server's address for this connection."""
+    def local(self) -> Endpoint | str:
+        """The server's address for this connection (a ``repr()`` if not a socket)."""
         return self._local
 
     @property
-    def remote(self) -> Endpoint | None:
-        """The client's address."""
+    def remote(self) -> Endpoint | str:
+        """The client's address (the stream's ``repr()`` if it is not a socket)."""
         return self._remote
 
     def _decide(self) -> None:

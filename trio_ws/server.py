@@ -23,6 +23,7 @@ from .close_codes import GOING_AWAY, INTERNAL_ERROR, NORMAL_CLOSURE, check_senda
 from .compression import DeflateOptions
 from .connection import WebSocketConnection
 from .exceptions import ConnectionClosed, HandshakeError
+from .groups import one_error
 from .http import HTTPRequest, HTTPResponse
 from .options import (
     DEFAULT_COMPRESSION,
@@ -115,7 +116,10 @@ class WebSocketServer:
 
     @property
     def listeners(self) -> list[Endpoint | str]:
-        """Where the server listens: an :class:`Endpoint` per socket listener."""
+        """Where the server listens: an :class:`Endpoint` per socket listener.
+
+        A listener that is not a socket listener is given as its ``repr()``.
+        """
         result: list[Endpoint | str] = []
         for listener in self._listeners:
             if isinstance(listener, trio.SSLListener):
@@ -131,7 +135,13 @@ class WebSocketServer:
 
     @property
     def port(self) -> int:
-        """The port the server listens on; all its socket listeners must share it."""
+        """The port the server listens on; all its socket listeners must share it.
+
+        ``host=None`` gives one listener for IPv4 and one for IPv6 on the same
+        port, which is fine here. ``RuntimeError`` if the listeners are on
+        different ports or none is a socket listener (trio-websocket raises it
+        whenever there is more than one listener).
+        """
         ports = {e.port for e in self.listeners if isinstance(e, Endpoint)}
         if len(ports) != 1:
             raise RuntimeError(f"server listens on {len(ports)} ports, not one: {sorted(ports)}")
@@ -155,21 +165,28 @@ class WebSocketServer:
     async def run(
         self, *, task_status: trio.TaskStatus[WebSocketServer] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        """Serve until cancelled or shut down; ``task_status.started`` gets the server."""
-        async with trio.open_nursery() as handlers:
-            # Accepting runs in a nursery of its own, so that shutdown can
-            # stop it (closing the listeners) while the handlers go on.
-            with trio.CancelScope() as self._accepting:
-                async with trio.open_nursery() as accepting:
-                    await accepting.start(
-                        partial(
-                            trio.serve_listeners,
-                            self._serve_stream,
-                            self._listeners,
-                            handler_nursery=self._handler_nursery or handlers,
+        """Serve until cancelled or shut down; ``task_status.started`` gets the server.
+
+        Cancelling it closes every open connection with 1001 (going away). A
+        ``KeyboardInterrupt`` does the same and comes out as itself, not in
+        an exception group, so ``trio.run(serve_websocket, ...)`` stops on
+        Ctrl-C with a plain ``KeyboardInterrupt``.
+        """
+        with one_error():
+            async with trio.open_nursery() as handlers:
+                # Accepting runs in a nursery of its own, so that shutdown can
+                # stop it (closing the listeners) while the handlers go on.
+                with trio.CancelScope() as self._accepting:
+                    async with trio.open_nursery() as accepting:
+                        await accepting.start(
+                            partial(
+                                trio.serve_listeners,
+                                self._serve_stream,
+                                self._listeners,
+                                handler_nursery=self._handler_nursery or handlers,
+                            )
                         )
-                    )
-                    task_status.started(self)
+                        task_status.started(self)
 
     async def shutdown(
         self,
@@ -273,6 +290,11 @@ class WebSocketServer:
             log = request._connection._log if request._connection else logger
             log.exception("WebSocket handler for %s failed", request.path)
             code = INTERNAL_ERROR
+        except BaseException:
+            # Cancelled (the server is torn down) or KeyboardInterrupt: the
+            # server is going away, which is not a normal closure.
+            code = GOING_AWAY
+            raise
         finally:
             connection = request._connection
             if connection is not None:
