@@ -221,7 +221,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         self._backlog = 0
         # try_send_message: messages waiting for a stream to finish, their
         # payload bytes, and the messages refused for want of room.
-        self._deferred: list[tuple[PreparedMessage, bool]] = []
+        self._deferred: list[tuple[PreparedMessage, bool]] | None = None  # made when needed
         self._deferred_size = 0
         self._skipped = 0
         self._close_callbacks: dict[Callable[[WebSocketConnection], object], None] | None = None
@@ -544,6 +544,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
                 self._skipped += 1
                 return False
             if not self._deferred:
+                self._deferred = []
                 self._spawn(self._send_deferred)
             self._deferred.append((prepared, compress))
             self._deferred_size += len(prepared)
@@ -561,7 +562,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
     async def _send_deferred(self) -> None:
         """Queue the messages try_send_message held back, once the lock is free."""
         async with _fast(self._message_lock):
-            deferred, self._deferred, self._deferred_size = self._deferred, [], 0
+            deferred, self._deferred, self._deferred_size = self._deferred or [], None, 0
             with contextlib.suppress(ConnectionClosed):
                 self._check_open()
                 for prepared, compress in deferred:
