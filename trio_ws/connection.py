@@ -797,15 +797,16 @@ class WebSocketConnection(trio.abc.AsyncResource):
         await trio.aclose_forcefully(self._stream)
 
     async def _reader_task(self) -> None:
-        """Read until the connection closes; never raises except Cancelled."""
+        """Read until the connection closes; never raises except Cancelled (or Ctrl-C)."""
         try:
             await self._read_frames()
         except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionClosed):
             pass
-        except trio.Cancelled:
+        except (trio.Cancelled, KeyboardInterrupt):
             # The nursery running this connection is being torn down (its
             # server or client is going away): say so, whichever of its
             # tasks saw the cancellation first, before the transport goes.
+            # Ctrl-C lands in whatever task is running when it comes: here too.
             self._send_if(ConnectionState.OPEN, CloseConnection(GOING_AWAY, None), reason=True)
             raise
         except Exception:  # a bug here must not crash the user's nursery
