@@ -836,16 +836,15 @@ class WebSocketConnection(trio.abc.AsyncResource):
     # Ctrl-C reaches the main task at a checkpoint, never mid-frame here.
     @trio.lowlevel.enable_ki_protection
     async def _reader_task(self) -> None:
-        """Read until the connection closes; never raises except Cancelled (or Ctrl-C)."""
+        """Read until the connection closes; never raises except Cancelled."""
         try:
             await self._read_frames()
         except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionClosed):
             pass
-        except (trio.Cancelled, KeyboardInterrupt):
+        except trio.Cancelled:
             # The nursery running this connection is being torn down (its
             # server or client is going away): say so, whichever of its
             # tasks saw the cancellation first, before the transport goes.
-            # Ctrl-C lands in whatever task is running when it comes: here too.
             self._send_if(ConnectionState.OPEN, CloseConnection(GOING_AWAY, None), reason=True)
             raise
         except Exception:  # a bug here must not crash the user's nursery
