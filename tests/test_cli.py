@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,7 +13,7 @@ import trio
 import trio_ws
 
 from .conftest import HOST
-from .test_examples import ROOT, Program, server_port
+from .test_examples import ROOT, Program, server_port, start
 
 #: Exit status the command line documents for Ctrl-C.
 EXIT_INTERRUPTED = 130
@@ -23,26 +21,7 @@ EXIT_INTERRUPTED = 130
 
 async def spawn(nursery: trio.Nursery, *args: str) -> Program:
     """Start ``python *args`` with stdin, stdout and stderr piped."""
-    process = await nursery.start(
-        lambda task_status: trio.run_process(
-            [sys.executable, *args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            cwd=ROOT,
-            check=False,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)},
-            # A shell's background job ignores SIGINT, and a Python started
-            # that way has no KeyboardInterrupt: give the child the default.
-            preexec_fn=_default_sigint,
-            task_status=task_status,
-        )
-    )
-    return Program(process)
-
-
-def _default_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    return await start(nursery, *args, stderr=True)
 
 
 async def interrupt(program: Program) -> tuple[int, str]:

@@ -35,19 +35,28 @@ class Program:
         return match
 
 
-async def start(nursery: trio.Nursery, *args: str) -> Program:
+async def start(nursery: trio.Nursery, *args: str, stderr: bool = False) -> Program:
+    """Start ``python *args`` with stdin and stdout (and, with *stderr*, stderr) piped."""
     process = await nursery.start(
         lambda task_status: trio.run_process(
             [sys.executable, *args],
             stdout=subprocess.PIPE,
             stdin=subprocess.PIPE,
+            stderr=subprocess.PIPE if stderr else None,
             cwd=ROOT,
             check=False,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            # A shell's background job ignores SIGINT, and a Python started
+            # that way has no KeyboardInterrupt: give the child the default.
+            preexec_fn=_default_sigint,
             task_status=task_status,
         )
     )
     return Program(process)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 async def run(*args: str, stdin: bytes = b"") -> str:

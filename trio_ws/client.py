@@ -21,7 +21,8 @@ from .compression import DeflateOptions, NegotiationError, PerMessageDeflate
 from .connection import WebSocketConnection
 from .exceptions import ConnectionTimeout, DisconnectionTimeout, HandshakeError
 from .groups import one_error, only_cancelled
-from .handshake import HeaderInput, check_subprotocols, client_handshake, normalize_headers
+from .handshake import check_subprotocols, client_handshake, normalize_headers
+from .http import HeaderInput
 from .options import (
     DEFAULT,
     DEFAULT_COMPRESSION,

@@ -833,6 +833,8 @@ class WebSocketConnection(trio.abc.AsyncResource):
             await self._writer.drain()
         await trio.aclose_forcefully(self._stream)
 
+    # Ctrl-C reaches the main task at a checkpoint, never mid-frame here.
+    @trio.lowlevel.enable_ki_protection
     async def _reader_task(self) -> None:
         """Read until the connection closes; never raises except Cancelled."""
         try:

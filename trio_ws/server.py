@@ -44,6 +44,7 @@ from .request import (
     SubprotocolChoice,
     WebSocketRequest,
     receive_request,
+    server_headers,
     server_subprotocols,
 )
 from .values import Endpoint, address_endpoint
@@ -94,7 +95,7 @@ class WebSocketServer:
         self._origins = None if origins is None else frozenset(origins)
         self._max_connections = max_connections
         self._subprotocols = server_subprotocols(subprotocols)
-        self._server_header = server_header
+        self._default_headers = server_headers(server_header)
         self._streams = 0  # TCP connections being served, handshaking or open
         self._connections: set[WebSocketConnection] = set()
         self._snapshot: frozenset[WebSocketConnection] | None = None  # of _connections
@@ -234,6 +235,11 @@ class WebSocketServer:
             return HTTPResponse(503, [(b"retry-after", b"5")], b"too many connections\n")
         return None
 
+    # Ctrl-C must not land in the middle of a handshake (say, after the 101
+    # went out but before the connection exists, which the client then sees
+    # as 1006): Trio delivers it to the main task at its next checkpoint
+    # instead, the server is cancelled, and every connection gets 1001.
+    @trio.lowlevel.enable_ki_protection
     async def _serve_stream(self, stream: trio.abc.Stream) -> None:
         self._streams += 1
         self._idle = trio.Event() if self._idle.is_set() else self._idle
@@ -263,7 +269,7 @@ class WebSocketServer:
                         self._options,
                         self._screen,
                         subprotocols=self._subprotocols,
-                        server_header=self._server_header,
+                        default_headers=self._default_headers,
                     )
                 except HandshakeError as exc:
                     logger.debug("%s", exc)
@@ -429,5 +435,5 @@ async def wrap_server_stream(
         stream,
         options,
         subprotocols=server_subprotocols(subprotocols),
-        server_header=server_header,
+        default_headers=server_headers(server_header),
     )
