@@ -19,6 +19,8 @@ import trio
 from .client import open_websocket_url
 from .connection import WebSocketConnection
 from .exceptions import ConnectionClosed, HandshakeError
+from .options import DEFAULT_SHUTDOWN_TIMEOUT
+from .runner import RunnerConfig, run_runner
 from .server import WebSocketRequest, serve_websocket
 
 
@@ -89,6 +91,12 @@ async def run_client(args: argparse.Namespace) -> int:
 
 
 async def run_server(args: argparse.Namespace) -> int:
+    if args.handler is not None or args.workers != 1:
+        try:
+            return await run_runner(runner_config(args))
+        except (ValueError, ImportError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     context = None
     if args.certfile:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -125,11 +133,28 @@ async def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def runner_config(args: argparse.Namespace) -> RunnerConfig:
+    """The runner's settings from ``serve``'s arguments (TLS is not offered there)."""
+    if args.certfile:
+        raise SystemExit("error: --certfile is not supported with MODULE:HANDLER or --workers")
+    return RunnerConfig(
+        args.handler or "trio_ws.cli:echo",
+        args.host,
+        args.port,
+        args.workers,
+        args.shutdown_timeout,
+        args.max_message_size,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m trio_ws", description=__doc__)
     sub = parser.add_subparsers(dest="command")
 
-    serve = sub.add_parser("serve", help="run an echo server")
+    serve = sub.add_parser("serve", help="run an echo server, or MODULE:HANDLER in workers")
+    serve.add_argument("handler", nargs="?", help="MODULE:HANDLER to serve (default: echo)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes on one port")
+    serve.add_argument("--shutdown-timeout", type=float, default=DEFAULT_SHUTDOWN_TIMEOUT)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8765)
     serve.add_argument("--certfile", help="PEM certificate chain: serve wss://")

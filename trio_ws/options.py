@@ -148,3 +148,14 @@ class ConnectionOptions:
         """
         messages = (self.message_queue_size + 2) * self.max_message_size
         return messages + 2 * self.receive_buffer_size
+
+
+#: The runner restarts a worker that died after this many seconds, doubling
+#: the delay on each further death up to RESTART_MAX_DELAY; a worker that
+#: stayed up for RESTART_MAX_DELAY resets the delay.
+RESTART_INITIAL_DELAY = 0.5
+RESTART_MAX_DELAY = 30.0
+
+#: Seconds the runner waits, beyond the shutdown timeout, for a worker to
+#: exit after SIGTERM before it kills the worker.
+WORKER_EXIT_GRACE = 5.0

@@ -25,6 +25,7 @@ from .connection import WebSocketConnection
 from .exceptions import ConnectionClosed, HandshakeError
 from .handshake import rejection
 from .http import HTTPRequest, HTTPResponse
+from .listeners import open_reuse_port_listeners
 from .options import (
     DEFAULT_COMPRESSION,
     DEFAULT_CONNECT_TIMEOUT,
@@ -279,6 +280,7 @@ async def serve_websocket(
     ping_interval: float | None = DEFAULT_PING_INTERVAL,
     ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
     unix_socket: str | None = None,
+    reuse_port: bool = False,
     task_status: trio.TaskStatus[WebSocketServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Listen on *host*:*port* and serve each connection with *handler*.
@@ -290,6 +292,12 @@ async def serve_websocket(
     upgrade request. If it raises, the error is logged, that connection is
     closed with 1011 (or answered with 500 before acceptance) and the server
     goes on. Errors opening the listeners are raised as themselves.
+
+    *reuse_port* sets ``SO_REUSEPORT`` before binding, so that several
+    processes can serve one port (see "Scaling out" in the docs); where the
+    platform lacks it, ``OSError`` says so. To serve a socket you made
+    yourself, wrap it in :class:`trio.SocketListener` and give it to
+    :class:`WebSocketServer`.
     """
     if unix_socket is not None:
         listeners: Sequence[trio.abc.Listener[trio.abc.Stream]] = [
@@ -297,6 +305,10 @@ async def serve_websocket(
         ]
         if ssl_context is not None:
             listeners = [trio.SSLListener(listeners[0], ssl_context, https_compatible=True)]
+    elif reuse_port:
+        listeners = await open_reuse_port_listeners(port, host=host)
+        if ssl_context is not None:
+            listeners = [trio.SSLListener(x, ssl_context, https_compatible=True) for x in listeners]
     elif ssl_context is None:
         listeners = await trio.open_tcp_listeners(port, host=host)
     else:
