@@ -1,9 +1,12 @@
-"""A chat server: every message goes to every connected client.
+"""A chat server with rooms, and the chat page for a browser.
 
-One slow client must not stall the others, so each client gets its own
-outgoing queue of bounded size and its own sender task. If a client falls
-more than QUEUE messages behind, it is disconnected (close code 1008) instead
-of making everyone wait or letting its backlog grow without bound.
+Open http://127.0.0.1:8766/?room=lobby in two browser tabs and type. The
+request hook serves the page (plain HTML and JavaScript) to plain HTTP
+requests; the page's WebSocket goes to /chat?room=lobby. Every message sent
+to a room goes to every member of the room, the sender included, through
+``Rooms.publish``: it never waits on anyone, so one slow client cannot stall
+the others. A client too slow to keep up is closed with 1013 ("try again
+later"), and the page reconnects after a pause, as any client should.
 
     python examples/chat_server.py --port 8766
 """
@@ -11,71 +14,116 @@ of making everyone wait or letting its backlog grow without bound.
 from __future__ import annotations
 
 import argparse
-import contextlib
+from urllib.parse import parse_qs, urlsplit
 
 import trio
 
 import trio_ws
 
-QUEUE = 32
+PAGE = b"""<!doctype html>
+<html lang="en">
+<meta charset="utf-8">
+<title>trio_ws chat</title>
+<style>
+  body { font: 16px sans-serif; max-width: 40em; margin: 2em auto; }
+  #log { border: 1px solid #ccc; height: 20em; overflow-y: auto; padding: .5em; }
+  #status { color: #666; }
+</style>
+<h1>Room <span id="room"></span></h1>
+<p id="status">connecting</p>
+<div id="log"></div>
+<form id="form"><input id="text" autocomplete="off" size="50"> <button>Send</button></form>
+<script>
+"use strict";
+const room = new URLSearchParams(location.search).get("room") || "lobby";
+const chat = { received: [], socket: null, open: false };
+window.chat = chat;
+document.getElementById("room").textContent = room;
+
+function show(text) {
+  const line = document.createElement("div");
+  line.textContent = text;
+  const log = document.getElementById("log");
+  log.append(line);
+  log.scrollTop = log.scrollHeight;
+}
+
+function connect() {
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  const socket = new WebSocket(`${scheme}//${location.host}/chat?room=${encodeURIComponent(room)}`);
+  chat.socket = socket;
+  socket.onopen = () => {
+    chat.open = true;
+    document.getElementById("status").textContent = "connected";
+  };
+  socket.onmessage = (event) => {
+    chat.received.push(event.data);
+    show(event.data);
+  };
+  socket.onclose = (event) => {
+    chat.open = false;
+    document.getElementById("status").textContent = `closed (${event.code})`;
+    // 1013: the server dropped us for falling behind; come back and resync.
+    if (event.code === 1013) setTimeout(connect, 1000 + Math.random() * 2000);
+  };
+}
+
+chat.send = (text) => chat.socket.send(text);
+document.getElementById("form").onsubmit = (event) => {
+  event.preventDefault();
+  const input = document.getElementById("text");
+  if (chat.open && input.value) chat.send(input.value);
+  input.value = "";
+};
+connect();
+</script>
+</html>
+"""
 
 
-class Member:
-    """One client: its outgoing queue and the task that drains it."""
-
-    def __init__(self, ws: trio_ws.WebSocketConnection) -> None:
-        self.ws = ws
-        self.outbox, self.inbox = trio.open_memory_channel[str](QUEUE)
-        self.sending = trio.CancelScope()
-
-    async def send_loop(self) -> None:
-        with contextlib.suppress(trio_ws.ConnectionClosed):
-            with self.sending:
-                async for text in self.inbox:
-                    await self.ws.send_message(text)
-            if self.sending.cancelled_caught:
-                # Cancelling a send that waits for room sends nothing, so
-                # the Close frame still follows whole messages.
-                await self.ws.aclose(1008, "too slow to keep up")
+def room_of(path: str) -> str:
+    """The room named in *path*'s query (``?room=name``), ``lobby`` by default."""
+    return parse_qs(urlsplit(path).query).get("room", ["lobby"])[0]
 
 
-class Room:
+class Chat:
+    """The rooms of one server, its handler and its request hook."""
+
     def __init__(self) -> None:
-        self.members: dict[trio_ws.WebSocketConnection, Member] = {}
+        self.rooms = trio_ws.Rooms()
 
-    def broadcast(self, text: str) -> None:
-        for ws, member in list(self.members.items()):
-            try:
-                member.outbox.send_nowait(text)  # never waits for a slow client
-            except trio.WouldBlock:
-                del self.members[ws]  # too far behind: it is disconnected
-                member.sending.cancel()
+    async def serve_page(self, request: trio_ws.HTTPRequest) -> trio_ws.HTTPResponse | None:
+        """Answer plain HTTP requests for the page; let upgrades through."""
+        if (request.header("upgrade") or "").lower() == "websocket":
+            return None
+        if urlsplit(request.path).path == "/":
+            headers = [("Content-Type", "text/html; charset=utf-8"), ("Cache-Control", "no-store")]
+            return trio_ws.HTTPResponse(200, headers, PAGE)
+        return trio_ws.HTTPResponse(404, [("Content-Type", "text/plain")], b"not found\n")
 
-
-async def chat(request: trio_ws.WebSocketRequest, room: Room) -> None:
-    ws = await request.accept()
-    member = Member(ws)
-    room.members[ws] = member
-    try:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(member.send_loop)
-            with contextlib.suppress(trio_ws.ConnectionClosed):
-                async for message in ws:
-                    room.broadcast(str(message))
-            member.outbox.close()  # the client has gone: its send loop ends
-    finally:
-        room.members.pop(ws, None)
+    async def handler(self, request: trio_ws.WebSocketRequest) -> None:
+        ws = await request.accept()
+        room = room_of(ws.path)
+        self.rooms.join(room, ws)  # it leaves on its own when it closes
+        async for message in ws:  # ends quietly on 1000 or 1001
+            self.rooms.publish(room, message if isinstance(message, str) else message.hex())
 
 
 async def main(host: str, port: int) -> None:
-    room = Room()
-
-    async def handler(request: trio_ws.WebSocketRequest) -> None:
-        await chat(request, room)
-
+    chat = Chat()
     async with trio.open_nursery() as nursery:
-        server = await nursery.start(trio_ws.serve_websocket, handler, host, port, None)
-        print(f"chat server on ws://{host}:{server.port}/", flush=True)
+        server = await nursery.start(
+            lambda task_status: trio_ws.serve_websocket(
+                chat.handler,
+                host,
+                port,
+                None,
+                request_hook=chat.serve_page,
+                task_status=task_status,
+            )
+        )
+        print(f"chat server on ws://{host}:{server.port}/chat", flush=True)
+        print(f"chat page at http://{host}:{server.port}/?room=lobby", flush=True)
 
 
 if __name__ == "__main__":

@@ -70,14 +70,20 @@ async def test_echo_server_and_client(nursery: trio.Nursery) -> None:
     server.process.terminate()
 
 
-async def test_chat_server_broadcasts_and_drops_slow_clients(nursery: trio.Nursery) -> None:
+async def test_chat_server_rooms_page_and_slow_clients(nursery: trio.Nursery) -> None:
     server = await start(nursery, str(EXAMPLES / "chat_server.py"), "--port", "0")
-    url = f"ws://127.0.0.1:{await server_port(server)}/"
+    port = await server_port(server)
+    page = await http_exchange(port, b"GET /?room=a HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert page.startswith(b"HTTP/1.1 200 ") and b"new WebSocket(" in page
+    url = f"ws://127.0.0.1:{port}/chat?room=a"
     async with (
         trio_ws.open_websocket_url(url) as alice,
         trio_ws.open_websocket_url(url) as bob,
         trio_ws.open_websocket_url(url, compression=None) as slow,
+        trio_ws.open_websocket_url(f"ws://127.0.0.1:{port}/chat?room=b") as elsewhere,
     ):
+        await elsewhere.send_message("only room b")
+        assert await elsewhere.get_message() == "only room b"
         await alice.send_message("hi all")
         assert await bob.get_message() == "hi all"
         assert await alice.get_message() == "hi all"
@@ -89,8 +95,8 @@ async def test_chat_server_broadcasts_and_drops_slow_clients(nursery: trio.Nurse
         with trio.fail_after(10):
             with pytest.raises(trio_ws.ConnectionClosed) as info:
                 while True:
-                    await slow.get_message()
-        assert info.value.reason.code == 1008
+                    assert "only room b" not in await slow.get_message()
+        assert info.value.reason.code == 1013  # try again later: reconnect and resync
     server.process.terminate()
 
 

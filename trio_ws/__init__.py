@@ -4,6 +4,7 @@ The public names match trio-websocket's, so ``import trio_ws as
 trio_websocket`` works for ordinary programs.
 """
 
+from .broadcast import BroadcastResult, SlowConsumer, broadcast
 from .client import (
     connect_websocket,
     connect_websocket_url,
@@ -21,13 +22,16 @@ from .exceptions import (
     HandshakeError,
 )
 from .http import HTTPRequest, HTTPResponse
+from .outgoing import PreparedMessage
 from .reconnect import reconnecting_websocket
+from .rooms import Rooms
 from .server import WebSocketRequest, WebSocketServer, serve_websocket, wrap_server_stream
 from .values import CloseReason, Endpoint
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BroadcastResult",
     "CloseReason",
     "ConnectionClosed",
     "ConnectionRejected",
@@ -38,9 +42,13 @@ __all__ = [
     "HTTPRequest",
     "HTTPResponse",
     "HandshakeError",
+    "PreparedMessage",
+    "Rooms",
+    "SlowConsumer",
     "WebSocketConnection",
     "WebSocketRequest",
     "WebSocketServer",
+    "broadcast",
     "connect_websocket",
     "connect_websocket_url",
     "open_websocket",

@@ -15,6 +15,9 @@ POLICY_VIOLATION = 1008
 MESSAGE_TOO_BIG = 1009
 MANDATORY_EXT = 1010
 INTERNAL_ERROR = 1011
+#: IANA-registered: "try again later". Sent to a consumer too slow for a
+#: broadcast, which should reconnect (after a pause) and resynchronise.
+TRY_AGAIN_LATER = 1013
 
 #: Codes that end a connection quietly: ``async for`` stops without an error.
 NORMAL_CODES = frozenset({NORMAL_CLOSURE, GOING_AWAY})

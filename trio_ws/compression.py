@@ -283,6 +283,18 @@ class PerMessageDeflate(Extension):
         """Send the next message uncompressed (RSV1 clear), as RFC 7692 allows."""
         self._skip_next = True
 
+    def shared_output_key(self) -> tuple[int, int, int] | None:
+        """What our compressed output depends on, if not on earlier messages.
+
+        With ``no_context_takeover`` on our side each message is compressed
+        from scratch, so two connections with equal keys produce the same
+        bytes for the same message and a broadcast compresses it once for
+        both. ``None`` when the output depends on this connection's history.
+        """
+        if not self.local_no_context:
+            return None
+        return (self.local_bits, self.options.level, self.options.mem_level)
+
     def compress_message(self, data: bytes) -> bytes:
         """Compress a whole message (framed by trio_ws, not wsproto).
 

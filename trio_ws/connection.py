@@ -57,7 +57,16 @@ from .frames import (
 )
 from .handshake import Headers
 from .logs import ConnectionLogger
-from .options import DEFAULT, FRAMES_PER_YIELD, READS_PER_YIELD, ConnectionOptions, _Default
+from .options import (
+    DEFAULT,
+    DEFERRED_MESSAGES,
+    FRAMES_PER_YIELD,
+    READS_PER_YIELD,
+    WRITE_BUFFER_SIZE,
+    ConnectionOptions,
+    _Default,
+)
+from .outgoing import PreparedMessage
 from .size_limit import MessageSizeLimit
 from .streaming import MessageStream
 from .values import CloseReason, Endpoint, socket_endpoints
@@ -100,7 +109,10 @@ class WebSocketConnection(trio.abc.AsyncResource):
     __slots__ = (
         "__weakref__",
         "_backlog",
+        "_close_callbacks",
         "_close_reason",
+        "_deferred",
+        "_deferred_size",
         "_deflate",
         "_early_data",
         "_failed",
@@ -124,6 +136,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         "_reads_unyielded",
         "_remote",
         "_size_limit",
+        "_skipped",
         "_socket",
         "_stream",
         "_streamed",
@@ -193,6 +206,12 @@ class WebSocketConnection(trio.abc.AsyncResource):
         self._queue_stalls = 0
         # Roughly how many messages wait in the queue: a hint for the writer.
         self._backlog = 0
+        # try_send_message: messages waiting for a stream to finish, their
+        # payload bytes, and the messages refused for want of room.
+        self._deferred: list[tuple[PreparedMessage, bool]] = []
+        self._deferred_size = 0
+        self._skipped = 0
+        self._close_callbacks: dict[Callable[[WebSocketConnection], object], None] | None = None
 
     # ------------------------------------------------------------ properties
 
@@ -204,6 +223,44 @@ class WebSocketConnection(trio.abc.AsyncResource):
         transport is lost), so a closing connection already reports it.
         """
         return self._close_reason
+
+    @property
+    def skipped_messages(self) -> int:
+        """How many messages :meth:`try_send_message` refused for want of room.
+
+        A broadcast with the ``SKIP`` slow-consumer policy leaves gaps in
+        what this connection received; this counts them, so that an
+        application can tell the client (or log) that it missed some.
+        """
+        return self._skipped
+
+    def add_close_callback(self, callback: Callable[[WebSocketConnection], object]) -> None:
+        """Call ``callback(connection)`` once, as soon as the connection closes.
+
+        "Closes" means what :attr:`closed` means: the closing handshake has
+        started, or the transport was lost. A connection already closed
+        calls *callback* at once. Callbacks run synchronously in whichever
+        task noticed the close, so they must be quick and must not block;
+        an exception from one is logged and the others still run. Rooms use
+        this to forget a connection without polling.
+        """
+        if self._close_reason is not None:
+            self._call_close_callback(callback)
+        else:
+            if self._close_callbacks is None:
+                self._close_callbacks = {}
+            self._close_callbacks[callback] = None
+
+    def remove_close_callback(self, callback: Callable[[WebSocketConnection], object]) -> None:
+        """Forget *callback*, registered by :meth:`add_close_callback`, if it was."""
+        if self._close_callbacks is not None:
+            self._close_callbacks.pop(callback, None)
+
+    def _call_close_callback(self, callback: Callable[[WebSocketConnection], object]) -> None:
+        try:
+            callback(self)
+        except Exception:
+            self._log.exception("close callback %r failed", callback)
 
     @property
     def latency(self) -> float | None:
@@ -396,6 +453,62 @@ class WebSocketConnection(trio.abc.AsyncResource):
         # A reply to a message still queued is likely to follow this one.
         await self._writer.send(*frame, more_coming=self._backlog > 0)
 
+    def try_send_message(
+        self, message: str | bytes | PreparedMessage, *, compress: bool = True
+    ) -> bool:
+        """Queue *message* if the write buffer has room; never waits.
+
+        This is :meth:`send_message` for a sender that must not wait on
+        this peer, such as :func:`trio_ws.broadcast`. It returns ``True``
+        if the message was queued, and ``False`` (counted in
+        :attr:`skipped_messages`) if the buffer was full: the peer is not
+        reading fast enough, and what to do about it is the caller's call.
+        A :class:`~trio_ws.PreparedMessage` is encoded once for any number
+        of connections.
+
+        Whole messages never interleave with a message being sent as a
+        stream (or compressed in a worker thread): meanwhile the message
+        waits its turn, in order, and counts as queued, as long as the
+        messages waiting so are few and small (DEFERRED_MESSAGES, and
+        WRITE_BUFFER_SIZE bytes unless it is the only one); beyond that it
+        is refused. Raises :class:`ConnectionClosed` if the connection is
+        closed. Not a schedule point, so there is nothing to cancel.
+        """
+        prepared = message if isinstance(message, PreparedMessage) else PreparedMessage(message)
+        self._check_open()
+        if self._writer.full:
+            self._skipped += 1
+            return False
+        if self._message_lock.locked() or self._deferred:
+            # Another message is going out piece by piece: wait behind it.
+            if self._deferred and (
+                len(self._deferred) >= DEFERRED_MESSAGES
+                or self._deferred_size + len(prepared) > WRITE_BUFFER_SIZE
+            ):
+                self._skipped += 1
+                return False
+            if not self._deferred:
+                self._spawn(self._send_deferred)
+            self._deferred.append((prepared, compress))
+            self._deferred_size += len(prepared)
+            return True
+        self._queue_prepared(prepared, compress)
+        return True
+
+    def _queue_prepared(self, prepared: PreparedMessage, compress: bool) -> None:
+        self._log.message(">", prepared.is_text, len(prepared))
+        deflate = self._deflate if compress else None
+        self._writer.put(*prepared.frame(deflate, mask=self._is_client))
+
+    async def _send_deferred(self) -> None:
+        """Queue the messages try_send_message held back, once the lock is free."""
+        async with _fast(self._message_lock):
+            deferred, self._deferred, self._deferred_size = self._deferred, [], 0
+            with contextlib.suppress(ConnectionClosed):
+                self._check_open()
+                for prepared, compress in deferred:
+                    self._queue_prepared(prepared, compress)
+
     async def send_message_stream(
         self,
         chunks: Iterable[str | bytes] | AsyncIterable[str | bytes],
@@ -553,6 +666,23 @@ class WebSocketConnection(trio.abc.AsyncResource):
         """
         await self._close(code, reason)
 
+    def close_nowait(self, code: int = 1000, reason: str | None = None) -> None:
+        """Start closing with *code* and *reason*, without waiting; idempotent.
+
+        :attr:`closed` is set at once and the Close frame is queued behind
+        what the write buffer already holds, even when it is full. A task
+        in the connection's nursery then does what :meth:`aclose` does:
+        waits for the peer's answer at most ``disconnect_timeout`` seconds,
+        then drops the transport. Messages not yet read are dropped, and
+        ``get_message()`` raises :class:`ConnectionClosed`. For callers that
+        must not wait, such as a broadcast closing a slow consumer.
+        """
+        check_sendable(code)
+        if self._close_reason is None:
+            self._set_reason(code, reason)
+            self._send_if(ConnectionState.OPEN, CloseConnection(code, reason))
+            self._spawn(self._close, code, reason)
+
     async def _close(self, code: int, reason: str | None) -> bool:
         """Close as :meth:`aclose` does; return whether it finished in time."""
         check_sendable(code)
@@ -577,6 +707,9 @@ class WebSocketConnection(trio.abc.AsyncResource):
     def _set_reason(self, code: int, reason: str | None) -> None:
         if self._close_reason is None:
             self._close_reason = CloseReason(code, reason)
+            callbacks, self._close_callbacks = self._close_callbacks, None
+            for callback in callbacks or ():
+                self._call_close_callback(callback)
 
     def _reason(self) -> CloseReason:
         return self._close_reason or CloseReason(ABNORMAL_CLOSURE, None)

@@ -48,6 +48,11 @@ FRAMES_PER_YIELD = 256
 #: the writer task to catch up (one message may take it past this).
 WRITE_BUFFER_SIZE = 64 * KiB
 
+#: Messages ``try_send_message`` (and so a broadcast) may leave waiting
+#: behind a message being sent as a stream, per connection; with at most
+#: WRITE_BUFFER_SIZE bytes of payload among them (unless there is one).
+DEFERRED_MESSAGES = 16
+
 #: The writer lets other ready tasks queue frames first, so that a burst
 #: shares one system call: while each pass (or the one before) adds frames,
 #: for at most CORK_PASSES scheduler passes and CORK_SECONDS, and only while

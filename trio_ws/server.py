@@ -92,6 +92,7 @@ class WebSocketServer:
         self._max_connections = max_connections
         self._streams = 0  # TCP connections being served, handshaking or open
         self._connections: set[WebSocketConnection] = set()
+        self._snapshot: frozenset[WebSocketConnection] | None = None  # of _connections
         self._scopes: set[trio.CancelScope] = set()  # one per connection task
         self._handshaking: set[trio.CancelScope] = set()  # those not yet accepted
         self._accepting: trio.CancelScope | None = None
@@ -134,8 +135,18 @@ class WebSocketServer:
 
     @property
     def connections(self) -> frozenset[WebSocketConnection]:
-        """The WebSocket connections open right now."""
-        return frozenset(self._connections)
+        """Every WebSocket connection accepted and not yet over.
+
+        That includes connections whose closing handshake has started, up
+        to the moment their handler has returned and the close is done
+        (:func:`~trio_ws.broadcast` passes over those). For whole-server
+        announcements: ``broadcast(server.connections, message)``. The set
+        is copied only after a connection came or went, so asking again
+        while nothing changed costs nothing.
+        """
+        if self._snapshot is None:
+            self._snapshot = frozenset(self._connections)
+        return self._snapshot
 
     async def run(
         self, *, task_status: trio.TaskStatus[WebSocketServer] = trio.TASK_STATUS_IGNORED
@@ -237,6 +248,7 @@ class WebSocketServer:
 
         def accepted(connection: WebSocketConnection) -> None:
             self._connections.add(connection)
+            self._snapshot = None
             self._handshaking.discard(scope)
 
         request._on_accept = accepted
@@ -255,6 +267,7 @@ class WebSocketServer:
                     await connection._close(code, None)
                 finally:
                     self._connections.discard(connection)
+                    self._snapshot = None
             elif not request._decided:
                 request._decide()
                 status = UNDECIDED_STATUS if code == NORMAL_CLOSURE else HANDLER_ERROR_STATUS
