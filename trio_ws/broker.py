@@ -114,9 +114,14 @@ class Broker(abc.ABC):
             self._changed.set()
 
     async def wait_subscribed(self, room: str) -> None:
-        """Return once the engine listens to *room* (call :meth:`subscribe` first)."""
-        while room not in self._active:
+        """Return once the engine listens to *room* (call :meth:`subscribe` first).
+
+        Returns at once while disconnected: there is nothing to wait for
+        until the reconnection, which subscribes again by itself.
+        """
+        while self._connected and room in self._wanted and room not in self._active:
             await self._synced.wait()
+        await trio.lowlevel.checkpoint()
 
     async def publish(self, room: str, payload: bytes) -> None:
         """Hand *payload* to the broker for every subscriber of *room*.

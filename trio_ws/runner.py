@@ -26,6 +26,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import cast
 
@@ -213,10 +214,20 @@ async def _watch_parent(cancel: trio.CancelScope) -> None:
 
 
 async def run_worker(args: argparse.Namespace) -> int:
-    """One worker: serve with SO_REUSEPORT until told to stop, then shut down."""
+    """One worker: serve with SO_REUSEPORT until told to stop, then shut down.
+
+    The handler object may carry two optional attributes: ``request_hook``
+    (given to :func:`serve_websocket`, e.g. to answer ``/metrics``) and
+    ``lifespan``, a callable returning an async context manager that is
+    entered before serving and left after the shutdown (per-worker state
+    such as a broker connection lives there).
+    """
     handler = load_handler(args.spec)
+    lifespan = getattr(handler, "lifespan", None)
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
-        async with trio.open_nursery() as nursery:
+        async with AsyncExitStack() as stack, trio.open_nursery() as nursery:
+            if lifespan is not None:
+                await stack.enter_async_context(lifespan())
             server = await nursery.start(
                 lambda task_status: serve_websocket(
                     handler,
@@ -224,6 +235,7 @@ async def run_worker(args: argparse.Namespace) -> int:
                     args.port,
                     None,
                     reuse_port=True,
+                    request_hook=getattr(handler, "request_hook", None),
                     max_message_size=args.max_message_size,
                     task_status=task_status,
                 )

@@ -8,15 +8,12 @@ from a ``/metrics`` endpoint; :meth:`WorkerStats.as_dict` gives a copy.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .broadcast import BroadcastResult
 
 __all__ = ["WorkerStats"]
-
-
-class _Outcome(Protocol):
-    """What :meth:`WorkerStats.fanned_out` needs from a broadcast's result."""
-
-    def __int__(self) -> int: ...
 
 
 class WorkerStats:
@@ -94,28 +91,14 @@ class WorkerStats:
         self.messages_out += 1
         self.bytes_out += len(message)
 
-    def fanned_out(self, message: str | bytes, result: _Outcome) -> None:
-        """Count a broadcast of *message* queued on ``int(result)`` connections.
-
-        Slow-consumer figures are taken from the result's ``skipped`` and
-        ``closed`` counts when it has them.
-        """
+    def fanned_out(self, size: int, result: BroadcastResult) -> None:
+        """Count a broadcast of a *size*-byte message, from its result."""
         count = int(result)
         self.messages_out += count
-        self.bytes_out += count * len(message)
-        self.slow_consumer_skips += _count(getattr(result, "skipped", 0))
-        self.slow_consumer_closes += _count(getattr(result, "closed", 0))
+        self.bytes_out += count * size
+        self.slow_consumer_skips += result.skipped
+        self.slow_consumer_closes += result.closed
 
     def as_dict(self) -> dict[str, int]:
         """A snapshot of every counter, by name."""
         return {name: getattr(self, name) for name in self.__slots__}
-
-
-def _count(value: object) -> int:
-    """A count given as an int or as a collection of the connections concerned."""
-    if isinstance(value, int):
-        return value
-    try:
-        return len(value)  # type: ignore[arg-type]
-    except TypeError:
-        return 0
