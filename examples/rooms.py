@@ -7,7 +7,7 @@ A client connects to ws://host:8765/<room>; every text message a member
 sends reaches every member of that room, the sender included, whichever
 worker each one is connected to. ``REDIS_MODE=streams`` uses capped Redis
 Streams instead of pub/sub (see "Scaling out" in the docs for what each
-mode can lose). ``GET /metrics`` answers with this worker's counters in
+mode can lose); ``REDIS_MODE=local`` uses no Redis at all, for one worker. ``GET /metrics`` answers with this worker's counters in
 Prometheus text format (needs ``prometheus_client``).
 
 The runner imports ``handler``; its ``lifespan`` connects each worker to
@@ -28,7 +28,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 import trio_ws
-from trio_ws.broker import BrokerUnavailable, Gap
+from trio_ws.broker import Broker, BrokerUnavailable, Gap, LocalBroker
 from trio_ws.redis_bridge import RedisBroker
 from trio_ws.room_bridge import RoomsBridge
 from trio_ws.stats import WorkerStats
@@ -67,8 +67,12 @@ class RoomsApp:
     @asynccontextmanager
     async def lifespan(self) -> AsyncIterator[None]:
         url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-        streams = os.environ.get("REDIS_MODE") == "streams"
-        broker = RedisBroker(url, mode="streams" if streams else "pubsub")
+        mode = os.environ.get("REDIS_MODE", "pubsub")
+        broker: Broker
+        if mode == "local":  # no Redis: rooms within this one worker only
+            broker = LocalBroker()
+        else:
+            broker = RedisBroker(url, mode="streams" if mode == "streams" else "pubsub")
         bridge = RoomsBridge(broker, on_gap=self.on_gap)
         self.registry.register(StatsCollector(bridge.stats))
         async with trio.open_nursery() as nursery:

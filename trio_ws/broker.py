@@ -31,7 +31,7 @@ from .stats import WorkerStats
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
 
-__all__ = ["Broker", "BrokerUnavailable", "Delivery", "Gap"]
+__all__ = ["Broker", "BrokerUnavailable", "Delivery", "Gap", "LocalBroker"]
 
 logger = logging.getLogger("trio_ws.broker")
 
@@ -265,3 +265,22 @@ def _describe(exc: BaseException) -> str:
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
         exc = exc.exceptions[0]
     return f"{type(exc).__name__}: {exc}"
+
+
+class LocalBroker(Broker):
+    """An engine inside one process: what is published comes straight back.
+
+    For a single worker, for tests, and as the reference point the Redis
+    modes are measured against. Nothing crosses a process boundary.
+    """
+
+    async def _session(self, task_status: trio.TaskStatus[None]) -> None:
+        self._up(task_status)
+        while True:
+            self._set_active(set(self._take_changes()))
+            await self._wait_changed()
+
+    async def _publish(self, room: str, payload: bytes) -> None:
+        await trio.lowlevel.checkpoint()
+        if room in self._active:
+            self._deliver(room, payload)
