@@ -7,8 +7,9 @@ A client connects to ws://host:8765/<room>; every text message a member
 sends reaches every member of that room, the sender included, whichever
 worker each one is connected to. ``REDIS_MODE=streams`` uses capped Redis
 Streams instead of pub/sub (see "Scaling out" in the docs for what each
-mode can lose); ``REDIS_MODE=local`` uses no Redis at all, for one worker. ``GET /metrics`` answers with this worker's counters in
-Prometheus text format (needs ``prometheus_client``).
+mode can lose); ``REDIS_MODE=local`` uses no Redis at all, for one worker.
+``GET /metrics`` answers with this worker's counters in Prometheus text
+format (needs ``prometheus_client``).
 
 The runner imports ``handler``; its ``lifespan`` connects each worker to
 Redis before serving, and its ``request_hook`` answers ``/metrics``.
