@@ -191,3 +191,12 @@ async def test_runner_rejects_a_bad_handler_spec(nursery: trio.Nursery) -> None:
     with trio.fail_after(20):
         assert await runner.process.wait() != 0
     await runner.read_until("has no attribute 'missing'")
+
+
+async def test_runner_exits_1_when_no_worker_can_start(nursery: trio.Nursery) -> None:
+    runner = await start_runner(nursery, "tests.workers_app:fails_to_start", "--workers", "2")
+    with trio.fail_after(30):
+        assert await runner.process.wait() == 1
+    await runner.read_until("failed to start; stopping")
+    assert "RuntimeError: no database" in runner.output.decode()
+    assert "serving tests.workers_app" not in runner.output.decode()

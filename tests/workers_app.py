@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import AbstractAsyncContextManager
 
 import trio
 
@@ -21,3 +22,16 @@ async def handler(request: trio_ws.WebSocketRequest) -> None:
 
 
 not_callable = 42
+
+
+class FailsToStart:
+    """A handler whose per-worker setup fails, so no worker ever serves."""
+
+    async def __call__(self, request: trio_ws.WebSocketRequest) -> None:
+        await request.reject(500)
+
+    def lifespan(self) -> AbstractAsyncContextManager[None]:
+        raise RuntimeError("no database")
+
+
+fails_to_start = FailsToStart()

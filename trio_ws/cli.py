@@ -94,7 +94,7 @@ async def run_server(args: argparse.Namespace) -> int:
     if args.handler is not None or args.workers != 1:
         try:
             return await run_runner(runner_config(args))
-        except (ValueError, ImportError) as exc:
+        except (ValueError, ImportError, OSError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
     context = None

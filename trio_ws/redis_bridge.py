@@ -230,6 +230,8 @@ class RedisBroker(Broker):
     async def _check_resume(self, client: coredis.Redis[bytes], restarted: bool) -> None:
         """After a reconnection: signal rooms whose unread entries may be gone."""
         for room, last in list(self._last.items()):
+            if room not in self._wanted:
+                continue  # left meanwhile: dropped by the next read round
             if last == START and not restarted:
                 continue  # nothing read yet and the stream is still there
             if not await self._exists(client, room, last):

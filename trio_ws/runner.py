@@ -107,6 +107,7 @@ class _Supervisor:
         self.stopping = False
         self.processes: dict[int, trio.Process] = {}
         self.first_ready = trio.Semaphore(0)
+        self.failed_first: list[int] = []  # slots whose first start never served
         self.sleeping = trio.CancelScope()
 
     async def supervise(self, slot: int) -> None:
@@ -142,10 +143,12 @@ class _Supervisor:
             logger.info("worker %d started (pid %d)", slot, process.pid)
             async with trio.lowlevel.FdStream(read_end) as ready:
                 said = await ready.receive_some()
-            if first:
-                self.first_ready.release()  # counted even if it failed: never hang
             if said == READY:
                 logger.info("worker %d (pid %d) is serving", slot, process.pid)
+            elif first:
+                self.failed_first.append(slot)
+            if first:
+                self.first_ready.release()  # counted even if it failed: never hang
             return await process.wait()
         finally:
             del self.processes[slot]
@@ -173,6 +176,8 @@ class _Supervisor:
 async def run_runner(config: RunnerConfig) -> int:
     """Serve *config* with its workers until SIGTERM or SIGINT; return 0.
 
+    Returns 1 at once if a worker fails before serving for the first time.
+
     The handler is imported here first, so that a bad spec fails at once
     with ``ValueError`` or the import error. Progress is logged to stderr
     unless the program configured logging itself. Cancelling this kills
@@ -191,6 +196,12 @@ async def run_runner(config: RunnerConfig) -> int:
                 nursery.start_soon(supervisor.supervise, slot)
             for _ in range(config.workers):
                 await supervisor.first_ready.acquire()
+            if supervisor.failed_first:
+                # Failing before serving even once is a setup error (the
+                # handler's import, the port): restarting would only repeat it.
+                logger.error("worker %d failed to start; stopping", supervisor.failed_first[0])
+                await supervisor.stop()
+                return 1
             host = f"[{config.host}]" if ":" in config.host else config.host
             print(
                 f"serving {config.spec} on ws://{host}:{port}/ with {config.workers} workers",
