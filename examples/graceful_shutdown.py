@@ -4,12 +4,13 @@ On the signal the server stops accepting, closes every connection with 1001
 "going away", gives handlers up to 10 seconds to finish, and exits cleanly.
 
     python examples/graceful_shutdown.py --port 8769 &
-    kill -TERM %1
+    kill -TERM %1        # or: kill -TERM <the pid it printed>
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 
 import trio
@@ -28,7 +29,7 @@ async def main(host: str, port: int) -> None:
     with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
             server = await nursery.start(trio_ws.serve_websocket, echo, host, port, None)
-            print(f"serving on ws://{host}:{server.port}/ (pid in /proc/self)", flush=True)
+            print(f"serving on ws://{host}:{server.port}/ (pid {os.getpid()})", flush=True)
             async for signum in signals:
                 print(f"got {signal.Signals(signum).name}: shutting down", flush=True)
                 await server.shutdown(timeout=10)

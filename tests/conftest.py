@@ -29,6 +29,27 @@ async def echo_handler(request: trio_ws.WebSocketRequest) -> None:
         await ws.send_message(message)
 
 
+class CloseRecorder:
+    """A handler that accepts, waits for a message and records the close code."""
+
+    def __init__(self) -> None:
+        self.codes: list[int] = []
+
+    async def __call__(self, request: trio_ws.WebSocketRequest) -> None:
+        ws = await request.accept()
+        try:
+            await ws.get_message()
+        except trio_ws.ConnectionClosed as exc:
+            self.codes.append(exc.reason.code)
+
+    async def wait_for(self, count: int) -> list[int]:
+        """The codes, once *count* connections have closed (at most 5 s)."""
+        with trio.fail_after(5):
+            while len(self.codes) < count:
+                await trio.sleep(0.01)
+        return self.codes
+
+
 @pytest.fixture
 async def echo_server(nursery: trio.Nursery) -> AsyncIterator[trio_ws.WebSocketServer]:
     server = await nursery.start(trio_ws.serve_websocket, echo_handler, HOST, 0, None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import socket
 import ssl
 
@@ -174,7 +175,8 @@ async def test_wrap_streams_over_memory() -> None:
 
         nursery.start_soon(serve)
         ws = await trio_ws.wrap_client_stream(nursery, client_stream, "example.com", "/mem")
-        assert ws.local is None and ws.remote is None
+        # As in trio-websocket: a stream that is not a socket is its repr().
+        assert ws.local == ws.remote == repr(client_stream)
         await ws.send_message(b"over memory")
         assert await ws.get_message() == b"over memory"
         with pytest.raises(trio_ws.ConnectionClosed) as info:
@@ -290,3 +292,39 @@ async def test_invalid_arguments_are_refused(echo_server: trio_ws.WebSocketServe
             await ws.send_message(42)  # type: ignore[arg-type]
         await ws.send_message("unharmed")
         assert await ws.get_message() == "unharmed"
+
+
+def _closed_port() -> int:
+    """A loopback port with nothing listening (bound, never listened on)."""
+    with socket.socket() as probe:
+        probe.bind((HOST, 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+async def test_bad_tls_arguments_fail_before_any_network(client_context: ssl.SSLContext) -> None:
+    # Issue 13 item 7. Nothing listens on the port: had a connection been
+    # attempted, the error would be ConnectionRefusedError.
+    port = _closed_port()
+    with pytest.raises(ValueError, match="ws:// URL; use wss://"):
+        async with trio_ws.open_websocket_url(f"ws://{HOST}:{port}/", client_context):
+            pass  # pragma: no cover
+    with pytest.raises(
+        TypeError, match=r"use_ssl must be True, False or an ssl.SSLContext, not int"
+    ):
+        async with trio_ws.open_websocket(HOST, port, "/", use_ssl=1):  # type: ignore[arg-type]
+            pass  # pragma: no cover
+    async with trio.open_nursery() as nursery:
+        with pytest.raises(TypeError, match="use_ssl"):
+            await trio_ws.connect_websocket(nursery, HOST, port, "/", use_ssl="yes")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="invalid port"):
+        trio_ws.open_websocket_url(f"ws://{HOST}:99999/")
+
+
+async def test_refused_connection_carries_its_errno() -> None:
+    # Issue 13 item 9: the errno used to be only inside an ExceptionGroup cause.
+    with pytest.raises(OSError) as caught:
+        async with trio_ws.open_websocket(HOST, _closed_port(), "/", use_ssl=False):
+            pass  # pragma: no cover
+    assert caught.value.errno == errno.ECONNREFUSED
+    assert isinstance(caught.value, ConnectionRefusedError)

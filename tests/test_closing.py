@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 
 import pytest
 import trio
@@ -11,7 +12,7 @@ import trio.testing
 
 import trio_ws
 
-from .conftest import HOST, echo_handler
+from .conftest import HOST, CloseRecorder, echo_handler
 from .raw import (
     CLOSE,
     PING,
@@ -20,6 +21,7 @@ from .raw import (
     accept_answer,
     close_payload,
     frame,
+    raw_client,
     serve_raw,
 )
 
@@ -138,23 +140,12 @@ async def test_errors_are_not_wrapped_in_exception_groups(
 
 
 async def test_block_error_closes_with_1011(nursery: trio.Nursery) -> None:
-    codes: list[int] = []
-
-    async def record(request: trio_ws.WebSocketRequest) -> None:
-        ws = await request.accept()
-        try:
-            await ws.get_message()
-        except trio_ws.ConnectionClosed as exc:
-            codes.append(exc.reason.code)
-
+    record = CloseRecorder()
     server = await nursery.start(trio_ws.serve_websocket, record, HOST, 0, None)
     with pytest.raises(KeyError):
         async with trio_ws.open_websocket(HOST, server.port, "/", use_ssl=False):
             raise KeyError("boom")
-    with trio.fail_after(5):
-        while not codes:
-            await trio.sleep(0.01)
-    assert codes == [1011]
+    assert await record.wait_for(1) == [1011]
 
 
 async def test_cancelled_get_message_loses_nothing(nursery: trio.Nursery) -> None:
@@ -288,3 +279,110 @@ async def test_reader_keeps_reading_while_a_send_is_blocked(nursery: trio.Nurser
         with trio.fail_after(20):
             await sent.wait()
         inner.cancel_scope.cancel()
+
+
+async def test_close_races_over_tls_raise_nothing_and_send_the_close(
+    nursery: trio.Nursery, server_context: ssl.SSLContext, client_context: ssl.SSLContext
+) -> None:
+    # Issue 13 item 1: a cancelled aclose() dropped the TLS stream while the
+    # reader was closing it gracefully, and the reader's ClosedResourceError
+    # came out of the context manager in an ExceptionGroup.
+    seen: dict[str, list[tuple[int, str | None]]] = {"/cancelled": [], "/concurrent": []}
+
+    async def record(request: trio_ws.WebSocketRequest) -> None:
+        ws = await request.accept()
+        try:
+            await ws.get_message()
+        except trio_ws.ConnectionClosed as exc:
+            seen[request.path].append((exc.reason.code, exc.reason.reason))
+
+    server = await nursery.start(trio_ws.serve_websocket, record, HOST, 0, server_context)
+    url = f"wss://{HOST}:{server.port}"
+    for _ in range(40):  # the race lost about half the runs before the fix
+        async with trio_ws.open_websocket_url(url + "/cancelled", client_context) as ws:
+            with trio.move_on_after(0.0005):
+                await ws.aclose(1000, "bye")
+    for _ in range(10):  # one task closes while another waits for a message
+        async with trio_ws.open_websocket_url(url + "/concurrent", client_context) as ws:
+            async with trio.open_nursery() as tasks:
+                tasks.start_soon(ws.aclose, 1000, "bye")
+                with pytest.raises(trio_ws.ConnectionClosed):
+                    await ws.get_message()
+    with trio.fail_after(10):
+        while len(seen["/cancelled"]) < 40 or len(seen["/concurrent"]) < 10:
+            await trio.sleep(0.01)
+    # A close cancelled before its frame was written may leave the peer
+    # with 1006; every other one must arrive as sent.
+    assert all(s == (1000, "bye") or s[0] == 1006 for s in seen["/cancelled"]), seen
+    assert seen["/concurrent"] == [(1000, "bye")] * 10
+
+
+async def test_error_raised_during_cancellation_is_not_lost(
+    echo_server: trio_ws.WebSocketServer,
+) -> None:
+    # Issue 13 item 2 (Trio issue 1559): the private nursery's Cancelled
+    # used to replace the exception raised by the block's finally.
+    with pytest.raises(ValueError, match="from finally") as caught:
+        with trio.move_on_after(0.5):
+            async with trio_ws.open_websocket(HOST, echo_server.port, "/", use_ssl=False):
+                try:
+                    await trio.sleep_forever()
+                finally:
+                    raise ValueError("from finally")
+    assert type(caught.value) is ValueError
+
+
+async def test_server_torn_down_by_cancellation_closes_with_1001() -> None:
+    # Issue 13 item 4: cancelling the server's nursery used to say 1000.
+    async with trio.open_nursery() as outer:
+        server_scope = trio.CancelScope()
+        server = await outer.start(_serve_in_scope, server_scope)
+        async with trio_ws.open_websocket(HOST, server.port, "/", use_ssl=False) as ws:
+            await ws.send_message("hello")
+            assert await ws.get_message() == "hello"
+            server_scope.cancel()
+            with pytest.raises(trio_ws.ConnectionClosed) as caught:
+                with trio.fail_after(5):
+                    await ws.get_message()
+            assert caught.value.reason.code == 1001
+
+
+async def _serve_in_scope(
+    scope: trio.CancelScope, *, task_status: trio.TaskStatus[trio_ws.WebSocketServer]
+) -> None:
+    with scope:
+        await trio_ws.serve_websocket(echo_handler, HOST, 0, None, task_status=task_status)
+
+
+async def test_close_frame_without_code_ends_async_for_quietly(nursery: trio.Nursery) -> None:
+    # Issue 13 item 5: a browser's ws.close() sends an empty Close frame (1005).
+    outcome: list[object] = []
+
+    async def iterate(request: trio_ws.WebSocketRequest) -> None:
+        ws = await request.accept()
+        try:
+            async for message in ws:
+                outcome.append(message)
+        except trio_ws.ConnectionClosed as exc:
+            outcome.append(exc)
+        else:
+            outcome.append("ended")
+
+    server = await nursery.start(trio_ws.serve_websocket, iterate, HOST, 0, None)
+    stream, reader, _ = await raw_client(server.port)
+    await stream.send_all(frame(TEXT, b"hi") + frame(CLOSE))
+    with trio.fail_after(5):
+        assert await reader.close_code() is None  # the empty Close is echoed
+        while len(outcome) < 2:
+            await trio.sleep(0.01)
+    assert outcome == ["hi", "ended"]
+    await stream.aclose()
+
+
+async def test_block_left_by_cancellation_closes_with_1001(nursery: trio.Nursery) -> None:
+    record = CloseRecorder()
+    server = await nursery.start(trio_ws.serve_websocket, record, HOST, 0, None)
+    with trio.move_on_after(0.2):
+        async with trio_ws.open_websocket(HOST, server.port, "/", use_ssl=False):
+            await trio.sleep_forever()
+    assert await record.wait_for(1) == [1001]  # going away, not the normal closure of before

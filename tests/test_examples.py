@@ -35,19 +35,28 @@ class Program:
         return match
 
 
-async def start(nursery: trio.Nursery, *args: str) -> Program:
+async def start(nursery: trio.Nursery, *args: str, stderr: bool = False) -> Program:
+    """Start ``python *args`` with stdin and stdout (and, with *stderr*, stderr) piped."""
     process = await nursery.start(
         lambda task_status: trio.run_process(
             [sys.executable, *args],
             stdout=subprocess.PIPE,
             stdin=subprocess.PIPE,
+            stderr=subprocess.PIPE if stderr else None,
             cwd=ROOT,
             check=False,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            # A shell's background job ignores SIGINT, and a Python started
+            # that way has no KeyboardInterrupt: give the child the default.
+            preexec_fn=_default_sigint,
             task_status=task_status,
         )
     )
     return Program(process)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 async def run(*args: str, stdin: bytes = b"") -> str:
@@ -60,6 +69,13 @@ async def run(*args: str, stdin: bytes = b"") -> str:
 
 async def server_port(program: Program) -> int:
     return int((await program.read_until(r"ws://127\.0\.0\.1:(\d+)")).group(1))
+
+
+async def interrupt(program: Program) -> None:
+    """Ctrl-C: the example must exit quietly (0), not with an exception group."""
+    program.process.send_signal(signal.SIGINT)
+    with trio.fail_after(10):
+        assert await program.process.wait() == 0
 
 
 async def test_echo_server_and_client(nursery: trio.Nursery) -> None:
@@ -123,6 +139,9 @@ async def test_health_check_and_auth_hook(nursery: trio.Nursery) -> None:
     port = await server_port(server)
     health = await http_exchange(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
     assert health.startswith(b"HTTP/1.1 200 ")
+    # Probes often add a query string; it must not send them to the auth check.
+    probe = await http_exchange(port, b"GET /healthz?probe=k8s HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert probe.startswith(b"HTTP/1.1 200 "), probe
     with pytest.raises(trio_ws.ConnectionRejected) as info:
         async with trio_ws.open_websocket_url(f"ws://127.0.0.1:{port}/"):
             pass  # pragma: no cover
@@ -135,6 +154,68 @@ async def test_health_check_and_auth_hook(nursery: trio.Nursery) -> None:
     server.process.terminate()
 
 
+async def test_plain_http_and_websocket_on_one_port(nursery: trio.Nursery) -> None:
+    server = await start(nursery, str(EXAMPLES / "http_and_websocket.py"), "--port", "0")
+    port = await server_port(server)
+    page = await http_exchange(port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert page.startswith(b"HTTP/1.1 200 ") and b"new WebSocket(" in page
+    health = await http_exchange(port, b"GET /healthz?probe=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert health.startswith(b"HTTP/1.1 200 ") and health.endswith(b"\r\n\r\nok\n")
+    missing = await http_exchange(port, b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert missing.startswith(b"HTTP/1.1 404 ")
+    post = await http_exchange(port, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi")
+    assert post.startswith(b"HTTP/1.1 405 ") and b"\r\nallow: GET\r\n" in post
+    async with trio_ws.open_websocket_url(f"ws://127.0.0.1:{port}/ws") as ws:
+        await ws.send_message("same port")
+        assert await ws.get_message() == "same port"
+    with pytest.raises(trio_ws.ConnectionRejected) as info:
+        async with trio_ws.open_websocket_url(f"ws://127.0.0.1:{port}/elsewhere"):
+            pass  # pragma: no cover
+    assert info.value.status_code == 404
+    async with trio_ws.open_websocket_url(f"ws://127.0.0.1:{port}/ws") as ws:
+        await interrupt(server)
+        with trio.fail_after(10), pytest.raises(trio_ws.ConnectionClosed) as closed:
+            await ws.get_message()
+    assert closed.value.reason.code == 1001  # going away
+
+
+async def test_authentication_ticket_cookie_and_first_message(nursery: trio.Nursery) -> None:
+    origin = "https://app.example"
+    server = await start(
+        nursery, str(EXAMPLES / "authentication.py"), "--port", "0", "--origin", origin
+    )
+    url = f"ws://127.0.0.1:{await server_port(server)}/ws"
+
+    async def rejection(url: str, headers: list[tuple[str, str]] | None = None) -> int:
+        with pytest.raises(trio_ws.ConnectionRejected) as info:
+            async with trio_ws.open_websocket_url(url, extra_headers=headers):
+                pass  # pragma: no cover
+        return info.value.status_code
+
+    # A ticket in the query string: the hook finds the user, the handler greets them.
+    async with trio_ws.open_websocket_url(url + "?ticket=t1ck3t-bob") as ws:
+        assert await ws.get_message() == "hello bob"
+        await ws.send_message("hi")
+        assert await ws.get_message() == "bob: hi"
+    assert await rejection(url + "?ticket=t1ck3t-bob") == 401  # single use
+    # A session cookie, from the site's own page and from another site.
+    cookie = ("Cookie", "theme=dark; session=s3ss10n-alice")
+    async with trio_ws.open_websocket_url(url, extra_headers=[cookie, ("Origin", origin)]) as ws:
+        assert await ws.get_message() == "hello alice"
+    assert await rejection(url, [cookie, ("Origin", "https://evil.example")]) == 403
+    assert await rejection(url, [("Cookie", "session=wrong"), ("Origin", origin)]) == 401
+    # No credential in the request: the token is the first message.
+    async with trio_ws.open_websocket_url(url) as ws:
+        await ws.send_message("s3ss10n-alice")
+        assert await ws.get_message() == "hello alice"
+    async with trio_ws.open_websocket_url(url) as ws:
+        await ws.send_message("wrong")
+        with pytest.raises(trio_ws.ConnectionClosed) as closed:
+            await ws.get_message()
+    assert closed.value.reason.code == 1008
+    await interrupt(server)
+
+
 async def test_tls_example() -> None:
     assert "hello over TLS" in await run(str(EXAMPLES / "tls.py"))
 
@@ -142,6 +223,8 @@ async def test_tls_example() -> None:
 async def test_graceful_shutdown_on_sigterm(nursery: trio.Nursery) -> None:
     server = await start(nursery, str(EXAMPLES / "graceful_shutdown.py"), "--port", "0")
     port = await server_port(server)
+    # It prints its pid, so that the reader knows what to send SIGTERM to.
+    assert int((await server.read_until(r"pid (\d+)")).group(1)) == server.process.pid
     async with trio_ws.open_websocket_url(f"ws://127.0.0.1:{port}/") as ws:
         await ws.send_message("before")
         assert await ws.get_message() == "before"

@@ -16,24 +16,30 @@ from .compression import DeflateOptions
 from .connection import WebSocketConnection
 from .exceptions import (
     ConnectionClosed,
+    ConnectionClosedError,
+    ConnectionClosedOK,
     ConnectionRejected,
     ConnectionTimeout,
     DisconnectionTimeout,
     HandshakeError,
+    MessageTypeError,
 )
 from .http import HTTPRequest, HTTPResponse
+from .options import VERSION
 from .outgoing import PreparedMessage
-from .reconnect import reconnecting_websocket
+from .reconnect import Reconnector, reconnecting_websocket
 from .rooms import Rooms
 from .server import WebSocketRequest, WebSocketServer, serve_websocket, wrap_server_stream
 from .values import CloseReason, Endpoint
 
-__version__ = "0.1.0"
+__version__ = VERSION
 
 __all__ = [
     "BroadcastResult",
     "CloseReason",
     "ConnectionClosed",
+    "ConnectionClosedError",
+    "ConnectionClosedOK",
     "ConnectionRejected",
     "ConnectionTimeout",
     "DeflateOptions",
@@ -42,7 +48,9 @@ __all__ = [
     "HTTPRequest",
     "HTTPResponse",
     "HandshakeError",
+    "MessageTypeError",
     "PreparedMessage",
+    "Reconnector",
     "Rooms",
     "SlowConsumer",
     "WebSocketConnection",

@@ -16,11 +16,13 @@ from urllib.parse import urlsplit
 
 import trio
 
-from .close_codes import INTERNAL_ERROR, NORMAL_CLOSURE
+from .close_codes import NORMAL_CLOSURE, leaving_code
 from .compression import DeflateOptions, NegotiationError, PerMessageDeflate
 from .connection import WebSocketConnection
 from .exceptions import ConnectionTimeout, DisconnectionTimeout, HandshakeError
-from .handshake import HeaderInput, client_handshake
+from .groups import one_error, only_cancelled
+from .handshake import check_subprotocols, client_handshake, normalize_headers
+from .http import HeaderInput
 from .options import (
     DEFAULT,
     DEFAULT_COMPRESSION,
@@ -73,7 +75,8 @@ async def open_websocket(
     default, verifying TLS context, or an :class:`ssl.SSLContext` to use.
 
     Leaving the block closes the connection with 1000 (1011 if the block
-    raised an exception), waiting at most *disconnect_timeout* for the closing
+    raised an exception, 1001 if it was cancelled or interrupted by Ctrl-C),
+    waiting at most *disconnect_timeout* for the closing
     handshake; if that runs out and the block itself raised nothing,
     :class:`DisconnectionTimeout` is raised. Errors come out as themselves,
     never wrapped in an :class:`ExceptionGroup`.
@@ -274,22 +277,39 @@ async def wrap_client_stream(
         ping_interval=ping_interval,
         ping_timeout=ping_timeout,
     )
+    subprotocols = _check_request(subprotocols, extra_headers)
     return await _handshake(nursery, stream, host, resource, subprotocols, extra_headers, options)
 
 
 # ------------------------------------------------------------------ internals
 
 
+def _check_request(
+    subprotocols: Sequence[str] | None, extra_headers: HeaderInput | None
+) -> list[str]:
+    """Check the upgrade request's arguments before any network: TypeError or ValueError."""
+    normalize_headers(extra_headers)
+    return check_subprotocols(subprotocols)
+
+
 def _parse_url(
     url: str, ssl_context: ssl.SSLContext | None
 ) -> tuple[str, int, str, bool | ssl.SSLContext]:
+    if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
+        kind = type(ssl_context).__name__
+        raise TypeError(f"ssl_context must be an ssl.SSLContext or None, not {kind}")
     parts = urlsplit(url)
     if parts.scheme not in ("ws", "wss"):
         raise ValueError(f"WebSocket URL scheme must be ws or wss: {url!r}")
     if not parts.hostname:
         raise ValueError(f"WebSocket URL has no host: {url!r}")
     is_ssl = parts.scheme == "wss"
-    port = parts.port or (443 if is_ssl else 80)
+    if ssl_context is not None and not is_ssl:
+        raise ValueError(f"ssl_context was given for a ws:// URL; use wss:// for TLS: {url!r}")
+    try:
+        port = parts.port or (443 if is_ssl else 80)
+    except ValueError as exc:  # not a number, or out of range
+        raise ValueError(f"WebSocket URL has an invalid port ({exc}): {url!r}") from None
     resource = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     use_ssl: bool | ssl.SSLContext = (ssl_context or True) if is_ssl else False
     return parts.hostname, port, resource, use_ssl
@@ -308,6 +328,10 @@ async def _connect(
     unix_socket: str | None,
 ) -> WebSocketConnection:
     """TCP, TLS and the HTTP upgrade, together bounded by ``connect_timeout``."""
+    subprotocols = _check_request(subprotocols, extra_headers)
+    if not isinstance(use_ssl, (bool, ssl.SSLContext)):  # 1 would silently mean True
+        kind = type(use_ssl).__name__
+        raise TypeError(f"use_ssl must be True, False or an ssl.SSLContext, not {kind} {use_ssl!r}")
     tls = None
     if use_ssl:
         tls = use_ssl if isinstance(use_ssl, ssl.SSLContext) else ssl.create_default_context()
@@ -397,27 +421,36 @@ async def _owned_connection(
 
     Exceptions are caught inside the nursery and re-raised after it, so the
     caller sees the exception itself and not an ExceptionGroup around it; the
-    only task in the nursery, the reader, never raises.
+    only task in the nursery, the reader, never raises. When the caller's
+    scope is cancelled, the nursery raises Cancelled on its way out: an
+    exception the block raised meanwhile (say in a ``finally``) still wins,
+    as it would without the nursery (the pattern of Trio issue 1559). A
+    ``KeyboardInterrupt`` leaves the block as itself.
     """
     error: BaseException | None = None
     finished_in_time = True
-    async with trio.open_nursery() as nursery:
+    with one_error():
         try:
-            connection = await connect(nursery)
+            async with trio.open_nursery() as nursery:
+                try:
+                    connection = await connect(nursery)
+                except BaseException as exc:
+                    error = exc
+                else:
+                    code = NORMAL_CLOSURE
+                    try:
+                        yield connection
+                    except BaseException as exc:
+                        error = exc
+                        code = leaving_code(exc)
+                    try:
+                        finished_in_time = await connection._close(code, None)
+                    except BaseException as exc:
+                        error = error or exc
         except BaseException as exc:
-            error = exc
-        else:
-            code = NORMAL_CLOSURE
-            try:
-                yield connection
-            except BaseException as exc:
-                error = exc
-                if isinstance(exc, Exception):
-                    code = INTERNAL_ERROR
-            try:
-                finished_in_time = await connection._close(code, None)
-            except BaseException as exc:
-                error = error or exc
+            if error is None or not only_cancelled(exc):
+                raise
+            # Cancelled by the caller's scope: the block's own error goes on.
     if error is not None:
         raise error
     if not finished_in_time:

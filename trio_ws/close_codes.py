@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from wsproto.frame_protocol import CloseReason as _Code
 
+from .frames import MAX_CONTROL_PAYLOAD
+
 NORMAL_CLOSURE = 1000
 GOING_AWAY = 1001
 PROTOCOL_ERROR = 1002
@@ -20,30 +22,65 @@ INTERNAL_ERROR = 1011
 TRY_AGAIN_LATER = 1013
 
 #: Codes that end a connection quietly: ``async for`` stops without an error.
-NORMAL_CODES = frozenset({NORMAL_CLOSURE, GOING_AWAY})
+#: 1005 is what a Close frame without a code means, and browsers send one for
+#: a plain ``ws.close()``: the peer said goodbye and gave no error, so it is
+#: as normal as 1000. (A separate set would be a second rule for one question.)
+NORMAL_CODES = frozenset({NORMAL_CLOSURE, GOING_AWAY, NO_STATUS_RCVD})
+
+#: Longest close reason, in UTF-8 bytes: a Close frame's payload is the
+#: two-byte code and the reason, at most 125 bytes in all.
+MAX_REASON_BYTES = MAX_CONTROL_PAYLOAD - 2
 
 #: Codes that describe a local condition and never appear in a Close frame.
 _LOCAL_ONLY = frozenset({NO_STATUS_RCVD, ABNORMAL_CLOSURE, 1015})
 
 
 def code_name(code: int) -> str:
-    """Return the registered name of *code*, or the range it falls in."""
+    """Return the registered name of *code*, or the range it falls in.
+
+    The range names are trio-websocket's, so programs that compare them
+    keep working.
+    """
     try:
         return _Code(code).name
     except ValueError:
         pass
+    if 1000 <= code <= 2999:
+        return "RFC_RESERVED"
     if 3000 <= code <= 3999:
-        return "LIBRARY_CODE"
+        return "IANA_RESERVED"
     if 4000 <= code <= 4999:
-        return "PRIVATE_CODE"
-    return "UNKNOWN_CODE"
+        return "PRIVATE_RESERVED"
+    return "INVALID_CODE"
 
 
-def check_sendable(code: int) -> None:
-    """Raise ``ValueError`` unless an application may send *code* itself.
+def leaving_code(error: BaseException) -> int:
+    """The code to close with when a block that owns a connection ends by *error*.
+
+    1011 for a failure; 1001 (going away) when it was cancelled or
+    interrupted (Ctrl-C), as the connection's reader also says when the
+    cancellation reaches it first.
+    """
+    return INTERNAL_ERROR if isinstance(error, Exception) else GOING_AWAY
+
+
+def check_sendable(code: int, reason: str | None = None) -> None:
+    """Raise ``ValueError`` unless an application may send *code* and *reason* itself.
 
     RFC 6455 allows 1000-1003, 1007-1011 (and the IANA-registered 1012-1014)
     and the 3000-4999 ranges; 1005, 1006 and 1015 are for local use only.
+    The reason must fit the frame: at most 123 bytes once encoded as UTF-8
+    (``TypeError`` if it is not a ``str``). It is never cut short silently.
     """
+    if not isinstance(code, int):
+        raise TypeError(f"a close code must be an int, not {type(code).__name__}")
+    if reason is not None:
+        if not isinstance(reason, str):
+            raise TypeError(f"a close reason must be a str or None, not {type(reason).__name__}")
+        size = len(reason.encode())
+        if size > MAX_REASON_BYTES:
+            raise ValueError(
+                f"a close reason is at most {MAX_REASON_BYTES} bytes of UTF-8, not {size}"
+            )
     if code in _LOCAL_ONLY or not ((1000 <= code <= 1014 and code != 1004) or 3000 <= code <= 4999):
         raise ValueError(f"{code} is not a close code an endpoint may send")

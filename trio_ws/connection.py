@@ -37,6 +37,7 @@ from wsproto.extensions import Extension
 from . import keepalive
 from .close_codes import (
     ABNORMAL_CLOSURE,
+    GOING_AWAY,
     INTERNAL_ERROR,
     MESSAGE_TOO_BIG,
     NORMAL_CODES,
@@ -44,10 +45,15 @@ from .close_codes import (
     check_sendable,
 )
 from .compression import PerMessageDeflate
-from .exceptions import ConnectionClosed
+from .exceptions import ConnectionClosed, MessageTypeError
 from .frames import (
+    COMPRESSED,
+    CONTINUATION,
     OPCODE_BINARY,
     OPCODE_TEXT,
+    SIMPLE,
+    SIMPLE_OR_COMPRESSED,
+    control_payload,
     decode_message,
     encode_message,
     frame_extent,
@@ -67,6 +73,13 @@ from .options import (
     _Default,
 )
 from .outgoing import PreparedMessage
+from .protocol import (
+    NEW_DATA,
+    START,
+    FragmentedMessage,
+    fragment_kind,
+    new_data_violation,
+)
 from .size_limit import MessageSizeLimit
 from .streaming import MessageStream
 from .values import CloseReason, Endpoint, socket_endpoints
@@ -208,10 +221,17 @@ class WebSocketConnection(trio.abc.AsyncResource):
         self._backlog = 0
         # try_send_message: messages waiting for a stream to finish, their
         # payload bytes, and the messages refused for want of room.
-        self._deferred: list[tuple[PreparedMessage, bool]] = []
+        self._deferred: list[tuple[PreparedMessage, bool]] | None = None  # made when needed
         self._deferred_size = 0
         self._skipped = 0
         self._close_callbacks: dict[Callable[[WebSocketConnection], object], None] | None = None
+
+    def __str__(self) -> str:
+        """``client-<n>`` or ``server-<n>``, a short id as in trio-websocket.
+
+        *n* is the ``ws_id`` that this connection's log records carry.
+        """
+        return f"{'client' if self._is_client else 'server'}-{self._log.ws_id}"
 
     # ------------------------------------------------------------ properties
 
@@ -278,13 +298,13 @@ class WebSocketConnection(trio.abc.AsyncResource):
         return not self._is_client
 
     @property
-    def local(self) -> Endpoint | None:
-        """This side's address, or ``None`` if the transport is not a socket."""
+    def local(self) -> Endpoint | str:
+        """This side's address, or the transport's ``repr()`` if it is not a socket."""
         return self._local
 
     @property
-    def remote(self) -> Endpoint | None:
-        """The peer's address, or ``None`` if the transport is not a socket."""
+    def remote(self) -> Endpoint | str:
+        """The peer's address, or the transport's ``repr()`` if it is not a socket."""
         return self._remote
 
     @property
@@ -333,6 +353,29 @@ class WebSocketConnection(trio.abc.AsyncResource):
             self._fail(item)
             raise ConnectionClosed(self._reason())
         return item
+
+    async def get_text(self) -> str:
+        """Like :meth:`get_message`, for programs that expect only text: returns ``str``.
+
+        A binary message raises :class:`~trio_ws.MessageTypeError`, which
+        carries it; the connection stays open. Cancellation is as for
+        :meth:`get_message`.
+        """
+        message = await self.get_message()
+        if not isinstance(message, str):
+            raise MessageTypeError(message, str)
+        return message
+
+    async def get_bytes(self) -> bytes:
+        """Like :meth:`get_message`, for programs that expect only binary: returns ``bytes``.
+
+        A text message raises :class:`~trio_ws.MessageTypeError`, as
+        :meth:`get_text` does for binary.
+        """
+        message = await self.get_message()
+        if not isinstance(message, bytes):
+            raise MessageTypeError(message, bytes)
+        return message
 
     @asynccontextmanager
     async def get_message_stream(
@@ -392,7 +435,8 @@ class WebSocketConnection(trio.abc.AsyncResource):
         return self
 
     async def __anext__(self) -> Message:
-        """Iterate over messages; a normal close (1000/1001) ends the loop."""
+        """Iterate over messages; a normal close (1000, 1001, or a Close
+        frame without a code, 1005) ends the loop."""
         try:
             return await self.get_message()
         except ConnectionClosed as exc:
@@ -416,9 +460,11 @@ class WebSocketConnection(trio.abc.AsyncResource):
         a schedule point only when it waits (and once every 32 frames), so
         sending costs no scheduler pass of its own.
 
-        With permessage-deflate negotiated, ``compress=False`` sends this one
-        message uncompressed, for data known not to compress (media, archives).
-        Large messages are compressed in a worker thread.
+        With permessage-deflate negotiated, messages shorter than
+        ``DeflateOptions.min_size`` and binary data that does not compress
+        (found by a cheap probe) go out uncompressed; ``compress=False``
+        sends this one message uncompressed whatever it is. Large messages
+        are compressed in a worker thread. See :doc:`/topics/compression`.
         """
         if isinstance(message, str):
             opcode, payload = OPCODE_TEXT, message.encode()
@@ -427,6 +473,8 @@ class WebSocketConnection(trio.abc.AsyncResource):
         else:
             raise TypeError(f"message must be str or bytes, not {type(message).__name__}")
         deflate = self._deflate if compress else None
+        if deflate is not None and not deflate.should_compress(payload, opcode == OPCODE_TEXT):
+            deflate = None  # too short to gain, or binary data that does not compress
         threaded = deflate is not None and len(payload) >= deflate.options.thread_threshold
         # If nobody holds the lock and nothing below will wait, the frame is
         # queued before any other sender runs: the lock would order nothing,
@@ -435,13 +483,21 @@ class WebSocketConnection(trio.abc.AsyncResource):
         async with _fast(self._message_lock) if waits else _UNCONTENDED:
             await self._wait_for_room()
             if deflate is not None:
+                binary = opcode == OPCODE_BINARY
+                compress_fn = deflate.compress_binary if binary else deflate.compress_message
                 if threaded:
                     # Not cancellable: the compressor moves on with this message,
                     # so it must be sent.
-                    payload = await trio.to_thread.run_sync(deflate.compress_message, payload)
-                    self._check_open()
+                    payload = await trio.to_thread.run_sync(compress_fn, payload)
+                    try:
+                        self._check_open()
+                    except ConnectionClosed:
+                        # Closed because our scope was cancelled meanwhile (the
+                        # reader went with it): that is the error to raise.
+                        await trio.lowlevel.checkpoint_if_cancelled()
+                        raise
                 else:
-                    payload = deflate.compress_message(payload)
+                    payload = compress_fn(payload)
             await self._queue_message(opcode, payload, deflate is not None, len(message))
 
     async def _queue_message(
@@ -488,6 +544,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
                 self._skipped += 1
                 return False
             if not self._deferred:
+                self._deferred = []
                 self._spawn(self._send_deferred)
             self._deferred.append((prepared, compress))
             self._deferred_size += len(prepared)
@@ -498,12 +555,14 @@ class WebSocketConnection(trio.abc.AsyncResource):
     def _queue_prepared(self, prepared: PreparedMessage, compress: bool) -> None:
         self._log.message(">", prepared.is_text, len(prepared))
         deflate = self._deflate if compress else None
+        if deflate is not None and not deflate.should_compress(prepared.payload, prepared.is_text):
+            deflate = None  # the sending policy of send_message applies here too
         self._writer.put(*prepared.frame(deflate, mask=self._is_client))
 
     async def _send_deferred(self) -> None:
         """Queue the messages try_send_message held back, once the lock is free."""
         async with _fast(self._message_lock):
-            deferred, self._deferred, self._deferred_size = self._deferred, [], 0
+            deferred, self._deferred, self._deferred_size = self._deferred or [], None, 0
             with contextlib.suppress(ConnectionClosed):
                 self._check_open()
                 for prepared, compress in deferred:
@@ -532,21 +591,35 @@ class WebSocketConnection(trio.abc.AsyncResource):
         ``compress`` is as for :meth:`send_message`.
         """
         async with _fast(self._message_lock):
-            if self._deflate is not None and not compress:
-                self._deflate.skip_next_message()
             is_text = text
             started = False  # frames are out: only a final frame or a close ends them
+            deflate: PerMessageDeflate | None = None  # set by the first chunk
+            sent = 0  # bytes of payload, before compression
+
+            async def send_frame(payload: bytes, fin: bool) -> None:
+                if deflate is not None:
+                    payload = deflate.compress_fragment(payload, fin)
+                opcode = CONTINUATION if started else OPCODE_TEXT if is_text else OPCODE_BINARY
+                rsv1 = deflate is not None and not started
+                frame = encode_message(opcode, payload, rsv1=rsv1, mask=self._is_client, fin=fin)
+                await self._wait_for_room()
+                self._writer.put(*frame)
 
             async def send_chunk(chunk: object) -> None:
-                nonlocal is_text, started
+                nonlocal is_text, started, deflate, sent
                 if is_text is None:
                     is_text = isinstance(chunk, str)
                 if not isinstance(chunk, str if is_text else (bytes, bytearray, memoryview)):
                     kind = "str" if is_text else "bytes"
                     raise TypeError(f"chunks of a message must all be {kind}")
-                data = chunk if isinstance(chunk, str) else bytes(chunk)
-                await self._send(_fragment(data, finished=False))
+                data = chunk.encode() if isinstance(chunk, str) else bytes(chunk)
+                if not started and compress and self._deflate is not None:
+                    # The first chunk decides for the whole message.
+                    if self._deflate.should_compress(data, is_text):
+                        deflate = self._deflate
+                await send_frame(data, False)
                 started = True
+                sent += len(data)
 
             try:
                 if isinstance(chunks, AsyncIterable):
@@ -556,7 +629,10 @@ class WebSocketConnection(trio.abc.AsyncResource):
                     for chunk in chunks:
                         await send_chunk(chunk)
                 # An empty final frame: each chunk left as soon as it came.
-                await self._send(_fragment("" if is_text else b"", finished=True))
+                if is_text is None:
+                    is_text = False  # no chunk at all: an empty binary message
+                await send_frame(b"", True)
+                self._log.message(">", is_text, sent)
             except ConnectionClosed:
                 raise
             except Exception:
@@ -575,11 +651,15 @@ class WebSocketConnection(trio.abc.AsyncResource):
     async def ping(self, payload: bytes | None = None) -> None:
         """Send a ping and wait for the matching pong.
 
-        *payload* (at most 125 bytes) must differ from every ping still in
-        flight; by default a random one is used. A pong also acknowledges
-        every ping sent before the one it answers. Raises
+        *payload* (``bytes``, at most 125 of them: ``TypeError`` or
+        ``ValueError`` otherwise, before anything is sent) must differ from
+        every ping still in flight; by default a random one is used. A pong
+        also acknowledges every ping sent before the one it answers. Raises
         :class:`ConnectionClosed` as soon as the connection closes.
+        Cancelling the call stops the wait; the pong, when it comes, is ignored.
         """
+        if payload is not None:
+            payload = control_payload(payload)
         if payload is None:
             payload = os.urandom(4)
             while payload in self._pings:
@@ -597,8 +677,11 @@ class WebSocketConnection(trio.abc.AsyncResource):
             raise ConnectionClosed(self._reason())
 
     async def pong(self, payload: bytes | None = None) -> None:
-        """Send an unsolicited pong, for example as a unidirectional heartbeat."""
-        await self._send(Pong(payload=payload or b""))
+        """Send an unsolicited pong, for example as a unidirectional heartbeat.
+
+        *payload* is checked as for :meth:`ping`.
+        """
+        await self._send(Pong(payload=b"" if payload is None else control_payload(payload)))
 
     def _check_open(self) -> None:
         state, failed = self._ws.state, self._writer.failed
@@ -685,7 +768,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
 
     async def _close(self, code: int, reason: str | None) -> bool:
         """Close as :meth:`aclose` does; return whether it finished in time."""
-        check_sendable(code)
+        check_sendable(code, reason)
         self._queue_out.close()  # drop queued messages; wake blocked readers
         try:
             with trio.move_on_after(self._options.disconnect_timeout):
@@ -750,12 +833,20 @@ class WebSocketConnection(trio.abc.AsyncResource):
             await self._writer.drain()
         await trio.aclose_forcefully(self._stream)
 
+    # Ctrl-C reaches the main task at a checkpoint, never mid-frame here.
+    @trio.lowlevel.enable_ki_protection
     async def _reader_task(self) -> None:
         """Read until the connection closes; never raises except Cancelled."""
         try:
             await self._read_frames()
         except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionClosed):
             pass
+        except trio.Cancelled:
+            # The nursery running this connection is being torn down (its
+            # server or client is going away): say so, whichever of its
+            # tasks saw the cancellation first, before the transport goes.
+            self._send_if(ConnectionState.OPEN, CloseConnection(GOING_AWAY, None), reason=True)
+            raise
         except Exception:  # a bug here must not crash the user's nursery
             self._log.exception("unexpected error in WebSocket reader task")
         finally:
@@ -765,25 +856,36 @@ class WebSocketConnection(trio.abc.AsyncResource):
                 self._streamed.end()
             for waiter in self._pings.values():
                 waiter.set()
-            with (
-                trio.CancelScope(shield=True),
-                trio.move_on_after(self._options.disconnect_timeout),
-            ):
-                await self._writer.drain()  # our Close, or the echo of the peer's
-                self._writer.stop()
-                await self._stream.aclose()
-            self._reader_done.set()
+            try:
+                with (
+                    trio.CancelScope(shield=True),
+                    trio.move_on_after(self._options.disconnect_timeout),
+                ):
+                    await self._writer.drain()  # our Close, or the echo of the peer's
+                    self._writer.stop()
+                    await self._stream.aclose()
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                # A cancelled aclose() dropped the transport while this
+                # closed it gracefully (TLS sends close_notify): closed anyway.
+                pass
+            finally:
+                self._reader_done.set()
             self._log.debug("closed: %s", self._reason())
 
     async def _read_frames(self) -> None:
         """Split what arrives into frames: simple ones are decoded here, the rest by wsproto.
 
-        wsproto is handed whole frames only (or, for a frame bigger than one
-        read, all of it in pieces), so that it always resumes at a frame
-        boundary after the frames decoded here. See :mod:`trio_ws.frames`.
+        Decoded here: whole text and binary messages, compressed ones that
+        arrived in one read (inflated by the deflate extension's own
+        decompressor), and uncompressed fragmented messages, piece by piece
+        (:mod:`trio_ws.protocol`). wsproto is handed whole frames only (or,
+        for a frame bigger than one read, all of it in pieces), so that it
+        always resumes at a frame boundary after the frames decoded here.
+        See :mod:`trio_ws.frames`.
         """
         data: bytes | bytearray = self._early_data  # came with the handshake
         self._early_data = b""
+        kinds = SIMPLE_OR_COMPRESSED if self._deflate is not None else SIMPLE
         pos = 0
         frames = 0
         left = 0  # bytes of the current frame still to give wsproto
@@ -792,6 +894,11 @@ class WebSocketConnection(trio.abc.AsyncResource):
         pieces: list[bytes | bytearray] = []
         piece_left = gathered = 0  # bytes of its payload still to come, and so far
         key: bytes | None = None
+        # An uncompressed fragmented message decoded here (trio_ws.protocol),
+        # and the payload of its current frame still to come.
+        fragmented: FragmentedMessage | None = None
+        frag_left = frag_offset = 0
+        frag_fin = False
         while True:
             if pos == len(data):
                 data = b""  # an idle connection need not keep its last read
@@ -809,6 +916,19 @@ class WebSocketConnection(trio.abc.AsyncResource):
                     whole, pieces = b"".join(pieces), []
                     self._log.message("<", False, len(whole))
                     await self._deliver_whole(whole)
+                continue
+            if frag_left:
+                assert fragmented is not None
+                step = min(frag_left, len(data) - pos)
+                piece = payload_copy(memoryview(data)[pos : pos + step], key, frag_offset)
+                pos += step
+                frag_offset += step
+                frag_left -= step
+                done = frag_fin and not frag_left
+                if not await self._fragment_piece(fragmented, piece, done):
+                    return  # a violation: the connection is failed
+                if done:
+                    fragmented = None
                 continue
             if left:
                 step = min(left, len(data) - pos, self._feed_size())
@@ -829,14 +949,49 @@ class WebSocketConnection(trio.abc.AsyncResource):
             header, size = extent
             end = pos + size
             masked = not self._is_client
+            if fragmented is not None or (data[pos] & 0x8F < 0x81 and self._own_fragments()):
+                # Possibly part of a fragmented message (no FIN, or a continuation).
+                kind = fragment_kind(
+                    data, pos, header, size, masked=masked, in_progress=fragmented is not None
+                )
+                if kind == NEW_DATA:
+                    await self._closing_frame(CloseConnection(*new_data_violation()))
+                    return
+                if kind is not None:
+                    if kind == START:
+                        fragmented = FragmentedMessage(data[pos] & 0x0F)
+                    assert fragmented is not None
+                    violation = fragmented.frame(size - header, self._size_limit.max_size)
+                    if violation is not None:
+                        await self._closing_frame(CloseConnection(*violation))
+                        return
+                    key = masking_key(data, pos, header, masked)
+                    frag_fin = bool(data[pos] & 0x80)
+                    frag_left, frag_offset = size - header, 0
+                    pos += header
+                    frames += 1
+                    if frames % FRAMES_PER_YIELD == 0:
+                        await trio.lowlevel.checkpoint()  # fairness to other connections
+                    if not frag_left and frag_fin:  # an empty last frame
+                        if not await self._fragment_piece(fragmented, b"", True):
+                            return
+                        fragmented = None
+                    continue
             opcode = None
-            if self._fast_path_open():
+            if fragmented is None and self._fast_path_open():
                 limit = self._size_limit.max_size
-                opcode = simple_opcode(data, pos, header, end, masked=masked, limit=limit)
+                opcode = simple_opcode(
+                    data, pos, header, end, masked=masked, limit=limit, kinds=kinds
+                )
             message = None
             if opcode is not None and end <= len(data):
                 key = masking_key(data, pos, header, masked)
-                message = decode_message(data, pos + header, end, opcode, key)
+                if opcode & COMPRESSED:
+                    message = await self._inflate(data, pos + header, end, opcode, key)
+                    if message is None:
+                        return  # a violation: the connection is failed
+                else:
+                    message = decode_message(data, pos + header, end, opcode, key)
             elif opcode == OPCODE_BINARY:
                 # Text is left to wsproto, which rejects bad UTF-8 as soon as
                 # it arrives; a binary payload has nothing to check.
@@ -853,6 +1008,67 @@ class WebSocketConnection(trio.abc.AsyncResource):
                 await trio.lowlevel.checkpoint()  # fairness to other connections
             self._log.message("<", isinstance(message, str), len(message))
             await self._deliver(message)
+
+    def _own_fragments(self) -> bool:
+        """Whether fragmented messages may be decoded here: wsproto is not
+        in the middle of one, and the connection is open."""
+        return not self._size_limit.in_message and self._ws.state is ConnectionState.OPEN
+
+    async def _fragment_piece(
+        self, message: FragmentedMessage, piece: bytes | bytearray, done: bool
+    ) -> bool:
+        """Hand a piece of a fragmented message to the open message stream,
+        or to the parts of the message being assembled (*done*: its last).
+
+        False: the piece broke a rule (bad UTF-8) and the connection has
+        been failed. Waits while the stream's consumer has not taken the
+        previous chunk: that is the backpressure.
+        """
+        chunk = message.payload(piece, done)
+        if isinstance(chunk, tuple):
+            await self._closing_frame(CloseConnection(*chunk))
+            return False
+        if done:
+            self._log.message("<", message.text, message.size)
+        stream = self._streamed
+        if stream is not None:
+            if chunk or done:
+                await stream.feed(chunk, done)
+            # The consumer may have ended it already, and opened another.
+            if done and self._streamed is stream:
+                self._end_stream()
+        else:
+            self._parts.append(chunk)
+            if done:
+                whole, self._parts = _join(self._parts), []
+                await self._deliver(whole)
+        return True
+
+    async def _inflate(
+        self, data: bytes | bytearray, start: int, end: int, opcode: int, key: bytes | None
+    ) -> Message | None:
+        """Inflate the whole compressed message in *data[start:end]* (the fast branch).
+
+        Big jobs (as judged for :meth:`_next_event`) run in a worker thread;
+        cancelling the reader then waits for that thread, which is bounded
+        by the size limit. ``None``: the message broke a rule and the
+        connection has been failed with the code the deflate extension gave.
+        """
+        deflate = self._deflate
+        assert deflate is not None  # only frames with RSV1 negotiated get here
+        view = memoryview(data)[start:end]
+        payload = view if key is None else payload_copy(view, key)
+        text = opcode & 0x0F == OPCODE_TEXT
+        limit = self._size_limit.max_size
+        work = min(len(payload) * deflate.inflate_ratio, limit)
+        if work >= deflate.options.thread_threshold:
+            result = await trio.to_thread.run_sync(deflate.inflate_message, payload, text, limit)
+        else:
+            result = deflate.inflate_message(payload, text, limit)
+        if isinstance(result, tuple):
+            await self._closing_frame(CloseConnection(*result))
+            return None
+        return result
 
     async def _deliver_whole(self, message: bytes) -> None:
         """Deliver a message gathered over several reads; a message stream
@@ -1086,9 +1302,3 @@ def _join(parts: list[Any]) -> Message:
 def _chunk(event: TextMessage | BytesMessage) -> Message:
     data = event.data
     return data if isinstance(data, (str, bytes)) else bytes(data)
-
-
-def _fragment(data: str | bytes, finished: bool) -> Event:
-    if isinstance(data, str):
-        return TextMessage(data=data, message_finished=finished)
-    return BytesMessage(data=data, message_finished=finished)

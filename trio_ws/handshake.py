@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 
@@ -19,12 +19,16 @@ import h11
 import trio
 
 from .exceptions import ConnectionRejected, HandshakeError
-from .http import HTTPRequest
-from .options import MAX_HANDSHAKE_HEAD_SIZE, MAX_HEADER_COUNT, MAX_REJECT_BODY_SIZE
+from .http import HeaderInput, HTTPRequest
+from .options import (
+    DEFAULT_USER_AGENT,
+    MAX_HANDSHAKE_HEAD_SIZE,
+    MAX_HEADER_COUNT,
+    MAX_REJECT_BODY_SIZE,
+)
 from .values import socket_endpoints
 
 Headers = list[tuple[bytes, bytes]]
-HeaderInput = Sequence[tuple[bytes | str, bytes | str]]
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _VERSION = b"13"
@@ -35,21 +39,68 @@ def accept_token(key: bytes) -> bytes:
     return base64.b64encode(hashlib.sha1(key + _GUID).digest())
 
 
-def _as_bytes(value: bytes | str) -> bytes:
-    return value.encode("latin-1") if isinstance(value, str) else bytes(value)
+def _as_bytes(value: object) -> bytes:
+    if isinstance(value, str):
+        return value.encode("latin-1")
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    raise TypeError(f"header names and values must be str or bytes, not {type(value).__name__}")
 
 
-def normalize_headers(headers: HeaderInput | None) -> Headers:
-    """Headers as ``(lowercase name, value)`` byte pairs.
+def _pairs(headers: object) -> list[tuple[object, object]]:
+    """*headers* (a mapping or a sequence of pairs) as a list of pairs, or TypeError."""
+    if isinstance(headers, Mapping):
+        return list(headers.items())
+    if isinstance(headers, (str, bytes, bytearray, memoryview)) or not isinstance(
+        headers, Iterable
+    ):
+        raise TypeError(
+            "extra headers must be a mapping or a sequence of (name, value) pairs, "
+            f"not {type(headers).__name__}"
+        )
+    pairs = list(headers)
+    for pair in pairs:
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise TypeError(f"each extra header must be a (name, value) pair, not {pair!r}")
+    return [(n, v) for n, v in pairs]
 
-    Raises ``ValueError`` for a name or value that would break the head
-    apart (CR, LF or NUL), so no caller can inject headers.
+
+def normalize_headers(headers: HeaderInput | None, defaults: Headers | None = None) -> Headers:
+    """Headers as ``(lowercase name, value)`` byte pairs, then *defaults*.
+
+    A default is added unless *headers* names it; a header whose value is
+    ``None`` is left out, which is how a default is removed. Raises
+    ``TypeError`` for input of the wrong shape and ``ValueError`` for a name
+    or value that would break the head apart (CR, LF or NUL), so no caller
+    can inject headers.
     """
-    pairs = [(_as_bytes(n).lower(), _as_bytes(v)) for n, v in headers or ()]
+    given = [(_as_bytes(n).lower(), v) for n, v in _pairs(headers)] if headers else []
+    pairs = [(n, _as_bytes(v)) for n, v in given if v is not None]
     for name, value in pairs:
         if not name or any(c in name + value for c in b"\r\n\0") or b":" in name:
             raise ValueError(f"invalid header {name!r}: {value!r}")
+    if defaults:
+        named = {n for n, _ in given}
+        pairs += [(n, v) for n, v in defaults if n not in named]
     return pairs
+
+
+def check_subprotocols(subprotocols: object) -> list[str]:
+    """*subprotocols* as a list of tokens; TypeError for a bare string or non-str items."""
+    if subprotocols is None:
+        return []
+    if isinstance(subprotocols, (str, bytes)) or not isinstance(subprotocols, Iterable):
+        raise TypeError(
+            f"subprotocols must be a sequence of str, not {type(subprotocols).__name__} "
+            "(for one subprotocol, write ['name'])"
+        )
+    tokens = list(subprotocols)
+    for token in tokens:
+        if not isinstance(token, str):
+            raise TypeError(f"each subprotocol must be a str, not {type(token).__name__}")
+        if not token or any(c in token for c in ' ,;"\t\r\n'):
+            raise ValueError(f"invalid subprotocol {token!r}")
+    return tokens
 
 
 def _tokens(headers: Headers, name: bytes) -> list[str]:
@@ -128,7 +179,7 @@ async def client_handshake(
         headers.append((b"sec-websocket-protocol", ", ".join(subprotocols).encode()))
     if extension_offers:
         headers.append((b"sec-websocket-extensions", ", ".join(extension_offers).encode()))
-    headers += normalize_headers(extra_headers)
+    headers += normalize_headers(extra_headers, [(b"user-agent", DEFAULT_USER_AGENT.encode())])
 
     conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HANDSHAKE_HEAD_SIZE)
     request = h11.Request(method="GET", target=resource.encode(), headers=headers)
@@ -139,6 +190,8 @@ async def client_handshake(
             event = await next_event(conn, stream, receive_size)
             if isinstance(event, h11.InformationalResponse) and event.status_code == 101:
                 break
+            if isinstance(event, h11.InformationalResponse):  # 1xx: no upgrade (RFC 6455 4.1)
+                raise ConnectionRejected(event.status_code, list(event.headers), None)
             if isinstance(event, h11.Response):
                 body = await _read_body(conn, stream, receive_size)
                 raise ConnectionRejected(event.status_code, list(event.headers), body)

@@ -4,6 +4,11 @@ Records go to the ``trio_ws.connection`` logger (``trio_ws.server`` for the
 server's own) with ``ws_id``, ``remote`` and ``path`` attributes, for
 formatters and filters, and a ``[#id remote path]`` prefix. Frame-level
 records are DEBUG and never contain payloads, only their sizes.
+
+The ``trio_ws`` logger's parent is the ``trio-websocket`` logger (whose
+parent is the root logger), so a program written for trio-websocket that
+sets that logger's level or adds handlers to it keeps seeing the records it
+expects; with neither set, that logger changes nothing.
 """
 
 from __future__ import annotations
@@ -19,6 +24,14 @@ from .values import Endpoint
 
 _ids = itertools.count(1)
 
+#: The logger trio-websocket logs to; trio_ws's loggers sit below it.
+COMPAT_LOGGER = "trio-websocket"
+
+# Logger.parent is a plain attribute that logging maintains itself: it is
+# reassigned only when a logger higher up in the same dotted name is created,
+# and "trio_ws" has none (the root aside), so the link stays.
+logging.getLogger("trio_ws").parent = logging.getLogger(COMPAT_LOGGER)
+
 if TYPE_CHECKING:
     _Adapter = logging.LoggerAdapter[logging.Logger]
 else:  # LoggerAdapter is subscriptable at run time only from Python 3.11
@@ -28,9 +41,10 @@ else:  # LoggerAdapter is subscriptable at run time only from Python 3.11
 class ConnectionLogger(_Adapter):
     """A logger adapter that stamps records with one connection's identity."""
 
-    def __init__(self, logger: logging.Logger, remote: Endpoint | None, path: str) -> None:
-        ws_id = next(_ids)
-        where = f"{remote.address}:{remote.port}" if remote else "-"
+    def __init__(self, logger: logging.Logger, remote: Endpoint | str, path: str) -> None:
+        #: The connection's number, unique in this process; ``str(connection)`` shows it.
+        self.ws_id = ws_id = next(_ids)
+        where = f"{remote.address}:{remote.port}" if isinstance(remote, Endpoint) else "-"
         super().__init__(logger, {"ws_id": ws_id, "remote": where, "path": path})
         self._prefix = f"[#{ws_id} {where} {path}] "
 

@@ -11,6 +11,15 @@ from dataclasses import dataclass
 
 from .compression import DeflateOptions
 
+#: The version of trio_ws (``trio_ws.__version__``; setup.cfg reads it from here).
+VERSION = "0.1.0"
+
+#: The ``User-Agent`` header a client sends and the ``Server`` header a
+#: server answers with. A client leaves it out if ``extra_headers`` has
+#: ``("User-Agent", None)``; a server takes ``server_header=None``.
+DEFAULT_USER_AGENT = f"trio_ws/{VERSION}"
+DEFAULT_SERVER_HEADER = DEFAULT_USER_AGENT
+
 KiB = 1024
 MiB = 1024 * KiB
 
@@ -88,6 +97,12 @@ DEFAULT_PING_TIMEOUT: float | None = 20.0
 
 #: Seconds a server's graceful shutdown waits for handlers before cancelling them.
 DEFAULT_SHUTDOWN_TIMEOUT = 10.0
+
+#: With piped (not interactive) input, the command-line client waits after
+#: the end of input until no message has arrived for CLI_QUIET_SECONDS, and
+#: at most CLI_PIPE_LINGER_MAX seconds, so the answers to the last lines print.
+CLI_QUIET_SECONDS = 0.5
+CLI_PIPE_LINGER_MAX = 10.0
 
 #: Largest HTTP request or response head (request line and headers) accepted
 #: during the opening handshake; a server answers a bigger one with 431.

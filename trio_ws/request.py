@@ -8,7 +8,8 @@ rejects it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import trio
 
@@ -18,18 +19,18 @@ from .connection import WebSocketConnection
 from .exceptions import ConnectionClosed, HandshakeError
 from .handshake import (
     BadRequest,
-    HeaderInput,
     Headers,
     PeerGone,
     UpgradeRequest,
     acceptance,
+    check_subprotocols,
     check_upgrade,
     normalize_headers,
     read_request,
     rejection,
 )
-from .http import HTTPRequest, HTTPResponse
-from .options import ConnectionOptions
+from .http import HeaderInput, HTTPRequest, HTTPResponse, header_value, query_params
+from .options import DEFAULT_SERVER_HEADER, ConnectionOptions
 from .size_limit import MessageSizeLimit
 from .values import CloseReason, Endpoint, socket_endpoints
 
@@ -39,6 +40,29 @@ logger = logging.getLogger("trio_ws.server")
 UNDECIDED_STATUS = 403
 #: The answer to a request whose handler raised before deciding.
 HANDLER_ERROR_STATUS = 500
+
+#: A server's ``subprotocols`` setting: the subprotocols it speaks, or a
+#: function that picks one of the client's proposals (or ``None``).
+SubprotocolChoice = Sequence[str] | Callable[[Sequence[str]], str | None]
+
+
+def server_subprotocols(choice: SubprotocolChoice | None) -> SubprotocolChoice | None:
+    """A server's ``subprotocols`` setting, checked: a callable, or a list of names."""
+    return choice if callable(choice) else check_subprotocols(choice) or None
+
+
+def choose_subprotocol(choice: SubprotocolChoice | None, proposed: Sequence[str]) -> str | None:
+    """The subprotocol a server's *choice* picks from the client's *proposed* ones.
+
+    A sequence picks the client's most preferred one that it contains; a
+    callable gets the proposals in the client's order and returns one of them
+    or ``None``.
+    """
+    if choice is None or not proposed:
+        return None
+    if callable(choice):
+        return choice(tuple(proposed))
+    return next((p for p in proposed if p in choice), None)
 
 
 class WebSocketRequest:
@@ -55,11 +79,18 @@ class WebSocketRequest:
         stream: trio.abc.Stream,
         upgrade: UpgradeRequest,
         options: ConnectionOptions,
+        *,
+        state: dict[str, Any] | None = None,
+        subprotocols: SubprotocolChoice | None = None,
+        default_headers: Headers | None = None,
     ) -> None:
         self._nursery = nursery
         self._stream = stream
         self._upgrade = upgrade
         self._options = options
+        self._state: dict[str, Any] = {} if state is None else state
+        self._subprotocols = subprotocols
+        self._default_headers = default_headers or []  # see server_headers()
         self._local, self._remote = socket_endpoints(stream)
         self._connection: WebSocketConnection | None = None
         self._decided = False
@@ -75,19 +106,41 @@ class WebSocketRequest:
         """All request headers as ``(lowercase name, value)`` byte pairs."""
         return self._upgrade.headers
 
+    def header(self, name: str) -> str | None:
+        """The first value of request header *name* (any case) as text, or ``None``."""
+        return header_value(self._upgrade.headers, name)
+
+    @property
+    def query(self) -> dict[str, str]:
+        """The query parameters of :attr:`path`, each with its first value.
+
+        For every value of a repeated parameter, use
+        ``urllib.parse.parse_qs(urllib.parse.urlsplit(request.path).query)``.
+        """
+        return query_params(self._upgrade.target)
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """Per-request data: the same dict the request hook saw as ``HTTPRequest.state``.
+
+        Starts empty; a hook that authenticated the client can leave the user
+        here for the handler, e.g. ``request.state["user"] = user``.
+        """
+        return self._state
+
     @property
     def proposed_subprotocols(self) -> tuple[str, ...]:
         """The subprotocols the client offered, in its order of preference."""
         return tuple(self._upgrade.subprotocols)
 
     @property
-    def local(self) -> Endpoint | None:
-        """The server's address for this connection."""
+    def local(self) -> Endpoint | str:
+        """The server's address for this connection (a ``repr()`` if not a socket)."""
         return self._local
 
     @property
-    def remote(self) -> Endpoint | None:
-        """The client's address."""
+    def remote(self) -> Endpoint | str:
+        """The client's address (the stream's ``repr()`` if it is not a socket)."""
         return self._remote
 
     def _decide(self) -> None:
@@ -101,11 +154,15 @@ class WebSocketRequest:
         """Complete the handshake and return the open connection.
 
         *subprotocol* must be one of :attr:`proposed_subprotocols` (or
-        ``None``). The connection is closed when the handler returns.
+        ``None``); if it is ``None`` and the server was given
+        ``subprotocols``, that setting chooses. The connection is closed when
+        the handler returns.
         """
+        if subprotocol is None:
+            subprotocol = choose_subprotocol(self._subprotocols, self._upgrade.subprotocols)
         if subprotocol is not None and subprotocol not in self._upgrade.subprotocols:
             raise ValueError(f"the client did not propose subprotocol {subprotocol!r}")
-        headers = normalize_headers(extra_headers)
+        headers = normalize_headers(extra_headers, self._default_headers)
         self._decide()
         limit = MessageSizeLimit(self._options.max_message_size)
         deflate, answer = _negotiate(self._upgrade.extensions, self._options.compression, limit)
@@ -139,7 +196,7 @@ class WebSocketRequest:
         """Answer with HTTP *status_code* (and *body*), then close the connection."""
         if not 100 <= status_code <= 599 or status_code == 101:
             raise ValueError(f"cannot reject with HTTP status {status_code}")
-        headers = normalize_headers(extra_headers)
+        headers = normalize_headers(extra_headers, self._default_headers)
         self._decide()
         await answer_and_close(
             self._stream, rejection(status_code, headers, body or b""), self._options
@@ -185,29 +242,51 @@ async def receive_request(
     stream: trio.abc.Stream,
     options: ConnectionOptions,
     screen: Callable[[HTTPRequest], Awaitable[HTTPResponse | None]] | None = None,
+    *,
+    subprotocols: SubprotocolChoice | None = None,
+    default_headers: Headers | None = None,
 ) -> WebSocketRequest:
     """Read the upgrade request; answer a bad one, close and raise HandshakeError.
 
     *screen* sees the request first and may answer it instead (the server's
-    request hook, origin check and connection limit).
+    request hook, origin check and connection limit). Every answer carries
+    the *default_headers* (see :func:`server_headers`) it does not set itself.
     """
+    defaults = default_headers or []
     try:
         request = await read_request(stream, options.receive_buffer_size)
         response = await screen(request) if screen is not None else None
         if response is not None:
-            await answer_and_close(stream, render_plain(response), options)
+            await answer_and_close(stream, render_plain(response, defaults), options)
             raise HandshakeError(f"answered {request.path} with HTTP {response.status_code}")
         upgrade = check_upgrade(request)
     except BadRequest as exc:
-        answer = rejection(exc.status, exc.headers, f"{exc}\n".encode())
+        answer = rejection(exc.status, exc.headers + defaults, f"{exc}\n".encode())
         await answer_and_close(stream, answer, options)
         raise HandshakeError(f"invalid upgrade request ({exc.status}): {exc}") from exc
     except (PeerGone, trio.BrokenResourceError, trio.ClosedResourceError) as exc:
         await trio.aclose_forcefully(stream)
         raise HandshakeError("client left before completing its request") from exc
-    return WebSocketRequest(nursery, stream, upgrade, options)
+    return WebSocketRequest(
+        nursery,
+        stream,
+        upgrade,
+        options,
+        state=request.state,
+        subprotocols=subprotocols,
+        default_headers=defaults,
+    )
 
 
-def render_plain(response: HTTPResponse) -> bytes:
-    """The bytes of a hook's plain HTTP answer."""
-    return rejection(response.status_code, normalize_headers(response.headers), response.body)
+def server_headers(server_header: str | None = DEFAULT_SERVER_HEADER) -> Headers:
+    """The headers a server adds to its answers by default: ``Server``, if any.
+
+    A server computes them once, not per connection.
+    """
+    return [] if server_header is None else normalize_headers([(b"server", server_header)])
+
+
+def render_plain(response: HTTPResponse, defaults: Headers | None = None) -> bytes:
+    """The bytes of a hook's plain HTTP answer, with *defaults* it does not override."""
+    headers = normalize_headers(response.headers, defaults)
+    return rejection(response.status_code, headers, response.body)

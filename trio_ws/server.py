@@ -19,11 +19,11 @@ from functools import partial
 
 import trio
 
-from .close_codes import GOING_AWAY, INTERNAL_ERROR, NORMAL_CLOSURE
+from .close_codes import GOING_AWAY, INTERNAL_ERROR, NORMAL_CLOSURE, check_sendable
 from .compression import DeflateOptions
 from .connection import WebSocketConnection
 from .exceptions import ConnectionClosed, HandshakeError
-from .handshake import rejection
+from .groups import one_error
 from .http import HTTPRequest, HTTPResponse
 from .listeners import open_reuse_port_listeners
 from .options import (
@@ -35,15 +35,18 @@ from .options import (
     DEFAULT_PING_INTERVAL,
     DEFAULT_PING_TIMEOUT,
     DEFAULT_RECEIVE_BUFFER_SIZE,
+    DEFAULT_SERVER_HEADER,
     DEFAULT_SHUTDOWN_TIMEOUT,
     ConnectionOptions,
 )
 from .request import (
     HANDLER_ERROR_STATUS,
     UNDECIDED_STATUS,
+    SubprotocolChoice,
     WebSocketRequest,
-    answer_and_close,
     receive_request,
+    server_headers,
+    server_subprotocols,
 )
 from .values import Endpoint, address_endpoint
 
@@ -73,6 +76,8 @@ class WebSocketServer:
         request_hook: RequestHook | None = None,
         origins: Sequence[str | None] | None = None,
         max_connections: int | None = None,
+        subprotocols: SubprotocolChoice | None = None,
+        server_header: str | None = DEFAULT_SERVER_HEADER,
         message_queue_size: int = DEFAULT_MESSAGE_QUEUE_SIZE,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         receive_buffer_size: int = DEFAULT_RECEIVE_BUFFER_SIZE,
@@ -90,6 +95,8 @@ class WebSocketServer:
         self._request_hook = request_hook
         self._origins = None if origins is None else frozenset(origins)
         self._max_connections = max_connections
+        self._subprotocols = server_subprotocols(subprotocols)
+        self._default_headers = server_headers(server_header)
         self._streams = 0  # TCP connections being served, handshaking or open
         self._connections: set[WebSocketConnection] = set()
         self._snapshot: frozenset[WebSocketConnection] | None = None  # of _connections
@@ -111,7 +118,10 @@ class WebSocketServer:
 
     @property
     def listeners(self) -> list[Endpoint | str]:
-        """Where the server listens: an :class:`Endpoint` per socket listener."""
+        """Where the server listens: an :class:`Endpoint` per socket listener.
+
+        A listener that is not a socket listener is given as its ``repr()``.
+        """
         result: list[Endpoint | str] = []
         for listener in self._listeners:
             if isinstance(listener, trio.SSLListener):
@@ -127,7 +137,13 @@ class WebSocketServer:
 
     @property
     def port(self) -> int:
-        """The port the server listens on; all its socket listeners must share it."""
+        """The port the server listens on; all its socket listeners must share it.
+
+        ``host=None`` gives one listener for IPv4 and one for IPv6 on the same
+        port, which is fine here. ``RuntimeError`` if the listeners are on
+        different ports or none is a socket listener (trio-websocket raises it
+        whenever there is more than one listener).
+        """
         ports = {e.port for e in self.listeners if isinstance(e, Endpoint)}
         if len(ports) != 1:
             raise RuntimeError(f"server listens on {len(ports)} ports, not one: {sorted(ports)}")
@@ -151,21 +167,28 @@ class WebSocketServer:
     async def run(
         self, *, task_status: trio.TaskStatus[WebSocketServer] = trio.TASK_STATUS_IGNORED
     ) -> None:
-        """Serve until cancelled or shut down; ``task_status.started`` gets the server."""
-        async with trio.open_nursery() as handlers:
-            # Accepting runs in a nursery of its own, so that shutdown can
-            # stop it (closing the listeners) while the handlers go on.
-            with trio.CancelScope() as self._accepting:
-                async with trio.open_nursery() as accepting:
-                    await accepting.start(
-                        partial(
-                            trio.serve_listeners,
-                            self._serve_stream,
-                            self._listeners,
-                            handler_nursery=self._handler_nursery or handlers,
+        """Serve until cancelled or shut down; ``task_status.started`` gets the server.
+
+        Cancelling it closes every open connection with 1001 (going away). A
+        ``KeyboardInterrupt`` does the same and comes out as itself, not in
+        an exception group, so ``trio.run(serve_websocket, ...)`` stops on
+        Ctrl-C with a plain ``KeyboardInterrupt``.
+        """
+        with one_error():
+            async with trio.open_nursery() as handlers:
+                # Accepting runs in a nursery of its own, so that shutdown can
+                # stop it (closing the listeners) while the handlers go on.
+                with trio.CancelScope() as self._accepting:
+                    async with trio.open_nursery() as accepting:
+                        await accepting.start(
+                            partial(
+                                trio.serve_listeners,
+                                self._serve_stream,
+                                self._listeners,
+                                handler_nursery=self._handler_nursery or handlers,
+                            )
                         )
-                    )
-                    task_status.started(self)
+                        task_status.started(self)
 
     async def shutdown(
         self,
@@ -181,7 +204,9 @@ class WebSocketServer:
         and waits up to *timeout* seconds for the handlers to return; the
         ones still running then are cancelled. :meth:`run` returns once all
         is done. Safe to call from any task, for example on SIGTERM.
+        *code* and *reason* are checked first, as for ``aclose()``.
         """
+        check_sendable(code, reason)
         if self._accepting is not None:
             self._accepting.cancel()
         for scope in list(self._handshaking):
@@ -211,6 +236,11 @@ class WebSocketServer:
             return HTTPResponse(503, [(b"retry-after", b"5")], b"too many connections\n")
         return None
 
+    # Ctrl-C must not land in the middle of a handshake (say, after the 101
+    # went out but before the connection exists, which the client then sees
+    # as 1006): Trio delivers it to the main task at its next checkpoint
+    # instead, the server is cancelled, and every connection gets 1001.
+    @trio.lowlevel.enable_ki_protection
     async def _serve_stream(self, stream: trio.abc.Stream) -> None:
         self._streams += 1
         self._idle = trio.Event() if self._idle.is_set() else self._idle
@@ -234,7 +264,14 @@ class WebSocketServer:
             request = None
             with trio.move_on_after(self._options.connect_timeout):
                 try:
-                    request = await receive_request(nursery, stream, self._options, self._screen)
+                    request = await receive_request(
+                        nursery,
+                        stream,
+                        self._options,
+                        self._screen,
+                        subprotocols=self._subprotocols,
+                        default_headers=self._default_headers,
+                    )
                 except HandshakeError as exc:
                     logger.debug("%s", exc)
                     return
@@ -260,6 +297,11 @@ class WebSocketServer:
             log = request._connection._log if request._connection else logger
             log.exception("WebSocket handler for %s failed", request.path)
             code = INTERNAL_ERROR
+        except BaseException:
+            # Cancelled (the server is torn down) or KeyboardInterrupt: the
+            # server is going away, which is not a normal closure.
+            code = GOING_AWAY
+            raise
         finally:
             connection = request._connection
             if connection is not None:
@@ -269,9 +311,8 @@ class WebSocketServer:
                     self._connections.discard(connection)
                     self._snapshot = None
             elif not request._decided:
-                request._decide()
                 status = UNDECIDED_STATUS if code == NORMAL_CLOSURE else HANDLER_ERROR_STATUS
-                await answer_and_close(request._stream, rejection(status, [], b""), self._options)
+                await request.reject(status)
 
 
 async def serve_websocket(
@@ -284,6 +325,8 @@ async def serve_websocket(
     request_hook: RequestHook | None = None,
     origins: Sequence[str | None] | None = None,
     max_connections: int | None = None,
+    subprotocols: SubprotocolChoice | None = None,
+    server_header: str | None = DEFAULT_SERVER_HEADER,
     message_queue_size: int = DEFAULT_MESSAGE_QUEUE_SIZE,
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     receive_buffer_size: int = DEFAULT_RECEIVE_BUFFER_SIZE,
@@ -305,6 +348,11 @@ async def serve_websocket(
     upgrade request. If it raises, the error is logged, that connection is
     closed with 1011 (or answered with 500 before acceptance) and the server
     goes on. Errors opening the listeners are raised as themselves.
+
+    *subprotocols* (the server's list, or a function that gets the client's
+    proposals and returns one or ``None``) chooses the subprotocol when the
+    handler calls ``accept()`` without one. *server_header* is the ``Server``
+    header of every answer; ``None`` sends none.
 
     *reuse_port* sets ``SO_REUSEPORT`` before binding, so that several
     processes can serve one port (see "Scaling out" in the docs); where the
@@ -335,6 +383,8 @@ async def serve_websocket(
         request_hook=request_hook,
         origins=origins,
         max_connections=max_connections,
+        subprotocols=subprotocols,
+        server_header=server_header,
         message_queue_size=message_queue_size,
         max_message_size=max_message_size,
         receive_buffer_size=receive_buffer_size,
@@ -372,6 +422,8 @@ async def wrap_server_stream(
     compression: DeflateOptions | None = DEFAULT_COMPRESSION,
     ping_interval: float | None = DEFAULT_PING_INTERVAL,
     ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
+    subprotocols: SubprotocolChoice | None = None,
+    server_header: str | None = DEFAULT_SERVER_HEADER,
 ) -> WebSocketRequest:
     """Read an upgrade request from *stream* and return it, undecided.
 
@@ -390,4 +442,10 @@ async def wrap_server_stream(
         ping_interval=ping_interval,
         ping_timeout=ping_timeout,
     )
-    return await receive_request(nursery, stream, options)
+    return await receive_request(
+        nursery,
+        stream,
+        options,
+        subprotocols=server_subprotocols(subprotocols),
+        default_headers=server_headers(server_header),
+    )

@@ -15,6 +15,7 @@ import h11
 import trio
 
 from .exceptions import HandshakeError
+from .groups import leaves
 from .handshake import PeerGone, next_event
 from .options import MAX_HANDSHAKE_HEAD_SIZE
 from .values import format_host
@@ -69,7 +70,7 @@ async def open_stream(
     elif proxy is not None:
         raw = await open_tunnel(proxy, host, port)
     else:
-        raw = await trio.open_tcp_stream(host, port)
+        raw = await open_tcp(host, port)
     if tls is None:
         return raw
     stream = trio.SSLStream(raw, tls, server_hostname=host)
@@ -80,6 +81,28 @@ async def open_stream(
         await trio.aclose_forcefully(stream)
         raise HandshakeError(f"TLS handshake with {host}:{port} failed: {exc.__cause__}") from exc
     return stream
+
+
+async def open_tcp(host: str, port: int) -> trio.SocketStream:
+    """``trio.open_tcp_stream``, failing with an OSError that has an errno.
+
+    When every address fails, Trio raises an OSError without an errno whose
+    cause is a group of the errors of each attempt: a program checking
+    ``errno == ECONNREFUSED`` (or catching ``ConnectionRefusedError``) would
+    miss it. The errno of the first attempt (the preferred address) is raised
+    instead, with every attempt in the message and Trio's error as the cause.
+    """
+    try:
+        return await trio.open_tcp_stream(host, port)
+    except OSError as exc:
+        if exc.errno is not None or exc.__cause__ is None:
+            raise
+        attempts = [e for e in leaves(exc.__cause__) if isinstance(e, OSError) and e.errno]
+        if not attempts:
+            raise
+        details = "; ".join(str(e) for e in attempts)
+        # OSError(errno, ...) is the matching subclass, e.g. ConnectionRefusedError.
+        raise OSError(attempts[0].errno, f"cannot connect to {host}:{port}: {details}") from exc
 
 
 async def open_tunnel(proxy: str, host: str, port: int) -> trio.abc.Stream:
@@ -97,7 +120,7 @@ async def open_tunnel(proxy: str, host: str, port: int) -> trio.abc.Stream:
         credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
         token = base64.b64encode(credentials.encode())
         headers.append((b"proxy-authorization", b"Basic " + token))
-    stream = await trio.open_tcp_stream(parts.hostname, parts.port or 80)
+    stream = await open_tcp(parts.hostname, parts.port or 80)
     try:
         conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HANDSHAKE_HEAD_SIZE)
         await stream.send_all(

@@ -13,15 +13,36 @@ from .close_codes import code_name
 
 @dataclass(frozen=True)
 class CloseReason:
-    """Why a connection closed: a close code, its name and the peer's text."""
+    """Why a connection closed: a close code, its name and the peer's text.
+
+    :attr:`code` is always a plain ``int`` and :attr:`reason` is ``None``
+    when there is no text, whatever wsproto or the caller handed in, so
+    values compare, print and pickle the same way everywhere.
+    """
 
     code: int
     reason: str | None = None
 
+    def __post_init__(self) -> None:
+        # wsproto reports codes as an IntEnum, and an empty reason as "".
+        if type(self.code) is not int:
+            object.__setattr__(self, "code", int(self.code))
+        if self.reason == "":
+            object.__setattr__(self, "reason", None)
+
     @property
     def name(self) -> str:
-        """The registered name of :attr:`code`, such as ``"NORMAL_CLOSURE"``."""
+        """The registered name of :attr:`code`, such as ``"NORMAL_CLOSURE"``.
+
+        Codes without one are named by their range, as trio-websocket does:
+        ``RFC_RESERVED``, ``IANA_RESERVED``, ``PRIVATE_RESERVED`` or
+        ``INVALID_CODE``.
+        """
         return code_name(self.code)
+
+    def __repr__(self) -> str:
+        # trio-websocket's format, which programs may log or match on.
+        return f"CloseReason<code={self.code}, name={self.name}, reason={self.reason}>"
 
     def __str__(self) -> str:
         text = f"{self.code}/{self.name}"
@@ -46,11 +67,19 @@ def host_header(host: str, port: int, is_ssl: bool) -> str:
 
 @dataclass(frozen=True)
 class Endpoint:
-    """One end of a connection: its address, port and whether TLS is used."""
+    """One end of a connection: its address, port and whether TLS is used.
+
+    :attr:`address` is a string (an IP address, or a unix socket's path with
+    port 0).
+    """
 
     address: str
     port: int
     is_ssl: bool
+
+    def __repr__(self) -> str:
+        # trio-websocket's format (it has no separate str either).
+        return f'Endpoint(address="{self.address}", port={self.port}, is_ssl={self.is_ssl})'
 
     @property
     def url(self) -> str:
@@ -66,18 +95,20 @@ def address_endpoint(address: Any, is_ssl: bool) -> Endpoint:
     return Endpoint(str(address), 0, is_ssl)
 
 
-def socket_endpoints(stream: trio.abc.Stream) -> tuple[Endpoint | None, Endpoint | None]:
+def socket_endpoints(stream: trio.abc.Stream) -> tuple[Endpoint | str, Endpoint | str]:
     """The local and remote :class:`Endpoint` of a (TLS over) socket stream.
 
-    Streams that are not sockets, such as Trio's memory streams, have none.
+    A stream that is not a socket, such as Trio's memory streams, is
+    described by its ``repr()`` on both sides, as trio-websocket does; so is
+    the remote side of a socket whose peer has already gone.
     """
     is_ssl = isinstance(stream, trio.SSLStream)
     transport = stream.transport_stream if isinstance(stream, trio.SSLStream) else stream
     sock = getattr(transport, "socket", None)
     if sock is None:
-        return None, None
+        return repr(stream), repr(stream)
     local = address_endpoint(sock.getsockname(), is_ssl)
     try:
         return local, address_endpoint(sock.getpeername(), is_ssl)
     except OSError:
-        return local, None
+        return local, repr(stream)

@@ -1,0 +1,55 @@
+"""The reference's statements that can be checked against the code."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from pathlib import Path
+
+import trio_ws
+
+REFERENCE = Path(__file__).resolve().parent.parent / "docs" / "reference.rst"
+
+CLIENTS: list[Callable[..., object]] = [
+    trio_ws.open_websocket_url,
+    trio_ws.open_websocket,
+    trio_ws.connect_websocket_url,
+    trio_ws.connect_websocket,
+]
+COLUMNS: dict[str, list[Callable[..., object]]] = {
+    "clients": CLIENTS,
+    "``wrap_client_stream``": [trio_ws.wrap_client_stream],
+    "``serve_websocket``": [trio_ws.serve_websocket],
+    "``WebSocketServer``": [trio_ws.WebSocketServer],
+    "``wrap_server_stream``": [trio_ws.wrap_server_stream],
+}
+# Arguments with a default that are not connection options.
+NOT_OPTIONS = {"ssl_context", "task_status"}
+
+
+def option_table() -> list[list[str]]:
+    """The header and rows of the csv-table under "Connection options"."""
+    text = REFERENCE.read_text()
+    table = text[text.index(".. csv-table::") :]
+    header, rows = table.split("\n\n", 2)[:2]
+    names = header.split(":header:", 1)[1]
+    assert "\n" not in names.strip(), "a second line would be a row of its own"
+    return [[cell.strip() for cell in line.split(",")] for line in [names, *rows.splitlines()]]
+
+
+def options_of(function: Callable[..., object]) -> set[str]:
+    parameters = inspect.signature(function).parameters.values()
+    return {p.name for p in parameters if p.default is not p.empty and p.name not in NOT_OPTIONS}
+
+
+def test_option_table_says_exactly_which_function_takes_which_option() -> None:
+    header, *rows = option_table()
+    assert header[1:] == list(COLUMNS)
+    documented = {row[0].strip("`") for row in rows}
+    for column, (label, functions) in enumerate(COLUMNS.items(), start=1):
+        said = {row[0].strip("`") for row in rows if row[column] == "yes"}
+        assert {row[column] for row in rows} <= {"yes", "no"}
+        for function in functions:
+            taken = options_of(function)
+            assert taken <= documented, f"{function.__name__}: undocumented {taken - documented}"
+            assert said == taken, f"{label} / {function.__name__}: table {said}, code {taken}"
