@@ -54,7 +54,7 @@ async def open_reuse_port_listeners(
     Like :func:`trio.open_tcp_listeners`, but other sockets (in this or
     another process of the same user) may listen on the same port. With
     port 0 each call gets a port of its own; to share a free port, bind one
-    with :func:`reserve_port` first and pass its number. Cancelling it
+    with :func:`~trio_ws.listeners.reserve_port` first and pass its number. Cancelling it
     closes whatever it had opened.
     """
     option = check_reuse_port()
