@@ -229,7 +229,7 @@ def main() -> None:
         "--rates",
         type=float,
         nargs="+",
-        default=[0, 50],
+        default=[0, 10],
         help="publishing rates, msg/s (0: as fast as possible, for throughput)",
     )
     args = parser.parse_args()
