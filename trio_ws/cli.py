@@ -20,7 +20,8 @@ from .client import open_websocket_url
 from .connection import WebSocketConnection
 from .exceptions import ConnectionClosed, HandshakeError
 from .groups import one_error
-from .options import CLI_PIPE_LINGER_MAX, CLI_QUIET_SECONDS
+from .options import CLI_PIPE_LINGER_MAX, CLI_QUIET_SECONDS, DEFAULT_SHUTDOWN_TIMEOUT
+from .runner import RunnerConfig, run_runner
 from .server import WebSocketRequest, serve_websocket
 
 #: Exit status after Ctrl-C: 128 + SIGINT, as shells report a program the
@@ -35,6 +36,8 @@ A WebSocket client and echo server on the command line.
   python -m trio_ws URL        interactive client: each line typed is sent as
                                a text message; messages received are printed
   python -m trio_ws serve      run an echo server
+  python -m trio_ws serve MODULE:HANDLER --workers N
+                               serve a handler in N processes on one port
   python -m trio_ws demo       run a server and a client in one process
 
 Run "python -m trio_ws COMMAND --help" for a command's options.
@@ -146,6 +149,12 @@ async def run_client(args: argparse.Namespace) -> int:
 
 
 async def run_server(args: argparse.Namespace) -> int:
+    if args.handler is not None or args.workers != 1:
+        try:
+            return await run_runner(runner_config(args))
+        except (ValueError, ImportError, OSError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     context = None
     if args.certfile:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -182,6 +191,20 @@ async def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def runner_config(args: argparse.Namespace) -> RunnerConfig:
+    """The runner's settings from ``serve``'s arguments (TLS is not offered there)."""
+    if args.certfile:
+        raise SystemExit("error: --certfile is not supported with MODULE:HANDLER or --workers")
+    return RunnerConfig(
+        args.handler or "trio_ws.cli:echo",
+        args.host,
+        args.port,
+        args.workers,
+        args.shutdown_timeout,
+        args.max_message_size,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m trio_ws",
@@ -191,7 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command")
 
-    serve = sub.add_parser("serve", help="run an echo server")
+    serve = sub.add_parser("serve", help="run an echo server, or MODULE:HANDLER in workers")
+    serve.add_argument("handler", nargs="?", help="MODULE:HANDLER to serve (default: echo)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes on one port")
+    serve.add_argument("--shutdown-timeout", type=float, default=DEFAULT_SHUTDOWN_TIMEOUT)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8765)
     serve.add_argument("--certfile", help="PEM certificate chain: serve wss://")

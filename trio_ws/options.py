@@ -168,3 +168,35 @@ class ConnectionOptions:
         """
         messages = (self.message_queue_size + 2) * self.max_message_size
         return messages + 2 * self.receive_buffer_size
+
+
+#: The runner restarts a worker that died after this many seconds, doubling
+#: the delay on each further death up to RESTART_MAX_DELAY; a worker that
+#: stayed up for RESTART_MAX_DELAY resets the delay.
+RESTART_INITIAL_DELAY = 0.5
+RESTART_MAX_DELAY = 30.0
+
+#: Seconds the runner waits, beyond the shutdown timeout, for a worker to
+#: exit after SIGTERM before it kills the worker.
+WORKER_EXIT_GRACE = 5.0
+
+#: Broker events (messages and gap signals) that may wait for the task that
+#: delivers them to rooms; more are dropped, and the gap is signalled.
+BROKER_BUFFER_SIZE = 10_000
+
+#: Seconds before reconnecting to the broker: a random delay up to this at
+#: first, doubling on each failure up to BROKER_MAX_DELAY.
+BROKER_INITIAL_DELAY = 0.1
+BROKER_MAX_DELAY = 10.0
+
+#: Entries kept in each room's Redis stream (``XADD ... MAXLEN ~``): how far
+#: behind a worker may fall, or how long it may be away, and still resume
+#: without loss.
+REDIS_STREAM_MAXLEN = 10_000
+
+#: Entries one XREAD asks for (at most the cap), and how long it blocks.
+REDIS_STREAM_BATCH = 500
+REDIS_STREAM_BLOCK = 0.25
+
+#: Seconds allowed to connect to Redis.
+REDIS_CONNECT_TIMEOUT = 5.0

@@ -25,6 +25,7 @@ from .connection import WebSocketConnection
 from .exceptions import ConnectionClosed, HandshakeError
 from .groups import one_error
 from .http import HTTPRequest, HTTPResponse
+from .listeners import open_reuse_port_listeners
 from .options import (
     DEFAULT_COMPRESSION,
     DEFAULT_CONNECT_TIMEOUT,
@@ -335,6 +336,7 @@ async def serve_websocket(
     ping_interval: float | None = DEFAULT_PING_INTERVAL,
     ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
     unix_socket: str | None = None,
+    reuse_port: bool = False,
     task_status: trio.TaskStatus[WebSocketServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Listen on *host*:*port* and serve each connection with *handler*.
@@ -351,6 +353,12 @@ async def serve_websocket(
     proposals and returns one or ``None``) chooses the subprotocol when the
     handler calls ``accept()`` without one. *server_header* is the ``Server``
     header of every answer; ``None`` sends none.
+
+    *reuse_port* sets ``SO_REUSEPORT`` before binding, so that several
+    processes can serve one port (see "Scaling out" in the docs); where the
+    platform lacks it, ``OSError`` says so. To serve a socket you made
+    yourself, wrap it in :class:`trio.SocketListener` and give it to
+    :class:`WebSocketServer`.
     """
     if unix_socket is not None:
         listeners: Sequence[trio.abc.Listener[trio.abc.Stream]] = [
@@ -358,6 +366,10 @@ async def serve_websocket(
         ]
         if ssl_context is not None:
             listeners = [trio.SSLListener(listeners[0], ssl_context, https_compatible=True)]
+    elif reuse_port:
+        listeners = await open_reuse_port_listeners(port, host=host)
+        if ssl_context is not None:
+            listeners = [trio.SSLListener(x, ssl_context, https_compatible=True) for x in listeners]
     elif ssl_context is None:
         listeners = await trio.open_tcp_listeners(port, host=host)
     else:
