@@ -1,8 +1,8 @@
 """Memory per connection for each permessage-deflate setting.
 
 Opens N client/server connection pairs in this process for each setting,
-exchanges one compressible message on each (so that both sides' zlib
-streams exist), and reports the Python-traced memory per connection side
+echoes one message on each (compressible, short, or none at all), and
+reports the Python-traced memory per connection side
 (zlib allocates through Python's allocator, so tracemalloc sees it). Not a
 test: run it by hand,
 
@@ -32,13 +32,23 @@ SETTINGS: list[tuple[str, DeflateOptions | None]] = [
 ]
 
 
-async def per_connection(options: DeflateOptions | None, count: int) -> float:
+#: What each connection echoes once: a compressible message (so both sides'
+#: zlib streams exist), a short one (under min_size: sent uncompressed), or
+#: nothing (idle).
+MESSAGES = {
+    "after a 1 KiB message": "a fairly ordinary JSON-ish message {'id': 1, 'ok': true} " * 20,
+    "after a 16 B message": "short message 16",
+    "idle": None,
+}
+
+
+async def per_connection(options: DeflateOptions | None, count: int, message: str | None) -> float:
     async def hold(request: trio_ws.WebSocketRequest) -> None:
         ws = await request.accept()
-        await ws.send_message(await ws.get_message())
+        if message is not None:
+            await ws.send_message(await ws.get_message())
         await trio.sleep_forever()
 
-    message = "a fairly ordinary JSON-ish message {'id': 1, 'ok': true} " * 20
     async with trio.open_nursery() as nursery:
         server = await nursery.start(
             lambda task_status: trio_ws.serve_websocket(
@@ -51,8 +61,9 @@ async def per_connection(options: DeflateOptions | None, count: int) -> float:
         clients = []
         for _ in range(count):
             ws = await trio_ws.connect_websocket_url(nursery, url, compression=options)
-            await ws.send_message(message)
-            await ws.get_message()
+            if message is not None:
+                await ws.send_message(message)
+                await ws.get_message()
             clients.append(ws)
         after = tracemalloc.get_traced_memory()[0]
         tracemalloc.stop()
@@ -64,10 +75,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--connections", type=int, default=200)
     args = parser.parse_args()
-    print(f"traced memory per connection side, {args.connections} connection pairs")
+    print(f"traced memory per connection side (KiB), {args.connections} connection pairs")
+    print(f"{'setting':38} " + " ".join(f"{name:>22}" for name in MESSAGES))
     for label, options in SETTINGS:
-        size = trio.run(per_connection, options, args.connections)
-        print(f"{label:38} {size / 1024:7.1f} KiB")
+        sizes = [
+            trio.run(per_connection, options, args.connections, message)
+            for message in MESSAGES.values()
+        ]
+        print(f"{label:38} " + " ".join(f"{size / 1024:22.1f}" for size in sizes))
 
 
 if __name__ == "__main__":

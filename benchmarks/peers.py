@@ -14,9 +14,11 @@ median over the runs, with min-max. Not a test: run it by hand::
     python benchmarks/peers.py --profile            # cProfile of the trio_ws server
     python benchmarks/peers.py --profile --profile-side client
 
-Measures 1-5 run with compression off on both sides (trio_ws
-``compression=None``, websockets ``compression=None``); measure 6 turns each
-library's permessage-deflate on. Maximum message size is 4 MiB everywhere;
+The "defaults" columns come first: trio_ws and websockets asyncio with
+their defaults on both ends (permessage-deflate negotiated), every measure.
+The other columns run measures 1-5 with compression off on both sides
+(trio_ws ``compression=None``, websockets ``compression=None``); measure 6
+turns each library's permessage-deflate on. Maximum message size is 4 MiB everywhere;
 every other setting is the library's default. Every measure has a timeout
 and reports ``timeout`` instead of hanging; every child is killed on exit.
 """
@@ -58,9 +60,21 @@ class Library:
     script: str
     module: str  # must import for the library to run
     compression: bool
+    #: Run every measure with the library's defaults (compression on),
+    #: not only the deflate measure.
+    defaults: bool = False
 
 
 LIBRARIES = [
+    # Each library's defaults on both ends first: what users run.
+    Library("trio_ws defaults", "trio_ws_peer.py", "trio_ws", True, defaults=True),
+    Library(
+        "websockets.asyncio defaults",
+        "websockets_asyncio_peer.py",
+        "websockets.asyncio",
+        True,
+        defaults=True,
+    ),
     Library("trio_ws", "trio_ws_peer.py", "trio_ws", True),
     Library("trio-websocket", "trio_websocket_peer.py", "trio_websocket", False),
     Library("websockets.trio", "websockets_trio_peer.py", "websockets.trio", True),
@@ -270,7 +284,7 @@ def run_one(
 ) -> dict[str, Any]:
     """One library, one measure: fresh server and client processes."""
     script = str(PEERS / lib.script)
-    common = ["--compress"] if measure.compress else []
+    common = ["--compress"] if measure.compress or lib.defaults else []
     server_argv = [sys.executable, script, "server", *common]
     if profile and profile_side == "server":
         server_argv += ["--profile", profile]
@@ -420,7 +434,10 @@ METHOD = """\
 * Every library/measure pair gets a fresh echo server process and a fresh
   client process (same library on both ends) over 127.0.0.1; the libraries
   are interleaved, their order rotated on each run.
-* Compression off for measures 1-5 (trio_ws and websockets:
+* The two "defaults" columns run every measure with the library's defaults
+  on both ends, permessage-deflate negotiated (their 64 KiB JSON figure is
+  the deflate column's own measure, so it shows n/a there).
+* Other columns: compression off for measures 1-5 (trio_ws and websockets:
   `compression=None` on both ends); max message size 4 MiB for every
   library; all other settings are each library's defaults (so trio_ws and
   trio-websocket run with `message_queue_size=1`, trio-websocket reads 4 KiB
@@ -554,7 +571,8 @@ def run_benchmark(args: argparse.Namespace, libs: list[Library], logs: Path) -> 
         for measure in measures:
             params = dict(measure.params, **(measure.quick if args.quick else {}))
             for lib in order:
-                if measure.compress and not lib.compression:
+                if measure.compress and (lib.defaults or not lib.compression):
+                    # The deflate measure is the defaults row's own measure.
                     result: dict[str, Any] = {"error": "n/a"}
                 else:
                     result = run_one(lib, measure, params, logs, f"r{run}")
@@ -615,7 +633,7 @@ def main() -> int:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="instead: cProfile the trio_ws server (default: pipelined and bulk)",
+        help="instead: cProfile the trio_ws server with its defaults (default: pipelined and bulk)",
     )
     parser.add_argument(
         "--profile-side", choices=["server", "client"], default="server", help="which to profile"

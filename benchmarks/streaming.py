@@ -4,13 +4,14 @@ Reports, per direction, the throughput and the growth of this process's peak
 resident memory while the message moves (both ends run in this process, so
 the figure covers sender and receiver together). Not a test: run it by hand,
 
-    python benchmarks/streaming.py [--size-mib 1024] [--chunk-kib 64]
+    python benchmarks/streaming.py [--size-mib 1024] [--chunk-kib 64] [--no-compression]
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from functools import partial
 from pathlib import Path
 
 import trio
@@ -31,16 +32,28 @@ def reset_peak() -> None:
     Path("/proc/self/clear_refs").write_text("5")
 
 
-async def run_direction(client_sends: bool, size: int, chunk: int) -> tuple[float, int]:
+async def run_direction(
+    client_sends: bool, size: int, chunk: int, compression: bool = True, whole: bool = False
+) -> tuple[float, int]:
+    """Throughput and peak memory growth of one direction; *whole*: the same
+    bytes as whole messages of *chunk* bytes instead, for comparison."""
     block = bytes(range(256)) * (chunk // 256)
     count = size // chunk
     received = 0
 
     async def send(ws: trio_ws.WebSocketConnection) -> None:
-        await ws.send_message_stream(block for _ in range(count))
+        if whole:
+            for _ in range(count):
+                await ws.send_message(block)
+        else:
+            await ws.send_message_stream(block for _ in range(count))
 
     async def receive(ws: trio_ws.WebSocketConnection) -> None:
         nonlocal received
+        if whole:
+            for _ in range(count):
+                received += len(await ws.get_message())
+            return
         async with ws.get_message_stream(max_size=None) as stream:
             async for part in stream:
                 received += len(part)
@@ -50,9 +63,14 @@ async def run_direction(client_sends: bool, size: int, chunk: int) -> tuple[floa
         await (receive(ws) if client_sends else send(ws))
         await ws.get_message()  # wait for the client's goodbye
 
+    options = {} if compression else {"compression": None}
     async with trio.open_nursery() as nursery:
-        server = await nursery.start(trio_ws.serve_websocket, handler, "127.0.0.1", 0, None)
-        async with trio_ws.open_websocket("127.0.0.1", server.port, "/", use_ssl=False) as ws:
+        server = await nursery.start(
+            partial(trio_ws.serve_websocket, handler, "127.0.0.1", 0, None, **options)
+        )
+        async with trio_ws.open_websocket(
+            "127.0.0.1", server.port, "/", use_ssl=False, **options
+        ) as ws:
             baseline = rss("VmRSS")
             reset_peak()
             start = time.perf_counter()
@@ -71,12 +89,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size-mib", type=int, default=1024)
     parser.add_argument("--chunk-kib", type=int, default=64)
+    parser.add_argument(
+        "--no-compression", action="store_true", help="compression=None (default: negotiated)"
+    )
     args = parser.parse_args()
     size, chunk = args.size_mib * MiB, args.chunk_kib * 1024
-    print(f"one {args.size_mib} MiB message in {args.chunk_kib} KiB chunks")
+    setting = "compression off" if args.no_compression else "defaults (deflate negotiated)"
+    print(f"one {args.size_mib} MiB message in {args.chunk_kib} KiB chunks, {setting}")
+    compression = not args.no_compression
     for client_sends, label in [(True, "client -> server"), (False, "server -> client")]:
-        speed, growth = trio.run(run_direction, client_sends, size, chunk)
+        speed, growth = trio.run(run_direction, client_sends, size, chunk, compression)
         print(f"{label}: {speed:8.1f} MiB/s, peak RSS growth {growth / MiB:6.2f} MiB")
+        # The same bytes as whole 1 MiB messages, for the ratio.
+        whole, _ = trio.run(run_direction, client_sends, size, MiB, compression, True)
+        print(f"  whole 1 MiB messages: {whole:8.1f} MiB/s (streamed/whole {speed / whole:.2f})")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING
 from wsproto.extensions import Extension
 from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol, Opcode, RsvBits
 
+from .close_codes import INVALID_FRAME_PAYLOAD_DATA, MESSAGE_TOO_BIG
+
 if TYPE_CHECKING:  # size_limit needs options, which needs this module
     from .size_limit import MessageSizeLimit
 
@@ -61,6 +63,21 @@ class DeflateOptions:
     #: and so are reads expected to inflate to this much (judged by the last
     #: message's ratio), so the Trio thread keeps serving others meanwhile.
     thread_threshold: int = 256 * 1024
+    #: Messages shorter than this are sent uncompressed (RFC 7692 allows it
+    #: per message): below it deflate saves at most about 20 bytes, less
+    #: than the TCP/IP headers of the segment carrying them, for a few
+    #: microseconds of CPU on each side (and random data grows).
+    min_size: int = 32
+    #: A binary message is sent uncompressed when deflate would keep more
+    #: than this fraction of it (random, encrypted or already compressed
+    #: data), judged on a probe of its first ``probe_size`` bytes.
+    incompressible_ratio: float = 0.9
+    #: Bytes of a binary message compressed by a small throw-away
+    #: compressor to judge it, while the last binary message did not compress.
+    probe_size: int = 1024
+    #: After binary data that did not compress, this many binary messages go
+    #: out uncompressed without a probe; then the next one is probed again.
+    reprobe_interval: int = 16
 
     def __post_init__(self) -> None:
         for bits in (self.server_max_window_bits, self.client_max_window_bits):
@@ -68,6 +85,10 @@ class DeflateOptions:
                 raise ValueError("window bits must be between 9 and 15 (zlib cannot do 8)")
         if not -1 <= self.level <= 9 or not 1 <= self.mem_level <= 9:
             raise ValueError("level must be -1..9 and mem_level 1..9")
+        if self.min_size < 0 or self.probe_size < 1 or self.reprobe_interval < 0:
+            raise ValueError("min_size, probe_size and reprobe_interval must be >= 0 (probe >= 1)")
+        if not 0.0 < self.incompressible_ratio <= 1.0:
+            raise ValueError("incompressible_ratio must be in (0, 1]")
 
 
 def parse_offer(text: str) -> tuple[str, dict[str, str | None]]:
@@ -136,6 +157,9 @@ class PerMessageDeflate(Extension):
         #: guess at how much work the next compressed bytes will be.
         self.inflate_ratio = 8.0
         self._message_in = self._message_out = 0
+        # The outgoing policy for binary data (see should_compress).
+        self._binary_compresses = False  # the last binary message compressed well
+        self._binary_skips = 0  # binary messages still to send without a probe
 
     # ------------------------------------------------------------ negotiation
 
@@ -277,7 +301,81 @@ class PerMessageDeflate(Extension):
             return self._limit.account(len(tail)) or tail
         return tail
 
+    def inflate_message(
+        self, payload: bytes | bytearray | memoryview, text: bool, max_size: int
+    ) -> str | bytes | tuple[int, str]:
+        """A whole compressed message (one final frame's *payload*), inflated.
+
+        The fast branch's counterpart of the wsproto hooks above, on the same
+        decompressor, so the context stays right whichever decodes the next
+        message. Returns the message, or ``(close code, reason)`` for a
+        message the peer should not have sent: corrupt deflate data (1007),
+        invalid UTF-8 (1007), or more than *max_size* bytes once inflated
+        (1009). Never inflates more than ``max_size + 1`` bytes, so a
+        compression bomb costs no more memory than an honest message. Safe
+        in a worker thread while nothing else inflates.
+        """
+        if self._decompressor is None:
+            self._decompressor = zlib.decompressobj(-self.remote_bits)
+        decompressor = self._decompressor
+        budget = min(max_size + 1, sys.maxsize)  # one byte more reveals an overflow
+        try:
+            output = decompressor.decompress(payload, budget)
+            if len(output) <= max_size and not decompressor.unconsumed_tail:
+                output += decompressor.decompress(_TAIL, budget - len(output))
+        except zlib.error as exc:
+            return INVALID_FRAME_PAYLOAD_DATA, f"invalid compressed data: {exc}"
+        if len(output) > max_size or decompressor.unconsumed_tail:
+            return MESSAGE_TOO_BIG, f"message inflates past the limit of {max_size} bytes"
+        self.inflate_ratio = max(1.0, len(output) / max(1, len(payload)))
+        if self.remote_no_context:
+            self._decompressor = None
+        if not text:
+            return output
+        try:
+            return output.decode()
+        except UnicodeDecodeError:
+            return INVALID_FRAME_PAYLOAD_DATA, "invalid UTF-8 in a text message"
+
     # ------------------------------------------------------------ outbound
+
+    def should_compress(self, payload: bytes, text: bool) -> bool:
+        """Whether compressing *payload* is likely to pay (the sending policy).
+
+        Short messages never gain enough to pay for the CPU. Text is
+        compressed whatever its ratio. Binary data is probed only while the
+        last binary message did not compress: a probe of its first
+        ``probe_size`` bytes through a small throw-away compressor (which
+        leaves the connection's context alone) decides, and after a bad one
+        ``reprobe_interval`` binary messages go out uncompressed untested.
+        Skipping compression for a message never desynchronises the peer:
+        an uncompressed message does not touch either side's context.
+        """
+        o = self.options
+        if len(payload) < o.min_size:
+            return False
+        if text or self._binary_compresses:
+            return True
+        if self._binary_skips:
+            self._binary_skips -= 1
+            return False
+        if len(payload) > o.probe_size:
+            probe = zlib.compressobj(1, zlib.DEFLATED, -9, 1)
+            sample = payload[: o.probe_size]
+            if len(probe.compress(sample) + probe.flush()) > o.incompressible_ratio * len(sample):
+                self._binary_skips = o.reprobe_interval
+                return False
+        return True
+
+    def compress_binary(self, data: bytes) -> bytes:
+        """:meth:`compress_message` for binary data, watching the ratio it
+        achieves: data that stops compressing is probed again next time (see
+        :meth:`should_compress`)."""
+        output = self.compress_message(data)
+        self._binary_compresses = len(output) <= self.options.incompressible_ratio * len(data)
+        if not self._binary_compresses:
+            self._binary_skips = self.options.reprobe_interval
+        return output
 
     def skip_next_message(self) -> None:
         """Send the next message uncompressed (RSV1 clear), as RFC 7692 allows."""
@@ -302,6 +400,13 @@ class PerMessageDeflate(Extension):
         before compressing another message.
         """
         return self._compress(data, fin=True)
+
+    def compress_fragment(self, data: bytes, fin: bool) -> bytes:
+        """Compress one frame of a fragmented message (*fin*: its last).
+
+        Each frame is sync-flushed, so the peer can inflate it on arrival.
+        """
+        return self._compress(data, fin)
 
     def _compress(self, data: bytes, fin: bool) -> bytes:
         if self._compressor is None:

@@ -47,8 +47,12 @@ from .close_codes import (
 from .compression import PerMessageDeflate
 from .exceptions import ConnectionClosed, MessageTypeError
 from .frames import (
+    COMPRESSED,
+    CONTINUATION,
     OPCODE_BINARY,
     OPCODE_TEXT,
+    SIMPLE,
+    SIMPLE_OR_COMPRESSED,
     control_payload,
     decode_message,
     encode_message,
@@ -69,6 +73,13 @@ from .options import (
     _Default,
 )
 from .outgoing import PreparedMessage
+from .protocol import (
+    NEW_DATA,
+    START,
+    FragmentedMessage,
+    fragment_kind,
+    new_data_violation,
+)
 from .size_limit import MessageSizeLimit
 from .streaming import MessageStream
 from .values import CloseReason, Endpoint, socket_endpoints
@@ -212,7 +223,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         self._backlog = 0
         # try_send_message: messages waiting for a stream to finish, their
         # payload bytes, and the messages refused for want of room.
-        self._deferred: list[tuple[PreparedMessage, bool]] = []
+        self._deferred: list[tuple[PreparedMessage, bool]] | None = None  # made when needed
         self._deferred_size = 0
         self._skipped = 0
         self._close_callbacks: dict[Callable[[WebSocketConnection], object], None] | None = None
@@ -451,9 +462,11 @@ class WebSocketConnection(trio.abc.AsyncResource):
         a schedule point only when it waits (and once every 32 frames), so
         sending costs no scheduler pass of its own.
 
-        With permessage-deflate negotiated, ``compress=False`` sends this one
-        message uncompressed, for data known not to compress (media, archives).
-        Large messages are compressed in a worker thread.
+        With permessage-deflate negotiated, messages shorter than
+        ``DeflateOptions.min_size`` and binary data that does not compress
+        (found by a cheap probe) go out uncompressed; ``compress=False``
+        sends this one message uncompressed whatever it is. Large messages
+        are compressed in a worker thread. See :doc:`/topics/compression`.
         """
         if isinstance(message, str):
             opcode, payload = OPCODE_TEXT, message.encode()
@@ -462,6 +475,8 @@ class WebSocketConnection(trio.abc.AsyncResource):
         else:
             raise TypeError(f"message must be str or bytes, not {type(message).__name__}")
         deflate = self._deflate if compress else None
+        if deflate is not None and not deflate.should_compress(payload, opcode == OPCODE_TEXT):
+            deflate = None  # too short to gain, or binary data that does not compress
         threaded = deflate is not None and len(payload) >= deflate.options.thread_threshold
         # If nobody holds the lock and nothing below will wait, the frame is
         # queued before any other sender runs: the lock would order nothing,
@@ -470,10 +485,12 @@ class WebSocketConnection(trio.abc.AsyncResource):
         async with _fast(self._message_lock) if waits else _UNCONTENDED:
             await self._wait_for_room()
             if deflate is not None:
+                binary = opcode == OPCODE_BINARY
+                compress_fn = deflate.compress_binary if binary else deflate.compress_message
                 if threaded:
                     # Not cancellable: the compressor moves on with this message,
                     # so it must be sent.
-                    payload = await trio.to_thread.run_sync(deflate.compress_message, payload)
+                    payload = await trio.to_thread.run_sync(compress_fn, payload)
                     try:
                         self._check_open()
                     except ConnectionClosed:
@@ -482,7 +499,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
                         await trio.lowlevel.checkpoint_if_cancelled()
                         raise
                 else:
-                    payload = deflate.compress_message(payload)
+                    payload = compress_fn(payload)
             await self._queue_message(opcode, payload, deflate is not None, len(message))
 
     async def _queue_message(
@@ -530,6 +547,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
                 self._skipped += 1
                 return False
             if not self._deferred:
+                self._deferred = []
                 self._spawn(self._send_deferred)
             self._deferred.append((prepared, compress))
             self._deferred_size += len(prepared)
@@ -540,12 +558,14 @@ class WebSocketConnection(trio.abc.AsyncResource):
     def _queue_prepared(self, prepared: PreparedMessage, compress: bool) -> None:
         self._log.message(">", prepared.is_text, len(prepared))
         deflate = self._deflate if compress else None
+        if deflate is not None and not deflate.should_compress(prepared.payload, prepared.is_text):
+            deflate = None  # the sending policy of send_message applies here too
         self._writer.put(*prepared.frame(deflate, mask=self._is_client))
 
     async def _send_deferred(self) -> None:
         """Queue the messages try_send_message held back, once the lock is free."""
         async with _fast(self._message_lock):
-            deferred, self._deferred, self._deferred_size = self._deferred, [], 0
+            deferred, self._deferred, self._deferred_size = self._deferred or [], None, 0
             with contextlib.suppress(ConnectionClosed):
                 self._check_open()
                 for prepared, compress in deferred:
@@ -574,21 +594,35 @@ class WebSocketConnection(trio.abc.AsyncResource):
         ``compress`` is as for :meth:`send_message`.
         """
         async with _fast(self._message_lock):
-            if self._deflate is not None and not compress:
-                self._deflate.skip_next_message()
             is_text = text
             started = False  # frames are out: only a final frame or a close ends them
+            deflate: PerMessageDeflate | None = None  # set by the first chunk
+            sent = 0  # bytes of payload, before compression
+
+            async def send_frame(payload: bytes, fin: bool) -> None:
+                if deflate is not None:
+                    payload = deflate.compress_fragment(payload, fin)
+                opcode = CONTINUATION if started else OPCODE_TEXT if is_text else OPCODE_BINARY
+                rsv1 = deflate is not None and not started
+                frame = encode_message(opcode, payload, rsv1=rsv1, mask=self._is_client, fin=fin)
+                await self._wait_for_room()
+                self._writer.put(*frame)
 
             async def send_chunk(chunk: object) -> None:
-                nonlocal is_text, started
+                nonlocal is_text, started, deflate, sent
                 if is_text is None:
                     is_text = isinstance(chunk, str)
                 if not isinstance(chunk, str if is_text else (bytes, bytearray, memoryview)):
                     kind = "str" if is_text else "bytes"
                     raise TypeError(f"chunks of a message must all be {kind}")
-                data = chunk if isinstance(chunk, str) else bytes(chunk)
-                await self._send(_fragment(data, finished=False))
+                data = chunk.encode() if isinstance(chunk, str) else bytes(chunk)
+                if not started and compress and self._deflate is not None:
+                    # The first chunk decides for the whole message.
+                    if self._deflate.should_compress(data, is_text):
+                        deflate = self._deflate
+                await send_frame(data, False)
                 started = True
+                sent += len(data)
 
             try:
                 if isinstance(chunks, AsyncIterable):
@@ -598,7 +632,10 @@ class WebSocketConnection(trio.abc.AsyncResource):
                     for chunk in chunks:
                         await send_chunk(chunk)
                 # An empty final frame: each chunk left as soon as it came.
-                await self._send(_fragment("" if is_text else b"", finished=True))
+                if is_text is None:
+                    is_text = False  # no chunk at all: an empty binary message
+                await send_frame(b"", True)
+                self._log.message(">", is_text, sent)
             except ConnectionClosed:
                 raise
             except Exception:
@@ -655,13 +692,19 @@ class WebSocketConnection(trio.abc.AsyncResource):
             raise ConnectionClosed(self._reason())
 
     async def _wait_for_room(self) -> None:
-        """Wait for room in the write buffer; raise if the connection is closed."""
+        """Wait for room in the write buffer; raise if the connection is closed.
+
+        A sender that is itself cancelled gets ``Cancelled``, never the
+        ConnectionClosed (1001) that the same cancellation may already have
+        caused by reaching the reader first: its cancel scope catches the one
+        and not the other.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
         self._check_open()
         if self._writer.full:
             await self._writer.wait_for_room()
-            self._check_open()
-        else:
             await trio.lowlevel.checkpoint_if_cancelled()
+            self._check_open()
 
     async def _send(self, event: Event) -> None:
         """Queue a frame through wsproto (fragments, pings, pongs)."""
@@ -799,6 +842,8 @@ class WebSocketConnection(trio.abc.AsyncResource):
             await self._writer.drain()
         await trio.aclose_forcefully(self._stream)
 
+    # Ctrl-C reaches the main task at a checkpoint, never mid-frame here.
+    @trio.lowlevel.enable_ki_protection
     async def _reader_task(self) -> None:
         """Read until the connection closes; never raises except Cancelled."""
         try:
@@ -839,12 +884,17 @@ class WebSocketConnection(trio.abc.AsyncResource):
     async def _read_frames(self) -> None:
         """Split what arrives into frames: simple ones are decoded here, the rest by wsproto.
 
-        wsproto is handed whole frames only (or, for a frame bigger than one
-        read, all of it in pieces), so that it always resumes at a frame
-        boundary after the frames decoded here. See :mod:`trio_ws.frames`.
+        Decoded here: whole text and binary messages, compressed ones that
+        arrived in one read (inflated by the deflate extension's own
+        decompressor), and uncompressed fragmented messages, piece by piece
+        (:mod:`trio_ws.protocol`). wsproto is handed whole frames only (or,
+        for a frame bigger than one read, all of it in pieces), so that it
+        always resumes at a frame boundary after the frames decoded here.
+        See :mod:`trio_ws.frames`.
         """
         data: bytes | bytearray = self._early_data  # came with the handshake
         self._early_data = b""
+        kinds = SIMPLE_OR_COMPRESSED if self._deflate is not None else SIMPLE
         pos = 0
         frames = 0
         left = 0  # bytes of the current frame still to give wsproto
@@ -853,6 +903,11 @@ class WebSocketConnection(trio.abc.AsyncResource):
         pieces: list[bytes | bytearray] = []
         piece_left = gathered = 0  # bytes of its payload still to come, and so far
         key: bytes | None = None
+        # An uncompressed fragmented message decoded here (trio_ws.protocol),
+        # and the payload of its current frame still to come.
+        fragmented: FragmentedMessage | None = None
+        frag_left = frag_offset = 0
+        frag_fin = False
         while True:
             if pos == len(data):
                 data = b""  # an idle connection need not keep its last read
@@ -870,6 +925,19 @@ class WebSocketConnection(trio.abc.AsyncResource):
                     whole, pieces = b"".join(pieces), []
                     self._log.message("<", False, len(whole))
                     await self._deliver_whole(whole)
+                continue
+            if frag_left:
+                assert fragmented is not None
+                step = min(frag_left, len(data) - pos)
+                piece = payload_copy(memoryview(data)[pos : pos + step], key, frag_offset)
+                pos += step
+                frag_offset += step
+                frag_left -= step
+                done = frag_fin and not frag_left
+                if not await self._fragment_piece(fragmented, piece, done):
+                    return  # a violation: the connection is failed
+                if done:
+                    fragmented = None
                 continue
             if left:
                 step = min(left, len(data) - pos, self._feed_size())
@@ -890,14 +958,49 @@ class WebSocketConnection(trio.abc.AsyncResource):
             header, size = extent
             end = pos + size
             masked = not self._is_client
+            if fragmented is not None or (data[pos] & 0x8F < 0x81 and self._own_fragments()):
+                # Possibly part of a fragmented message (no FIN, or a continuation).
+                kind = fragment_kind(
+                    data, pos, header, size, masked=masked, in_progress=fragmented is not None
+                )
+                if kind == NEW_DATA:
+                    await self._closing_frame(CloseConnection(*new_data_violation()))
+                    return
+                if kind is not None:
+                    if kind == START:
+                        fragmented = FragmentedMessage(data[pos] & 0x0F)
+                    assert fragmented is not None
+                    violation = fragmented.frame(size - header, self._size_limit.max_size)
+                    if violation is not None:
+                        await self._closing_frame(CloseConnection(*violation))
+                        return
+                    key = masking_key(data, pos, header, masked)
+                    frag_fin = bool(data[pos] & 0x80)
+                    frag_left, frag_offset = size - header, 0
+                    pos += header
+                    frames += 1
+                    if frames % FRAMES_PER_YIELD == 0:
+                        await trio.lowlevel.checkpoint()  # fairness to other connections
+                    if not frag_left and frag_fin:  # an empty last frame
+                        if not await self._fragment_piece(fragmented, b"", True):
+                            return
+                        fragmented = None
+                    continue
             opcode = None
-            if self._fast_path_open():
+            if fragmented is None and self._fast_path_open():
                 limit = self._size_limit.max_size
-                opcode = simple_opcode(data, pos, header, end, masked=masked, limit=limit)
+                opcode = simple_opcode(
+                    data, pos, header, end, masked=masked, limit=limit, kinds=kinds
+                )
             message = None
             if opcode is not None and end <= len(data):
                 key = masking_key(data, pos, header, masked)
-                message = decode_message(data, pos + header, end, opcode, key)
+                if opcode & COMPRESSED:
+                    message = await self._inflate(data, pos + header, end, opcode, key)
+                    if message is None:
+                        return  # a violation: the connection is failed
+                else:
+                    message = decode_message(data, pos + header, end, opcode, key)
             elif opcode == OPCODE_BINARY:
                 # Text is left to wsproto, which rejects bad UTF-8 as soon as
                 # it arrives; a binary payload has nothing to check.
@@ -914,6 +1017,67 @@ class WebSocketConnection(trio.abc.AsyncResource):
                 await trio.lowlevel.checkpoint()  # fairness to other connections
             self._log.message("<", isinstance(message, str), len(message))
             await self._deliver(message)
+
+    def _own_fragments(self) -> bool:
+        """Whether fragmented messages may be decoded here: wsproto is not
+        in the middle of one, and the connection is open."""
+        return not self._size_limit.in_message and self._ws.state is ConnectionState.OPEN
+
+    async def _fragment_piece(
+        self, message: FragmentedMessage, piece: bytes | bytearray, done: bool
+    ) -> bool:
+        """Hand a piece of a fragmented message to the open message stream,
+        or to the parts of the message being assembled (*done*: its last).
+
+        False: the piece broke a rule (bad UTF-8) and the connection has
+        been failed. Waits while the stream's consumer has not taken the
+        previous chunk: that is the backpressure.
+        """
+        chunk = message.payload(piece, done)
+        if isinstance(chunk, tuple):
+            await self._closing_frame(CloseConnection(*chunk))
+            return False
+        if done:
+            self._log.message("<", message.text, message.size)
+        stream = self._streamed
+        if stream is not None:
+            if chunk or done:
+                await stream.feed(chunk, done)
+            # The consumer may have ended it already, and opened another.
+            if done and self._streamed is stream:
+                self._end_stream()
+        else:
+            self._parts.append(chunk)
+            if done:
+                whole, self._parts = _join(self._parts), []
+                await self._deliver(whole)
+        return True
+
+    async def _inflate(
+        self, data: bytes | bytearray, start: int, end: int, opcode: int, key: bytes | None
+    ) -> Message | None:
+        """Inflate the whole compressed message in *data[start:end]* (the fast branch).
+
+        Big jobs (as judged for :meth:`_next_event`) run in a worker thread;
+        cancelling the reader then waits for that thread, which is bounded
+        by the size limit. ``None``: the message broke a rule and the
+        connection has been failed with the code the deflate extension gave.
+        """
+        deflate = self._deflate
+        assert deflate is not None  # only frames with RSV1 negotiated get here
+        view = memoryview(data)[start:end]
+        payload = view if key is None else payload_copy(view, key)
+        text = opcode & 0x0F == OPCODE_TEXT
+        limit = self._size_limit.max_size
+        work = min(len(payload) * deflate.inflate_ratio, limit)
+        if work >= deflate.options.thread_threshold:
+            result = await trio.to_thread.run_sync(deflate.inflate_message, payload, text, limit)
+        else:
+            result = deflate.inflate_message(payload, text, limit)
+        if isinstance(result, tuple):
+            await self._closing_frame(CloseConnection(*result))
+            return None
+        return result
 
     async def _deliver_whole(self, message: bytes) -> None:
         """Deliver a message gathered over several reads; a message stream
@@ -1150,9 +1314,3 @@ def _join(parts: list[Any]) -> Message:
 def _chunk(event: TextMessage | BytesMessage) -> Message:
     data = event.data
     return data if isinstance(data, (str, bytes)) else bytes(data)
-
-
-def _fragment(data: str | bytes, finished: bool) -> Event:
-    if isinstance(data, str):
-        return TextMessage(data=data, message_finished=finished)
-    return BytesMessage(data=data, message_finished=finished)

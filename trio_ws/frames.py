@@ -5,8 +5,10 @@ per registered extension) and spends several microseconds of Python on each
 frame it parses. A complete, unfragmented, uncompressed data message is the
 common case and the simplest frame there is, so trio_ws encodes it here,
 and decodes it here when it arrives whole in one read and breaks no rule.
-Everything else (fragments, control frames, compressed messages, frames
-split across reads, and every frame that breaks a rule) goes to wsproto,
+A whole compressed message is found here too, and inflated by
+:meth:`trio_ws.compression.PerMessageDeflate.inflate_message`.
+Everything else (fragments, control frames, compressed frames split across
+reads, and every frame that breaks a rule) goes to wsproto,
 which keeps the protocol state and reports the violations. To hand wsproto
 exactly the frames it should see, the reader finds frame boundaries with
 :func:`frame_extent`.
@@ -24,6 +26,7 @@ try:  # the optional speedup: pip install 'trio_ws[speedups]'
 except ImportError:  # pragma: no cover - the fallback is tested directly
     HAVE_NUMPY = False
 
+CONTINUATION = 0x0
 OPCODE_TEXT = 0x1
 OPCODE_BINARY = 0x2
 
@@ -31,6 +34,14 @@ _FIN = 0x80
 _RSV1 = 0x40
 _MASKED = 0x80
 _LENGTH = 0x7F
+
+#: Added to the opcode :func:`simple_opcode` returns for a compressed (RSV1) frame.
+COMPRESSED = _RSV1
+
+#: First bytes of simple frames: final text or binary, no RSV bit...
+SIMPLE = frozenset((_FIN | OPCODE_TEXT, _FIN | OPCODE_BINARY))
+#: ...and, where permessage-deflate was negotiated, with RSV1 (compressed).
+SIMPLE_OR_COMPRESSED = SIMPLE | {first | COMPRESSED for first in SIMPLE}
 
 #: For every key byte, the table that XORs a byte with it.
 _XOR_TABLES = [bytes(b ^ key for b in range(256)) for key in range(256)]
@@ -41,15 +52,16 @@ _INT_MASK_LIMIT = 512
 
 
 def encode_message(
-    opcode: int, payload: bytes, *, rsv1: bool = False, mask: bool = False
+    opcode: int, payload: bytes, *, rsv1: bool = False, mask: bool = False, fin: bool = True
 ) -> tuple[bytes, bytes | bytearray]:
     """The frame of a whole message: ``(header, payload)``, ready to write.
 
     With *mask* (a client's frames must be masked), a fresh random key from
     ``os.urandom`` goes into the header and the payload is masked with it.
+    ``fin=False`` makes a fragment, not the last frame of its message.
     """
     length = len(payload)
-    first = _FIN | (_RSV1 if rsv1 else 0) | opcode
+    first = (_FIN if fin else 0) | (_RSV1 if rsv1 else 0) | opcode
     second = _MASKED if mask else 0
     if length < 126:
         header = bytes((first, second | length))
@@ -127,26 +139,35 @@ def frame_extent(data: bytes | bytearray, pos: int) -> tuple[int, int] | None:
 
 
 def simple_opcode(
-    data: bytes | bytearray, pos: int, header: int, end: int, *, masked: bool, limit: int
+    data: bytes | bytearray,
+    pos: int,
+    header: int,
+    end: int,
+    *,
+    masked: bool,
+    limit: int,
+    kinds: frozenset[int] = SIMPLE,
 ) -> int | None:
     """The opcode of the frame at *data[pos:end]* if it is a simple one, else ``None``.
 
     Simple: final, no RSV bits, text or binary, masked as *masked* says,
     its length encoded in the fewest bytes, and at most *limit* bytes of
-    payload. Anything else is for wsproto to decode, and to report what is
-    wrong with it.
+    payload. With ``kinds=SIMPLE_OR_COMPRESSED`` (permessage-deflate
+    negotiated), RSV1 may be set too, and the result then includes
+    :data:`COMPRESSED`. Anything else is for wsproto to decode, and to
+    report what is wrong with it.
     """
     first, second = data[pos], data[pos + 1]
     size = end - pos - header
     if (
-        first not in _SIMPLE_FIRST_BYTES
+        first not in kinds
         or bool(second & _MASKED) is not masked
         or size > limit
         or (size < 126) is not ((second & _LENGTH) < 126)
         or (size < 0x10000) is not ((second & _LENGTH) < 127)
     ):
         return None
-    return first & 0x0F
+    return first & 0x4F
 
 
 def masking_key(data: bytes | bytearray, pos: int, header: int, masked: bool) -> bytes | None:
@@ -184,9 +205,6 @@ def payload_copy(view: memoryview, key: bytes | None, offset: int = 0) -> bytes 
     if shift:
         key = key[shift:] + key[:shift]
     return apply_mask(view, key)
-
-
-_SIMPLE_FIRST_BYTES = frozenset((_FIN | OPCODE_TEXT, _FIN | OPCODE_BINARY))
 
 
 #: Largest payload of a control frame: a ping, a pong or a close (RFC 6455 5.5).

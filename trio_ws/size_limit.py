@@ -45,6 +45,12 @@ class MessageSizeLimit(Extension):
     def offer(self) -> bool:
         return False
 
+    @property
+    def in_message(self) -> bool:
+        """Whether wsproto is in the middle of a data message (its first
+        frame decoded, its last not yet)."""
+        return self._in_message
+
     def remaining(self) -> int:
         """Bytes the current message may still grow by."""
         return max(0, self.max_size - self._received)
