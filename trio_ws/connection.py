@@ -64,6 +64,7 @@ from .frames import (
 from .handshake import Headers
 from .logs import ConnectionLogger
 from .options import (
+    CANCELLED_CLOSE_GRACE,
     DEFAULT,
     DEFERRED_MESSAGES,
     FRAMES_PER_YIELD,
@@ -790,6 +791,10 @@ class WebSocketConnection(trio.abc.AsyncResource):
         except ConnectionClosed:
             return True  # the transport broke while sending Close: nothing to wait for
         except BaseException:
+            # Cancelled (the caller's scope, or a server going away): the
+            # Close frame still goes out if the transport takes it at once.
+            with trio.CancelScope(shield=True), trio.move_on_after(CANCELLED_CLOSE_GRACE):
+                await self._writer.finish()
             await trio.aclose_forcefully(self._stream)
             raise
 
@@ -867,7 +872,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
                     trio.CancelScope(shield=True),
                     trio.move_on_after(self._options.disconnect_timeout),
                 ):
-                    await self._writer.drain()  # our Close, or the echo of the peer's
+                    await self._writer.finish()  # our Close, or the echo of the peer's
                     self._writer.stop()
                     await self._stream.aclose()
             except (trio.BrokenResourceError, trio.ClosedResourceError):
