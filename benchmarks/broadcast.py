@@ -293,11 +293,11 @@ class Child:
 
 
 def run_one(
-    server: str, subscribers: int, idle_share: float, args: argparse.Namespace
+    server: str, subscribers: int, idle_share: float, size: int, args: argparse.Namespace
 ) -> dict[str, Any]:
     children: list[Child] = []
     try:
-        host = Child("serve", server, str(args.seconds), str(args.size))
+        host = Child("serve", server, str(args.seconds), str(size))
         children.append(host)
         port = int(host.line(30))
         per_client = subscribers // args.clients
@@ -349,6 +349,7 @@ def run_one(
     return {
         "server": server,
         "subscribers": subscribers,
+        "size": size,
         "idle": idle_per_client * args.clients,
         "published": published["published"],
         "delivered_per_s": received / max(1e-9, last - published["start"]),
@@ -369,14 +370,14 @@ def run_one(
 
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
-        "| server | subs | idle | published | delivered msg/s | per reader | p50 ms | p99 ms "
-        "| skipped | in broadcast() | server RSS MiB (base / peak / end) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| server | subs | idle | size | published | delivered msg/s | per reader "
+        "| p50 ms | p99 ms | skipped | in broadcast() | server RSS MiB (base / peak / end) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         skipped = r["skipped"]
         lines.append(
-            f"| {r['server']} | {r['subscribers']} | {r['idle']} | {r['published']} "
+            f"| {r['server']} | {r['subscribers']} | {r['idle']} | {r['size']} | {r['published']} "
             f"| {r['delivered_per_s']:,.0f} | {r['received_per_reader']:,.0f} "
             f"| {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {'-' if skipped is None else skipped} "
             f"| {r.get('inside_share', 0):.0%} "
@@ -392,20 +393,31 @@ def main() -> None:
     parser.add_argument("--servers", nargs="+", default=list(SERVERS), choices=SERVERS)
     parser.add_argument("--clients", type=int, default=4, help="subscriber processes")
     parser.add_argument("--seconds", type=float, default=5.0, help="publishing time per run")
-    parser.add_argument("--size", type=int, default=64, help="message size in bytes")
+    parser.add_argument("--size", type=int, default=1024, help="message size in bytes")
+    parser.add_argument(
+        "--memory-run",
+        type=int,
+        nargs=2,
+        default=[100, 32768],
+        metavar=("SUBSCRIBERS", "SIZE"),
+        help="then a run with 10%% idle and big messages, so that enough is published "
+        "per idle subscriber to overflow the kernel's socket buffers (0 0: none)",
+    )
     parser.add_argument("--quick", action="store_true", help="2 s runs")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
     if args.quick:
         args.seconds = 2.0
     raise_fd_limit(max(args.subscribers) + 1000)
+    runs = [(n, idle, args.size) for n in args.subscribers for idle in args.idle]
+    if args.memory_run[0]:
+        runs.append((args.memory_run[0], 0.1, args.memory_run[1]))
     rows = []
-    for subscribers in args.subscribers:
-        for idle in args.idle:
-            for server in args.servers:
-                row = run_one(server, subscribers, idle, args)
-                print(json.dumps(row), flush=True)
-                rows.append(row)
+    for subscribers, idle, size in runs:
+        for server in args.servers:
+            row = run_one(server, subscribers, idle, size, args)
+            print(json.dumps(row), flush=True)
+            rows.append(row)
     print(table(rows))
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))

@@ -159,18 +159,19 @@ def external_url(target: str) -> str | None:
         else:
             page = TRIO_PAGES.get(module, "reference-core.html")
         return f"{TRIO}{page}#{target}"
-    if target in sys.stdlib_module_names:  # a module itself, such as :mod:`ipaddress`
-        return f"{PYTHON_LIBRARY}{target}.html"
-    if top in sys.stdlib_module_names and "." in target:
-        # The longest prefix that is a module names the page: collections.abc.
+    if top in sys.stdlib_module_names:
+        # The longest prefix that is a module names the page (collections.abc
+        # for collections.abc.Sequence); a module itself (:mod:`ipaddress`,
+        # :mod:`collections.abc`) is the top of its page.
         parts = target.split(".")
-        for end in range(len(parts) - 1, 0, -1):
+        for end in range(len(parts), 0, -1):
             module = ".".join(parts[:end])
             try:
                 importlib.import_module(module)
             except ImportError:
                 continue
-            return f"{PYTHON_LIBRARY}{module}.html#{target}"
+            page = f"{PYTHON_LIBRARY}{module}.html"
+            return page if module == target else f"{page}#{target}"
     return None
 
 

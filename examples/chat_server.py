@@ -14,6 +14,7 @@ later"), and the page reconnects after a pause, as any client should.
 from __future__ import annotations
 
 import argparse
+import contextlib
 from urllib.parse import parse_qs, urlsplit
 
 import trio
@@ -111,19 +112,11 @@ class Chat:
 
 async def main(host: str, port: int) -> None:
     chat = Chat()
-    async with trio.open_nursery() as nursery:
-        server = await nursery.start(
-            lambda task_status: trio_ws.serve_websocket(
-                chat.handler,
-                host,
-                port,
-                None,
-                request_hook=chat.serve_page,
-                task_status=task_status,
-            )
-        )
-        print(f"chat server on ws://{host}:{server.port}/chat", flush=True)
-        print(f"chat page at http://{host}:{server.port}/?room=lobby", flush=True)
+    listeners = await trio.open_tcp_listeners(port, host=host)
+    server = trio_ws.WebSocketServer(chat.handler, listeners, request_hook=chat.serve_page)
+    print(f"chat server on ws://{host}:{server.port}/chat", flush=True)
+    print(f"chat page at http://{host}:{server.port}/?room=lobby", flush=True)
+    await server.run()  # until Ctrl-C
 
 
 if __name__ == "__main__":
@@ -131,4 +124,6 @@ if __name__ == "__main__":
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8766)
     args = parser.parse_args()
-    trio.run(main, args.host, args.port)
+    # Ctrl-C: clients get 1001 (going away), KeyboardInterrupt comes out as itself.
+    with contextlib.suppress(KeyboardInterrupt):
+        trio.run(main, args.host, args.port)

@@ -6,6 +6,7 @@ python examples/client.py ws://127.0.0.1:8765/ hello world
 from __future__ import annotations
 
 import argparse
+import contextlib
 
 import trio
 
@@ -24,4 +25,5 @@ if __name__ == "__main__":
     parser.add_argument("url")
     parser.add_argument("messages", nargs="+")
     args = parser.parse_args()
-    trio.run(main, args.url, args.messages)
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C closes with 1001, quietly
+        trio.run(main, args.url, args.messages)

@@ -6,6 +6,7 @@ python examples/echo_server.py --port 8765
 from __future__ import annotations
 
 import argparse
+import contextlib
 
 import trio
 
@@ -19,9 +20,11 @@ async def echo(request: trio_ws.WebSocketRequest) -> None:
 
 
 async def main(host: str, port: int) -> None:
-    async with trio.open_nursery() as nursery:
-        server = await nursery.start(trio_ws.serve_websocket, echo, host, port, None)
-        print(f"echo server on ws://{host}:{server.port}/", flush=True)
+    # No nursery of our own: server.run() is this task's own call, so Ctrl-C
+    # leaves it as a plain KeyboardInterrupt, not in an exception group.
+    server = trio_ws.WebSocketServer(echo, await trio.open_tcp_listeners(port, host=host))
+    print(f"echo server on ws://{host}:{server.port}/", flush=True)
+    await server.run()
 
 
 if __name__ == "__main__":
@@ -29,4 +32,6 @@ if __name__ == "__main__":
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765)
     args = parser.parse_args()
-    trio.run(main, args.host, args.port)
+    # Ctrl-C: clients get 1001 (going away), KeyboardInterrupt comes out as itself.
+    with contextlib.suppress(KeyboardInterrupt):
+        trio.run(main, args.host, args.port)

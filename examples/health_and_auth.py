@@ -11,6 +11,7 @@ plain HTTP ones, and may answer it itself.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hmac
 from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
@@ -48,13 +49,10 @@ async def echo(request: trio_ws.WebSocketRequest) -> None:
 
 
 async def main(host: str, port: int, token: str) -> None:
-    async with trio.open_nursery() as nursery:
-        server = await nursery.start(
-            lambda task_status: trio_ws.serve_websocket(
-                echo, host, port, None, request_hook=make_hook(token), task_status=task_status
-            )
-        )
-        print(f"listening on ws://{host}:{server.port}/ (health: /healthz)", flush=True)
+    listeners = await trio.open_tcp_listeners(port, host=host)
+    server = trio_ws.WebSocketServer(echo, listeners, request_hook=make_hook(token))
+    print(f"listening on ws://{host}:{server.port}/ (health: /healthz)", flush=True)
+    await server.run()  # until Ctrl-C
 
 
 if __name__ == "__main__":
@@ -63,4 +61,6 @@ if __name__ == "__main__":
     parser.add_argument("--port", type=int, default=8768)
     parser.add_argument("--token", required=True)
     args = parser.parse_args()
-    trio.run(main, args.host, args.port, args.token)
+    # Ctrl-C: clients get 1001 (going away), KeyboardInterrupt comes out as itself.
+    with contextlib.suppress(KeyboardInterrupt):
+        trio.run(main, args.host, args.port, args.token)

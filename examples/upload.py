@@ -12,6 +12,7 @@ one chunk at a time.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -61,9 +62,9 @@ async def serve(host: str, port: int, directory: Path) -> None:
     async def handler(request: trio_ws.WebSocketRequest) -> None:
         await receive_upload(request, directory)
 
-    async with trio.open_nursery() as nursery:
-        server = await nursery.start(trio_ws.serve_websocket, handler, host, port, None)
-        print(f"upload server on ws://{host}:{server.port}/upload/<name>", flush=True)
+    server = trio_ws.WebSocketServer(handler, await trio.open_tcp_listeners(port, host=host))
+    print(f"upload server on ws://{host}:{server.port}/upload/<name>", flush=True)
+    await server.run()  # until Ctrl-C
 
 
 if __name__ == "__main__":
@@ -77,7 +78,9 @@ if __name__ == "__main__":
     send_args.add_argument("url")
     send_args.add_argument("file", type=Path)
     args = parser.parse_args()
-    if args.command == "serve":
-        trio.run(serve, args.host, args.port, args.directory)
-    else:
-        trio.run(send, args.url, args.file)
+    # Ctrl-C: clients get 1001 (going away), KeyboardInterrupt comes out as itself.
+    with contextlib.suppress(KeyboardInterrupt):
+        if args.command == "serve":
+            trio.run(serve, args.host, args.port, args.directory)
+        else:
+            trio.run(send, args.url, args.file)

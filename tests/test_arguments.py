@@ -4,6 +4,7 @@ before any network traffic where the call makes that possible."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from functools import partial
 
 import pytest
 import trio
@@ -11,6 +12,7 @@ import trio
 import trio_ws
 
 from .conftest import HOST, echo_handler
+from .raw import http_exchange
 
 
 @pytest.fixture
@@ -159,3 +161,17 @@ async def test_server_shutdown_checks_its_reason_first(nursery: trio.Nursery) ->
             await server.shutdown(1001, "x" * 124)
         await ws.send_message("still served")
         assert await ws.get_message() == "still served"
+
+
+async def test_hook_response_headers_may_be_a_mapping(nursery: trio.Nursery) -> None:
+    async def hook(request: trio_ws.HTTPRequest) -> trio_ws.HTTPResponse:
+        return trio_ws.HTTPResponse(200, {"Content-Type": "text/plain", "Server": None}, b"ok\n")
+
+    server = await nursery.start(
+        partial(trio_ws.serve_websocket, request_hook=hook), echo_handler, HOST, 0, None
+    )
+    answer = await http_exchange(server.port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and body == b"ok\n"
+    assert b"\r\ncontent-type: text/plain" in head
+    assert b"\r\nserver:" not in head.lower()  # None removed the default

@@ -12,7 +12,7 @@ import trio.testing
 
 import trio_ws
 
-from .conftest import HOST, echo_handler
+from .conftest import HOST, CloseRecorder, echo_handler
 from .raw import (
     CLOSE,
     PING,
@@ -140,23 +140,12 @@ async def test_errors_are_not_wrapped_in_exception_groups(
 
 
 async def test_block_error_closes_with_1011(nursery: trio.Nursery) -> None:
-    codes: list[int] = []
-
-    async def record(request: trio_ws.WebSocketRequest) -> None:
-        ws = await request.accept()
-        try:
-            await ws.get_message()
-        except trio_ws.ConnectionClosed as exc:
-            codes.append(exc.reason.code)
-
+    record = CloseRecorder()
     server = await nursery.start(trio_ws.serve_websocket, record, HOST, 0, None)
     with pytest.raises(KeyError):
         async with trio_ws.open_websocket(HOST, server.port, "/", use_ssl=False):
             raise KeyError("boom")
-    with trio.fail_after(5):
-        while not codes:
-            await trio.sleep(0.01)
-    assert codes == [1011]
+    assert await record.wait_for(1) == [1011]
 
 
 async def test_cancelled_get_message_loses_nothing(nursery: trio.Nursery) -> None:
@@ -388,3 +377,28 @@ async def test_close_frame_without_code_ends_async_for_quietly(nursery: trio.Nur
             await trio.sleep(0.01)
     assert outcome == ["hi", "ended"]
     await stream.aclose()
+
+
+async def test_block_left_by_cancellation_closes_with_1001(nursery: trio.Nursery) -> None:
+    record = CloseRecorder()
+    server = await nursery.start(trio_ws.serve_websocket, record, HOST, 0, None)
+    with trio.move_on_after(0.2):
+        async with trio_ws.open_websocket(HOST, server.port, "/", use_ssl=False):
+            await trio.sleep_forever()
+    assert await record.wait_for(1) == [1001]  # going away, not the normal closure of before
+
+
+async def test_a_cancelled_sender_gets_cancelled_not_the_close_it_caused(
+    echo_server: trio_ws.WebSocketServer,
+) -> None:
+    # The reader closes with 1001 when the cancellation reaches it first; a
+    # send in the same cancelled block used to raise ConnectionClosedOK
+    # (1001), which the cancel scope does not catch, instead of Cancelled.
+    with trio.CancelScope() as scope:
+        async with trio_ws.open_websocket(HOST, echo_server.port, "/", use_ssl=False) as ws:
+            scope.cancel()
+            with trio.CancelScope(shield=True):
+                await trio.sleep(0.1)  # the reader sees the cancellation first
+            assert ws.closed is not None and ws.closed.code == 1001
+            await ws.send_message("too late")
+    assert scope.cancelled_caught

@@ -4,6 +4,7 @@ receives and the ConnectionClosedOK / ConnectionClosedError split."""
 
 from __future__ import annotations
 
+import typing
 from functools import partial
 
 import pytest
@@ -224,6 +225,12 @@ async def test_get_text_and_get_bytes(echo_server: trio_ws.WebSocketServer) -> N
         assert await ws.get_text() == "after"
 
 
+def test_typed_receives_are_annotated_for_mypy() -> None:
+    hints = typing.get_type_hints
+    assert hints(trio_ws.WebSocketConnection.get_text)["return"] is str
+    assert hints(trio_ws.WebSocketConnection.get_bytes)["return"] is bytes
+
+
 async def test_connection_closed_ok_and_error(nursery: trio.Nursery) -> None:
     async def handler(request: trio_ws.WebSocketRequest) -> None:
         ws = await request.accept()
@@ -252,6 +259,8 @@ def test_connection_closed_picks_its_subclass_from_the_code() -> None:
         exc = trio_ws.ConnectionClosed(trio_ws.CloseReason(code, None))
         assert type(exc) is trio_ws.ConnectionClosedError
     assert {1000, 1001} <= NORMAL_CODES
+    # Without a reason (trio-websocket allowed None) it is an error close.
+    assert type(trio_ws.ConnectionClosed(None)) is trio_ws.ConnectionClosedError  # type: ignore[arg-type]
     # Constructing a subclass directly keeps it.
     exc = trio_ws.ConnectionClosedError(trio_ws.CloseReason(1000, None))
     assert type(exc) is trio_ws.ConnectionClosedError

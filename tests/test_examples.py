@@ -35,19 +35,28 @@ class Program:
         return match
 
 
-async def start(nursery: trio.Nursery, *args: str) -> Program:
+async def start(nursery: trio.Nursery, *args: str, stderr: bool = False) -> Program:
+    """Start ``python *args`` with stdin and stdout (and, with *stderr*, stderr) piped."""
     process = await nursery.start(
         lambda task_status: trio.run_process(
             [sys.executable, *args],
             stdout=subprocess.PIPE,
             stdin=subprocess.PIPE,
+            stderr=subprocess.PIPE if stderr else None,
             cwd=ROOT,
             check=False,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            # A shell's background job ignores SIGINT, and a Python started
+            # that way has no KeyboardInterrupt: give the child the default.
+            preexec_fn=_default_sigint,
             task_status=task_status,
         )
     )
     return Program(process)
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 async def run(*args: str, stdin: bytes = b"") -> str:
@@ -156,7 +165,7 @@ async def test_plain_http_and_websocket_on_one_port(nursery: trio.Nursery) -> No
         async with trio_ws.open_websocket_url(f"ws://127.0.0.1:{port}/elsewhere"):
             pass  # pragma: no cover
     assert info.value.status_code == 404
-    server.process.terminate()
+    server.process.terminate()  # tests/test_cli.py tests its Ctrl-C
 
 
 async def test_authentication_ticket_cookie_and_first_message(nursery: trio.Nursery) -> None:
@@ -193,7 +202,16 @@ async def test_authentication_ticket_cookie_and_first_message(nursery: trio.Nurs
         with pytest.raises(trio_ws.ConnectionClosed) as closed:
             await ws.get_message()
     assert closed.value.reason.code == 1008
-    server.process.terminate()
+    # Ctrl-C: the connected client gets 1001 and the server exits quietly.
+    async with trio_ws.open_websocket_url(url) as ws:
+        await ws.send_message("s3ss10n-alice")
+        assert await ws.get_message() == "hello alice"
+        server.process.send_signal(signal.SIGINT)
+        with trio.fail_after(10), pytest.raises(trio_ws.ConnectionClosed) as closed:
+            await ws.get_message()
+    assert closed.value.reason.code == 1001
+    with trio.fail_after(10):
+        assert await server.process.wait() == 0  # an exception group would exit 1
 
 
 async def test_tls_example() -> None:

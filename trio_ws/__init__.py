@@ -27,7 +27,7 @@ from .exceptions import (
 from .http import HTTPRequest, HTTPResponse
 from .options import VERSION
 from .outgoing import PreparedMessage
-from .reconnect import reconnecting_websocket
+from .reconnect import Reconnector, reconnecting_websocket
 from .rooms import Rooms
 from .server import WebSocketRequest, WebSocketServer, serve_websocket, wrap_server_stream
 from .values import CloseReason, Endpoint
@@ -50,6 +50,7 @@ __all__ = [
     "HandshakeError",
     "MessageTypeError",
     "PreparedMessage",
+    "Reconnector",
     "Rooms",
     "SlowConsumer",
     "WebSocketConnection",

@@ -12,14 +12,42 @@ import argparse
 import os
 import ssl
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import trio
 
 from .client import open_websocket_url
 from .connection import WebSocketConnection
 from .exceptions import ConnectionClosed, HandshakeError
+from .groups import one_error
+from .options import CLI_PIPE_LINGER_MAX, CLI_QUIET_SECONDS, DEFAULT_SHUTDOWN_TIMEOUT
+from .runner import RunnerConfig, run_runner
 from .server import WebSocketRequest, serve_websocket
+
+#: Exit status after Ctrl-C: 128 + SIGINT, as shells report a program the
+#: signal stopped. The program exits quietly (no traceback).
+EXIT_INTERRUPTED = 130
+#: Exit status for a command line that makes no sense (bad URL, bad option).
+EXIT_USAGE = 2
+
+DESCRIPTION = """\
+A WebSocket client and echo server on the command line.
+
+  python -m trio_ws URL        interactive client: each line typed is sent as
+                               a text message; messages received are printed
+  python -m trio_ws serve      run an echo server
+  python -m trio_ws serve MODULE:HANDLER --workers N
+                               serve a handler in N processes on one port
+  python -m trio_ws demo       run a server and a client in one process
+
+Run "python -m trio_ws COMMAND --help" for a command's options.
+"""
+
+EPILOG = """\
+exit status: 0 after a normal close, 1 if connecting or the connection
+failed, 2 for a bad command line or URL, 130 after Ctrl-C (the client closes
+with 1001, going away; the server closes its connections with 1001).
+"""
 
 
 async def echo(request: WebSocketRequest) -> None:
@@ -46,38 +74,70 @@ def _client_context(args: argparse.Namespace) -> ssl.SSLContext | None:
     return context
 
 
-async def _print_messages(ws: WebSocketConnection, out: trio.abc.SendStream) -> None:
+async def _print_messages(
+    ws: WebSocketConnection, out: trio.abc.SendStream, arrived: Callable[[], None]
+) -> None:
     async for message in ws:
+        arrived()
         text = message if isinstance(message, str) else f"<{len(message)} bytes: {message[:32]!r}>"
         await out.send_all(f"< {text}\n".encode())
 
 
+async def _wait_for_answers(linger: float | None, last_arrival: list[float]) -> None:
+    """After the end of input: sleep *linger* seconds if given; with piped
+    input, wait until no message has come for CLI_QUIET_SECONDS (at most
+    CLI_PIPE_LINGER_MAX), so the answers to the last lines are printed."""
+    if linger is not None:
+        await trio.sleep(linger)
+        return
+    if os.isatty(sys.stdin.fileno()):
+        return  # someone typed Ctrl-D: they have seen the answers
+    give_up = trio.current_time() + CLI_PIPE_LINGER_MAX
+    while True:
+        wake = min(last_arrival[0] + CLI_QUIET_SECONDS, give_up)
+        if trio.current_time() >= wake:
+            return
+        await trio.sleep_until(wake)
+
+
 async def run_client(args: argparse.Namespace) -> int:
-    stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
-    stdout = trio.lowlevel.FdStream(os.dup(sys.stdout.fileno()))
-    try:
-        async with open_websocket_url(
+    try:  # a bad URL is found here, before any network
+        connecting = open_websocket_url(
             args.url,
             _client_context(args),
             subprotocols=args.subprotocol or None,
             extra_headers=args.header,
-        ) as ws:
+        )
+    except (ValueError, TypeError) as exc:
+        print(f"python -m trio_ws: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
+    stdout = trio.lowlevel.FdStream(os.dup(sys.stdout.fileno()))
+    try:
+        async with connecting as ws:
             await stdout.send_all(f"connected to {args.url}; Ctrl-D to close\n".encode())
-            async with trio.open_nursery() as nursery:
+            last_arrival = [trio.current_time()]
 
-                async def show_then_stop() -> None:
-                    await _print_messages(ws, stdout)
+            def arrived() -> None:
+                last_arrival[0] = trio.current_time()
+
+            with one_error():
+                async with trio.open_nursery() as nursery:
+
+                    async def show_then_stop() -> None:
+                        await _print_messages(ws, stdout, arrived)
+                        nursery.cancel_scope.cancel()
+
+                    nursery.start_soon(show_then_stop)
+                    buffered = b""
+                    while chunk := await stdin.receive_some():
+                        buffered += chunk
+                        *lines, buffered = buffered.split(b"\n")
+                        for line in lines:
+                            await ws.send_message(line.decode(errors="replace"))
+                    arrived()  # the quiet time counts from the end of input
+                    await _wait_for_answers(args.linger, last_arrival)
                     nursery.cancel_scope.cancel()
-
-                nursery.start_soon(show_then_stop)
-                buffered = b""
-                while chunk := await stdin.receive_some():
-                    buffered += chunk
-                    *lines, buffered = buffered.split(b"\n")
-                    for line in lines:
-                        await ws.send_message(line.decode(errors="replace"))
-                await trio.sleep(args.linger)  # let answers to the last lines arrive
-                nursery.cancel_scope.cancel()
         print(f"closed: {ws.closed}", file=sys.stderr)
         return 0
     except (HandshakeError, ConnectionClosed, OSError) as exc:
@@ -89,6 +149,12 @@ async def run_client(args: argparse.Namespace) -> int:
 
 
 async def run_server(args: argparse.Namespace) -> int:
+    if args.handler is not None or args.workers != 1:
+        try:
+            return await run_runner(runner_config(args))
+        except (ValueError, ImportError, OSError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     context = None
     if args.certfile:
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -125,11 +191,33 @@ async def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def runner_config(args: argparse.Namespace) -> RunnerConfig:
+    """The runner's settings from ``serve``'s arguments (TLS is not offered there)."""
+    if args.certfile:
+        raise SystemExit("error: --certfile is not supported with MODULE:HANDLER or --workers")
+    return RunnerConfig(
+        args.handler or "trio_ws.cli:echo",
+        args.host,
+        args.port,
+        args.workers,
+        args.shutdown_timeout,
+        args.max_message_size,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m trio_ws", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m trio_ws",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command")
 
-    serve = sub.add_parser("serve", help="run an echo server")
+    serve = sub.add_parser("serve", help="run an echo server, or MODULE:HANDLER in workers")
+    serve.add_argument("handler", nargs="?", help="MODULE:HANDLER to serve (default: echo)")
+    serve.add_argument("--workers", type=int, default=1, help="worker processes on one port")
+    serve.add_argument("--shutdown-timeout", type=float, default=DEFAULT_SHUTDOWN_TIMEOUT)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8765)
     serve.add_argument("--certfile", help="PEM certificate chain: serve wss://")
@@ -138,7 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("demo", help="run a server and a client in one process, then exit")
 
-    client = sub.add_parser("connect", help="interactive client (the default command)")
+    client = sub.add_parser(
+        "connect", help="interactive client (the default command)", epilog=EPILOG
+    )
     client.add_argument("url", help="ws:// or wss:// URL")
     client.add_argument(
         "--header",
@@ -157,8 +247,12 @@ def build_parser() -> argparse.ArgumentParser:
     client.add_argument(
         "--linger",
         type=float,
-        default=0.0,
-        help="seconds to keep printing after end of input (default 0)",
+        default=None,
+        help=(
+            "seconds to keep printing after end of input (default: none when typing; "
+            f"with piped input, until no message came for {CLI_QUIET_SECONDS} s, "
+            f"at most {CLI_PIPE_LINGER_MAX:g} s)"
+        ),
     )
     return parser
 
@@ -173,6 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         build_parser().print_help()
         return 2
     try:
-        return trio.run(runner, args)
+        with one_error():
+            return trio.run(runner, args)
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED  # quietly: Ctrl-C is how these programs stop

@@ -16,12 +16,13 @@ from urllib.parse import urlsplit
 
 import trio
 
-from .close_codes import GOING_AWAY, INTERNAL_ERROR, NORMAL_CLOSURE
+from .close_codes import NORMAL_CLOSURE, leaving_code
 from .compression import DeflateOptions, NegotiationError, PerMessageDeflate
 from .connection import WebSocketConnection
 from .exceptions import ConnectionTimeout, DisconnectionTimeout, HandshakeError
 from .groups import one_error, only_cancelled
-from .handshake import HeaderInput, check_subprotocols, client_handshake, normalize_headers
+from .handshake import check_subprotocols, client_handshake, normalize_headers
+from .http import HeaderInput
 from .options import (
     DEFAULT,
     DEFAULT_COMPRESSION,
@@ -441,7 +442,7 @@ async def _owned_connection(
                         yield connection
                     except BaseException as exc:
                         error = exc
-                        code = _leaving_code(exc)
+                        code = leaving_code(exc)
                     try:
                         finished_in_time = await connection._close(code, None)
                     except BaseException as exc:
@@ -454,10 +455,3 @@ async def _owned_connection(
         raise error
     if not finished_in_time:
         raise DisconnectionTimeout("the closing handshake did not finish in time")
-
-
-def _leaving_code(error: BaseException) -> int:
-    """The close code for a block left by *error*: 1011 for a failure,
-    1001 (going away) when cancelled or interrupted, as the reader says if
-    the cancellation reaches it first."""
-    return INTERNAL_ERROR if isinstance(error, Exception) else GOING_AWAY

@@ -54,6 +54,16 @@ def code_name(code: int) -> str:
     return "INVALID_CODE"
 
 
+def leaving_code(error: BaseException) -> int:
+    """The code to close with when a block that owns a connection ends by *error*.
+
+    1011 for a failure; 1001 (going away) when it was cancelled or
+    interrupted (Ctrl-C), as the connection's reader also says when the
+    cancellation reaches it first.
+    """
+    return INTERNAL_ERROR if isinstance(error, Exception) else GOING_AWAY
+
+
 def check_sendable(code: int, reason: str | None = None) -> None:
     """Raise ``ValueError`` unless an application may send *code* and *reason* itself.
 

@@ -222,7 +222,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         self._backlog = 0
         # try_send_message: messages waiting for a stream to finish, their
         # payload bytes, and the messages refused for want of room.
-        self._deferred: list[tuple[PreparedMessage, bool]] = []
+        self._deferred: list[tuple[PreparedMessage, bool]] | None = None  # made when needed
         self._deferred_size = 0
         self._skipped = 0
         self._close_callbacks: dict[Callable[[WebSocketConnection], object], None] | None = None
@@ -550,6 +550,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
                 self._skipped += 1
                 return False
             if not self._deferred:
+                self._deferred = []
                 self._spawn(self._send_deferred)
             self._deferred.append((prepared, compress))
             self._deferred_size += len(prepared)
@@ -567,7 +568,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
     async def _send_deferred(self) -> None:
         """Queue the messages try_send_message held back, once the lock is free."""
         async with _fast(self._message_lock):
-            deferred, self._deferred, self._deferred_size = self._deferred, [], 0
+            deferred, self._deferred, self._deferred_size = self._deferred or [], None, 0
             with contextlib.suppress(ConnectionClosed):
                 self._check_open()
                 for prepared, compress in deferred:
@@ -694,13 +695,19 @@ class WebSocketConnection(trio.abc.AsyncResource):
             raise ConnectionClosed(self._reason())
 
     async def _wait_for_room(self) -> None:
-        """Wait for room in the write buffer; raise if the connection is closed."""
+        """Wait for room in the write buffer; raise if the connection is closed.
+
+        A sender that is itself cancelled gets ``Cancelled``, never the
+        ConnectionClosed (1001) that the same cancellation may already have
+        caused by reaching the reader first: its cancel scope catches the one
+        and not the other.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
         self._check_open()
         if self._writer.full:
             await self._writer.wait_for_room()
-            self._check_open()
-        else:
             await trio.lowlevel.checkpoint_if_cancelled()
+            self._check_open()
 
     async def _send(self, event: Event) -> None:
         """Queue a frame through wsproto (fragments, pings, pongs)."""
@@ -838,6 +845,8 @@ class WebSocketConnection(trio.abc.AsyncResource):
             await self._writer.drain()
         await trio.aclose_forcefully(self._stream)
 
+    # Ctrl-C reaches the main task at a checkpoint, never mid-frame here.
+    @trio.lowlevel.enable_ki_protection
     async def _reader_task(self) -> None:
         """Read until the connection closes; never raises except Cancelled."""
         try:

@@ -26,7 +26,8 @@ class ConnectionClosed(Exception):
 
     def __new__(cls, reason: CloseReason) -> ConnectionClosed:
         if cls is ConnectionClosed:
-            cls = ConnectionClosedOK if reason.code in NORMAL_CODES else ConnectionClosedError
+            normal = getattr(reason, "code", None) in NORMAL_CODES
+            cls = ConnectionClosedOK if normal else ConnectionClosedError
         return super().__new__(cls, reason)
 
     def __init__(self, reason: CloseReason) -> None:

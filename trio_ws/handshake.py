@@ -19,7 +19,7 @@ import h11
 import trio
 
 from .exceptions import ConnectionRejected, HandshakeError
-from .http import HTTPRequest
+from .http import HeaderInput, HTTPRequest
 from .options import (
     DEFAULT_USER_AGENT,
     MAX_HANDSHAKE_HEAD_SIZE,
@@ -29,14 +29,6 @@ from .options import (
 from .values import socket_endpoints
 
 Headers = list[tuple[bytes, bytes]]
-#: Extra headers as users give them: a mapping or a sequence of ``(name,
-#: value)`` pairs, names and values ``str`` or ``bytes``; a ``None`` value
-#: means "do not send this header" (say, a default ``User-Agent``).
-HeaderInput = (
-    Mapping[str, bytes | str | None]
-    | Mapping[bytes, bytes | str | None]
-    | Sequence[tuple[bytes | str, bytes | str | None]]
-)
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _VERSION = b"13"

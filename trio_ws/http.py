@@ -6,12 +6,21 @@ header or a query parameter is read the same way before and after the hook.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from .values import Endpoint
+
+#: Headers as users give them: a mapping or a sequence of ``(name, value)``
+#: pairs, names and values ``str`` or ``bytes``; a ``None`` value means "do
+#: not send this header" (say, a default ``User-Agent`` or ``Server``).
+HeaderInput = (
+    Mapping[str, bytes | str | None]
+    | Mapping[bytes, bytes | str | None]
+    | Sequence[tuple[bytes | str, bytes | str | None]]
+)
 
 
 def header_value(headers: Sequence[tuple[bytes, bytes]], name: str) -> str | None:
@@ -73,9 +82,10 @@ class HTTPResponse:
     """A plain HTTP answer a request hook sends instead of upgrading.
 
     ``Content-Length`` and ``Connection: close`` are added; the server
-    closes the connection after sending it.
+    closes the connection after sending it. *headers* take the same forms
+    as ``extra_headers`` elsewhere: a mapping or ``(name, value)`` pairs.
     """
 
     status_code: int
-    headers: Sequence[tuple[bytes | str, bytes | str]] = ()
+    headers: HeaderInput = ()
     body: bytes = b""

@@ -27,8 +27,9 @@ _ids = itertools.count(1)
 #: The logger trio-websocket logs to; trio_ws's loggers sit below it.
 COMPAT_LOGGER = "trio-websocket"
 
-# Logger.parent is public and documented; it only changes when a logger
-# higher up in the same dotted name is created, and "trio_ws" has none.
+# Logger.parent is a plain attribute that logging maintains itself: it is
+# reassigned only when a logger higher up in the same dotted name is created,
+# and "trio_ws" has none (the root aside), so the link stays.
 logging.getLogger("trio_ws").parent = logging.getLogger(COMPAT_LOGGER)
 
 if TYPE_CHECKING:

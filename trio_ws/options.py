@@ -104,6 +104,12 @@ DEFAULT_PING_TIMEOUT: float | None = 20.0
 #: Seconds a server's graceful shutdown waits for handlers before cancelling them.
 DEFAULT_SHUTDOWN_TIMEOUT = 10.0
 
+#: With piped (not interactive) input, the command-line client waits after
+#: the end of input until no message has arrived for CLI_QUIET_SECONDS, and
+#: at most CLI_PIPE_LINGER_MAX seconds, so the answers to the last lines print.
+CLI_QUIET_SECONDS = 0.5
+CLI_PIPE_LINGER_MAX = 10.0
+
 #: Largest HTTP request or response head (request line and headers) accepted
 #: during the opening handshake; a server answers a bigger one with 431.
 MAX_HANDSHAKE_HEAD_SIZE = 16 * KiB
@@ -168,3 +174,35 @@ class ConnectionOptions:
         """
         messages = (self.message_queue_size + 2) * self.max_message_size
         return messages + 2 * self.receive_buffer_size
+
+
+#: The runner restarts a worker that died after this many seconds, doubling
+#: the delay on each further death up to RESTART_MAX_DELAY; a worker that
+#: stayed up for RESTART_MAX_DELAY resets the delay.
+RESTART_INITIAL_DELAY = 0.5
+RESTART_MAX_DELAY = 30.0
+
+#: Seconds the runner waits, beyond the shutdown timeout, for a worker to
+#: exit after SIGTERM before it kills the worker.
+WORKER_EXIT_GRACE = 5.0
+
+#: Broker events (messages and gap signals) that may wait for the task that
+#: delivers them to rooms; more are dropped, and the gap is signalled.
+BROKER_BUFFER_SIZE = 10_000
+
+#: Seconds before reconnecting to the broker: a random delay up to this at
+#: first, doubling on each failure up to BROKER_MAX_DELAY.
+BROKER_INITIAL_DELAY = 0.1
+BROKER_MAX_DELAY = 10.0
+
+#: Entries kept in each room's Redis stream (``XADD ... MAXLEN ~``): how far
+#: behind a worker may fall, or how long it may be away, and still resume
+#: without loss.
+REDIS_STREAM_MAXLEN = 10_000
+
+#: Entries one XREAD asks for (at most the cap), and how long it blocks.
+REDIS_STREAM_BATCH = 500
+REDIS_STREAM_BLOCK = 0.25
+
+#: Seconds allowed to connect to Redis.
+REDIS_CONNECT_TIMEOUT = 5.0

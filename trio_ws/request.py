@@ -19,7 +19,6 @@ from .connection import WebSocketConnection
 from .exceptions import ConnectionClosed, HandshakeError
 from .handshake import (
     BadRequest,
-    HeaderInput,
     Headers,
     PeerGone,
     UpgradeRequest,
@@ -30,7 +29,7 @@ from .handshake import (
     read_request,
     rejection,
 )
-from .http import HTTPRequest, HTTPResponse, header_value, query_params
+from .http import HeaderInput, HTTPRequest, HTTPResponse, header_value, query_params
 from .options import DEFAULT_SERVER_HEADER, ConnectionOptions
 from .size_limit import MessageSizeLimit
 from .values import CloseReason, Endpoint, socket_endpoints
@@ -245,15 +244,15 @@ async def receive_request(
     screen: Callable[[HTTPRequest], Awaitable[HTTPResponse | None]] | None = None,
     *,
     subprotocols: SubprotocolChoice | None = None,
-    server_header: str | None = DEFAULT_SERVER_HEADER,
+    default_headers: Headers | None = None,
 ) -> WebSocketRequest:
     """Read the upgrade request; answer a bad one, close and raise HandshakeError.
 
     *screen* sees the request first and may answer it instead (the server's
     request hook, origin check and connection limit). Every answer carries
-    *server_header* as ``Server`` unless it is ``None`` or the answer sets one.
+    the *default_headers* (see :func:`server_headers`) it does not set itself.
     """
-    defaults = server_headers(server_header)
+    defaults = default_headers or []
     try:
         request = await read_request(stream, options.receive_buffer_size)
         response = await screen(request) if screen is not None else None
@@ -279,8 +278,11 @@ async def receive_request(
     )
 
 
-def server_headers(server_header: str | None) -> Headers:
-    """The headers a server adds to its answers by default: ``Server``, if any."""
+def server_headers(server_header: str | None = DEFAULT_SERVER_HEADER) -> Headers:
+    """The headers a server adds to its answers by default: ``Server``, if any.
+
+    A server computes them once, not per connection.
+    """
     return [] if server_header is None else normalize_headers([(b"server", server_header)])
 
 

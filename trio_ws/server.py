@@ -25,6 +25,7 @@ from .connection import WebSocketConnection
 from .exceptions import ConnectionClosed, HandshakeError
 from .groups import one_error
 from .http import HTTPRequest, HTTPResponse
+from .listeners import open_reuse_port_listeners
 from .options import (
     DEFAULT_COMPRESSION,
     DEFAULT_CONNECT_TIMEOUT,
@@ -44,6 +45,7 @@ from .request import (
     SubprotocolChoice,
     WebSocketRequest,
     receive_request,
+    server_headers,
     server_subprotocols,
 )
 from .values import Endpoint, address_endpoint
@@ -94,7 +96,7 @@ class WebSocketServer:
         self._origins = None if origins is None else frozenset(origins)
         self._max_connections = max_connections
         self._subprotocols = server_subprotocols(subprotocols)
-        self._server_header = server_header
+        self._default_headers = server_headers(server_header)
         self._streams = 0  # TCP connections being served, handshaking or open
         self._connections: set[WebSocketConnection] = set()
         self._snapshot: frozenset[WebSocketConnection] | None = None  # of _connections
@@ -234,6 +236,11 @@ class WebSocketServer:
             return HTTPResponse(503, [(b"retry-after", b"5")], b"too many connections\n")
         return None
 
+    # Ctrl-C must not land in the middle of a handshake (say, after the 101
+    # went out but before the connection exists, which the client then sees
+    # as 1006): Trio delivers it to the main task at its next checkpoint
+    # instead, the server is cancelled, and every connection gets 1001.
+    @trio.lowlevel.enable_ki_protection
     async def _serve_stream(self, stream: trio.abc.Stream) -> None:
         self._streams += 1
         self._idle = trio.Event() if self._idle.is_set() else self._idle
@@ -263,7 +270,7 @@ class WebSocketServer:
                         self._options,
                         self._screen,
                         subprotocols=self._subprotocols,
-                        server_header=self._server_header,
+                        default_headers=self._default_headers,
                     )
                 except HandshakeError as exc:
                     logger.debug("%s", exc)
@@ -329,6 +336,7 @@ async def serve_websocket(
     ping_interval: float | None = DEFAULT_PING_INTERVAL,
     ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
     unix_socket: str | None = None,
+    reuse_port: bool = False,
     task_status: trio.TaskStatus[WebSocketServer] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Listen on *host*:*port* and serve each connection with *handler*.
@@ -345,6 +353,12 @@ async def serve_websocket(
     proposals and returns one or ``None``) chooses the subprotocol when the
     handler calls ``accept()`` without one. *server_header* is the ``Server``
     header of every answer; ``None`` sends none.
+
+    *reuse_port* sets ``SO_REUSEPORT`` before binding, so that several
+    processes can serve one port (see "Scaling out" in the docs); where the
+    platform lacks it, ``OSError`` says so. To serve a socket you made
+    yourself, wrap it in :class:`trio.SocketListener` and give it to
+    :class:`WebSocketServer`.
     """
     if unix_socket is not None:
         listeners: Sequence[trio.abc.Listener[trio.abc.Stream]] = [
@@ -352,6 +366,10 @@ async def serve_websocket(
         ]
         if ssl_context is not None:
             listeners = [trio.SSLListener(listeners[0], ssl_context, https_compatible=True)]
+    elif reuse_port:
+        listeners = await open_reuse_port_listeners(port, host=host)
+        if ssl_context is not None:
+            listeners = [trio.SSLListener(x, ssl_context, https_compatible=True) for x in listeners]
     elif ssl_context is None:
         listeners = await trio.open_tcp_listeners(port, host=host)
     else:
@@ -429,5 +447,5 @@ async def wrap_server_stream(
         stream,
         options,
         subprotocols=server_subprotocols(subprotocols),
-        server_header=server_header,
+        default_headers=server_headers(server_header),
     )

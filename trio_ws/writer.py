@@ -176,6 +176,8 @@ class FrameWriter:
         """Drop frames queued from now on: the transport is being closed."""
         self._stopping = True
 
+    # Ctrl-C reaches the main task at a checkpoint, never mid-frame here.
+    @trio.lowlevel.enable_ki_protection
     async def _run(self) -> None:
         """Write until nothing is left; never raises except Cancelled."""
         try:
