@@ -70,6 +70,7 @@ from .options import (
     FRAMES_PER_YIELD,
     READS_PER_YIELD,
     WRITE_BUFFER_SIZE,
+    WRITE_NOW_AFTER_COMPRESSING,
     ConnectionOptions,
     _Default,
 )
@@ -507,6 +508,11 @@ class WebSocketConnection(trio.abc.AsyncResource):
         """Frame a whole message and hand it to the writer (see FrameWriter.send)."""
         self._log.message(">", opcode == OPCODE_TEXT, size)
         frame = encode_message(opcode, payload, rsv1=compressed, mask=self._is_client)
+        if compressed and size >= WRITE_NOW_AFTER_COMPRESSING:
+            # Compressing took far longer than a write: holding the frame for
+            # company would leave the peer idle while we compress the next one.
+            self._writer.put(*frame)
+            return
         # A reply to a message still queued is likely to follow this one.
         await self._writer.send(*frame, more_coming=self._backlog > 0)
 

@@ -90,6 +90,12 @@ CORK_FRAMES = 32
 #: are written as they are, without a copy.
 WRITE_JOIN_LIMIT = 64 * KiB
 
+#: A message of at least this many bytes that was just compressed is written
+#: at once if the writer is idle, not held for other frames to join it: its
+#: compression took far longer than a system call, and a sender compressing
+#: its next message meanwhile would leave the peer waiting.
+WRITE_NOW_AFTER_COMPRESSING = 16 * KiB
+
 #: A reader whose reads never have to wait (data keeps arriving) yields to
 #: other tasks after this many of them.
 READS_PER_YIELD = 16
