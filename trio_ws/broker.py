@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import trio
 
-from .groups import leaves, real_error
+from .groups import leaves, one_error, real_error
 from .options import BROKER_BUFFER_SIZE, BROKER_INITIAL_DELAY, BROKER_MAX_DELAY
 from .stats import WorkerStats
 
@@ -159,14 +159,16 @@ class Broker(abc.ABC):
 
         ``nursery.start(broker.run)`` returns once the first connection is
         up (wrap it in :func:`trio.fail_after` to bound that). Lost
-        connections are logged and retried forever; other errors propagate.
+        connections are logged and retried forever; other errors propagate,
+        as themselves rather than in an exception group.
         """
         delay = self._initial_delay
         self._started = False
         while True:
             self._was_up = False
             try:
-                await self._session(task_status)
+                with one_error():  # coredis nests groups: raise the real error
+                    await self._session(task_status)
             except BaseException as exc:
                 if not self._is_connection_error(exc):
                     raise
