@@ -178,7 +178,8 @@ async def test_slow_consumer_closed_with_1013_by_default(hub: Hub) -> None:
         reader_side = slow_side = None
         # The connections on the server side, told apart by their remote port.
         for ws in hub.connections:
-            assert ws.remote is not None and slow.local is not None
+            assert isinstance(ws.remote, trio_ws.Endpoint)
+            assert isinstance(slow.local, trio_ws.Endpoint)
             if ws.remote.port == slow.local.port:
                 slow_side = ws
             else:
@@ -371,3 +372,22 @@ async def test_close_callbacks_run_once_and_at_once_when_closed(hub: Hub) -> Non
         with trio.fail_after(10), pytest.raises(trio_ws.ConnectionClosed) as info:
             await client.get_message()
         assert info.value.reason.code == 1013
+
+
+async def test_broadcast_from_clients_masks_each_frame(
+    echo_server: trio_ws.WebSocketServer,
+) -> None:
+    """Client frames must be masked, each with its own key: nothing is
+    shared, and the echo server decodes every one (compressed or not)."""
+    url = f"ws://{HOST}:{echo_server.port}/"
+    async with (
+        trio_ws.open_websocket_url(url) as compressed,
+        trio_ws.open_websocket_url(url, compression=None) as plain,
+    ):
+        prepared = PreparedMessage("from a client " * 20)
+        for _ in range(3):
+            assert broadcast([compressed, plain], prepared) == 2
+        with trio.fail_after(10):
+            for ws in (compressed, plain):
+                for _ in range(3):
+                    assert await ws.get_message() == "from a client " * 20

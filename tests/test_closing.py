@@ -386,3 +386,19 @@ async def test_block_left_by_cancellation_closes_with_1001(nursery: trio.Nursery
         async with trio_ws.open_websocket(HOST, server.port, "/", use_ssl=False):
             await trio.sleep_forever()
     assert await record.wait_for(1) == [1001]  # going away, not the normal closure of before
+
+
+async def test_a_cancelled_sender_gets_cancelled_not_the_close_it_caused(
+    echo_server: trio_ws.WebSocketServer,
+) -> None:
+    # The reader closes with 1001 when the cancellation reaches it first; a
+    # send in the same cancelled block used to raise ConnectionClosedOK
+    # (1001), which the cancel scope does not catch, instead of Cancelled.
+    with trio.CancelScope() as scope:
+        async with trio_ws.open_websocket(HOST, echo_server.port, "/", use_ssl=False) as ws:
+            scope.cancel()
+            with trio.CancelScope(shield=True):
+                await trio.sleep(0.1)  # the reader sees the cancellation first
+            assert ws.closed is not None and ws.closed.code == 1001
+            await ws.send_message("too late")
+    assert scope.cancelled_caught

@@ -689,13 +689,19 @@ class WebSocketConnection(trio.abc.AsyncResource):
             raise ConnectionClosed(self._reason())
 
     async def _wait_for_room(self) -> None:
-        """Wait for room in the write buffer; raise if the connection is closed."""
+        """Wait for room in the write buffer; raise if the connection is closed.
+
+        A sender that is itself cancelled gets ``Cancelled``, never the
+        ConnectionClosed (1001) that the same cancellation may already have
+        caused by reaching the reader first: its cancel scope catches the one
+        and not the other.
+        """
+        await trio.lowlevel.checkpoint_if_cancelled()
         self._check_open()
         if self._writer.full:
             await self._writer.wait_for_room()
-            self._check_open()
-        else:
             await trio.lowlevel.checkpoint_if_cancelled()
+            self._check_open()
 
     async def _send(self, event: Event) -> None:
         """Queue a frame through wsproto (fragments, pings, pongs)."""
