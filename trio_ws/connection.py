@@ -64,11 +64,13 @@ from .frames import (
 from .handshake import Headers
 from .logs import ConnectionLogger
 from .options import (
+    CANCELLED_CLOSE_GRACE,
     DEFAULT,
     DEFERRED_MESSAGES,
     FRAMES_PER_YIELD,
     READS_PER_YIELD,
     WRITE_BUFFER_SIZE,
+    WRITE_NOW_AFTER_COMPRESSING,
     ConnectionOptions,
     _Default,
 )
@@ -508,6 +510,11 @@ class WebSocketConnection(trio.abc.AsyncResource):
         """Frame a whole message and hand it to the writer (see FrameWriter.send)."""
         self._log.message(">", opcode == OPCODE_TEXT, size)
         frame = encode_message(opcode, payload, rsv1=compressed, mask=self._is_client)
+        if compressed and size >= WRITE_NOW_AFTER_COMPRESSING:
+            # Compressing took far longer than a write: holding the frame for
+            # company would leave the peer idle while we compress the next one.
+            self._writer.put(*frame)
+            return
         # A reply to a message still queued (or waiting for room in the
         # queue: the reader is blocked on it) is likely to follow this one.
         await self._writer.send(*frame, more_coming=self._backlog > 0 or self._queue_full)
@@ -793,6 +800,10 @@ class WebSocketConnection(trio.abc.AsyncResource):
         except ConnectionClosed:
             return True  # the transport broke while sending Close: nothing to wait for
         except BaseException:
+            # Cancelled (the caller's scope, or a server going away): the
+            # Close frame still goes out if the transport takes it at once.
+            with trio.CancelScope(shield=True), trio.move_on_after(CANCELLED_CLOSE_GRACE):
+                await self._writer.finish()
             await trio.aclose_forcefully(self._stream)
             raise
 
@@ -870,7 +881,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
                     trio.CancelScope(shield=True),
                     trio.move_on_after(self._options.disconnect_timeout),
                 ):
-                    await self._writer.drain()  # our Close, or the echo of the peer's
+                    await self._writer.finish()  # our Close, or the echo of the peer's
                     self._writer.stop()
                     await self._stream.aclose()
             except (trio.BrokenResourceError, trio.ClosedResourceError):

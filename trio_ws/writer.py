@@ -27,6 +27,7 @@ while writing fails the connection; senders learn of it on their next call.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 
@@ -178,6 +179,33 @@ class FrameWriter:
         while (self._queued or self._writing) and not self.failed:
             await self._progress.park()
 
+    async def finish(self) -> None:
+        """Write what is still queued, from the calling task if no writer runs.
+
+        For the last frames of a connection (its Close), called inside a
+        shielded, time-bounded scope. When the connection's tasks are being
+        cancelled, a writer task is cancelled too, and a cancelled write to
+        a TLS stream breaks it: the writer then leaves its frames queued
+        (see :meth:`_run`) and the caller's shield lets them out here. Two
+        callers at once take turns: one writes while the other waits.
+        """
+        while (self._queued or self._writing) and not self.failed:
+            if self._running or not self._pieces:
+                await self._progress.park()
+                continue
+            self._running = True  # no writer task starts while this writes
+            try:
+                pieces, self._pieces = self._pieces, []
+                self._writing, self._queued = self._queued, 0
+                await self._write(pieces)
+                self._writing = 0
+            except Exception as exc:  # the transport broke
+                await self._fail(repr(exc))
+                return
+            finally:
+                self._running = False
+                self._progress.unpark_all()
+
     def stop(self) -> None:
         """Drop frames queued from now on: the transport is being closed."""
         self._stopping = True
@@ -195,6 +223,12 @@ class FrameWriter:
                     if not self._pieces:
                         return
                 await self._cork()
+                if self._socket is None and trio.current_effective_deadline() == -math.inf:
+                    # Cancelled before writing: a cancelled TLS write would
+                    # break the stream, so the closing reader's finish()
+                    # writes these frames (the Close) under its shield.
+                    self._progress.unpark_all()
+                    return
                 self._unyielded = 0
                 pieces, self._pieces = self._pieces, []
                 self._writing, self._queued = self._queued, 0
