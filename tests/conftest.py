@@ -79,7 +79,7 @@ def client_context(ca: trustme.CA) -> ssl.SSLContext:
 def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
     """A fresh redis-server for one test (skipped without one, failed in CI)."""
     server = RedisServer(require_redis_server(), tmp_path)
-    server.start()
+    server.start(attempts=3)
     yield server
     if server.process is not None:
         server.stop()

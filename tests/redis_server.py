@@ -59,7 +59,17 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self) -> None:
+    def start(self, *, attempts: int = 1) -> None:
+        """Start the server; with *attempts* > 1, try fresh ports if one is taken."""
+        for attempt in range(attempts):
+            try:
+                return self._start()
+            except RuntimeError:
+                if attempt == attempts - 1:
+                    raise
+                self.port = free_port()  # another program took it meanwhile
+
+    def _start(self) -> None:
         self.process = subprocess.Popen(
             [
                 self.binary,
@@ -84,6 +94,8 @@ class RedisServer:
             except OSError:
                 pass
             if time.monotonic() > deadline or self.process.poll() is not None:
+                self.process.kill()
+                self.process.wait()
                 raise RuntimeError(f"redis-server did not start on port {self.port}")
             time.sleep(0.02)
 

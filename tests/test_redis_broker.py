@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ import trio
 from trio_ws.broker import BrokerUnavailable, Delivery, Gap
 from trio_ws.redis_bridge import RedisBroker
 
+from . import redis_server as redis_server_module
 from .redis_server import RedisServer, command
 
 MODES = ["pubsub", "streams"]
@@ -266,3 +268,15 @@ def test_redis_server_fixture_has_persistence_off(redis_server: RedisServer) -> 
     reply = command(redis_server.port, "CONFIG", "GET", "save")
     assert reply.endswith(b"$4\r\nsave\r\n$0\r\n\r\n")
     assert b"$2\r\nno" in command(redis_server.port, "CONFIG", "GET", "appendonly")
+
+
+def test_a_missing_redis_server_fails_in_ci_and_skips_elsewhere(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(redis_server_module, "REDIS_SERVER", str(tmp_path / "none"))
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI must run the Redis tests"):
+        redis_server_module.require_redis_server()
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="redis-server is not installed"):
+        redis_server_module.require_redis_server()

@@ -96,3 +96,17 @@ def test_worker_stats_snapshot_names_every_counter() -> None:
         name: (1 if name in ("connections_open", "connections_total", "messages_out") else 0)
         for name in WorkerStats.__slots__
     } | {"bytes_out": 3}
+
+
+class BrokenBroker(LocalBroker):
+    """An engine that fails with a bug, not a lost connection, once up."""
+
+    async def _session(self, task_status: trio.TaskStatus[None]) -> None:
+        self._up(task_status)
+        raise ValueError("engine bug")
+
+
+async def test_an_engine_error_comes_out_of_run_as_itself() -> None:
+    bridge = RoomsBridge(BrokenBroker())
+    with trio.fail_after(5), pytest.raises(ValueError, match="engine bug"):
+        await bridge.run()

@@ -69,7 +69,11 @@ def test_load_handler_explains_a_bad_spec(spec: str, why: str) -> None:
 
 
 async def start_runner(nursery: trio.Nursery, *args: str) -> Program:
-    """Start ``python -m trio_ws serve ...`` with its log lines on stdout."""
+    """Start ``python -m trio_ws serve ...`` with its log lines on stdout.
+
+    It leads a process group of its own, as a program started from a shell
+    does, so that a test can signal the whole group as Ctrl-C would.
+    """
     process = await nursery.start(
         lambda task_status: trio.run_process(
             [sys.executable, "-m", "trio_ws", "serve", *args],
@@ -78,6 +82,7 @@ async def start_runner(nursery: trio.Nursery, *args: str) -> Program:
             cwd=ROOT,
             check=False,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            start_new_session=True,
             task_status=task_status,
         )
     )
@@ -200,3 +205,31 @@ async def test_runner_exits_1_when_no_worker_can_start(nursery: trio.Nursery) ->
     await runner.read_until("failed to start; stopping")
     assert "RuntimeError: no database" in runner.output.decode()
     assert "serving tests.workers_app" not in runner.output.decode()
+
+
+@needs_reuse_port
+@pytest.mark.parametrize("twice", ["ctrl-c to the group", "sigterm twice"])
+async def test_runner_exits_0_when_signals_arrive_twice(nursery: trio.Nursery, twice: str) -> None:
+    # Ctrl-C reaches the runner and every worker, and the runner then sends
+    # each worker SIGTERM: two signals per worker. An impatient operator
+    # signals the runner twice. A signal left pending would be delivered
+    # again to Python's default handler once the receiver closes.
+    runner = await start_runner(
+        nursery, "tests.workers_app:handler", "--workers", "2", "--port", "0"
+    )
+    port = int((await runner.read_until(r"ws://127\.0\.0\.1:(\d+)/")).group(1))
+    async with trio_ws.open_websocket_url(f"ws://{HOST}:{port}/") as ws:
+        await ws.send_message("hi")
+        await ws.get_message()
+        if twice == "ctrl-c to the group":
+            os.killpg(runner.process.pid, signal.SIGINT)
+        else:
+            runner.process.send_signal(signal.SIGTERM)
+            await runner.read_until("got SIGTERM")
+            runner.process.send_signal(signal.SIGTERM)
+        with trio.fail_after(10), pytest.raises(trio_ws.ConnectionClosed):
+            await ws.get_message()
+    with trio.fail_after(20):
+        assert await runner.process.wait() == 0
+    await runner.read_until("all workers stopped")
+    assert "Traceback" not in runner.output.decode()

@@ -20,16 +20,13 @@ from __future__ import annotations
 import abc
 import logging
 import random
-import sys
 from dataclasses import dataclass
 
 import trio
 
+from .groups import leaves, one_error, real_error
 from .options import BROKER_BUFFER_SIZE, BROKER_INITIAL_DELAY, BROKER_MAX_DELAY
 from .stats import WorkerStats
-
-if sys.version_info < (3, 11):
-    from exceptiongroup import BaseExceptionGroup
 
 __all__ = ["Broker", "BrokerUnavailable", "Delivery", "Gap", "LocalBroker"]
 
@@ -162,14 +159,16 @@ class Broker(abc.ABC):
 
         ``nursery.start(broker.run)`` returns once the first connection is
         up (wrap it in :func:`trio.fail_after` to bound that). Lost
-        connections are logged and retried forever; other errors propagate.
+        connections are logged and retried forever; other errors propagate,
+        as themselves rather than in an exception group.
         """
         delay = self._initial_delay
         self._started = False
         while True:
             self._was_up = False
             try:
-                await self._session(task_status)
+                with one_error():  # coredis nests groups: raise the real error
+                    await self._session(task_status)
             except BaseException as exc:
                 if not self._is_connection_error(exc):
                     raise
@@ -251,20 +250,17 @@ class Broker(abc.ABC):
             self._pending_gaps[room] = reason
 
     def _is_connection_error(self, exc: BaseException) -> bool:
-        if isinstance(exc, self.connection_errors):
-            return True
-        if isinstance(exc, BaseExceptionGroup):
-            match, rest = exc.split(self.connection_errors)
-            if rest is not None:
-                _, rest = rest.split(trio.Cancelled)
-            return match is not None and rest is None
-        return False
+        """Whether *exc* (or every error in its groups) means the connection was lost.
+
+        Cancelled mixed in is allowed: it follows from the loss.
+        """
+        found = [leaf for leaf in leaves(exc) if not isinstance(leaf, trio.Cancelled)]
+        return bool(found) and all(isinstance(leaf, self.connection_errors) for leaf in found)
 
 
 def _describe(exc: BaseException) -> str:
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return f"{type(exc).__name__}: {exc}"
+    error = real_error(exc)
+    return f"{type(error).__name__}: {error}"
 
 
 class LocalBroker(Broker):

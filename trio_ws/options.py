@@ -40,6 +40,12 @@ DEFAULT_CONNECT_TIMEOUT = 60.0
 #: Seconds allowed for the closing handshake before the transport is dropped.
 DEFAULT_DISCONNECT_TIMEOUT = 60.0
 
+#: Seconds a close that is itself cancelled (or a connection torn down by
+#: cancellation) still spends writing its Close frame, shielded, before the
+#: transport is dropped: enough for a frame the socket can take at once, and
+#: short, because the caller asked to stop.
+CANCELLED_CLOSE_GRACE = 0.5
+
 #: permessage-deflate settings; ``None`` turns compression off.
 DEFAULT_COMPRESSION: DeflateOptions | None = DeflateOptions()
 

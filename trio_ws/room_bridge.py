@@ -20,6 +20,7 @@ import trio
 from .broadcast import DEFAULT_POLICY, SlowConsumer
 from .broker import Broker, Delivery, Gap
 from .connection import WebSocketConnection
+from .groups import one_error
 from .outgoing import PreparedMessage
 from .rooms import Rooms
 from .stats import WorkerStats
@@ -101,8 +102,13 @@ class RoomsBridge:
     ) -> None:
         """Run the broker and deliver what it brings, until cancelled.
 
-        ``nursery.start`` returns once the broker first connected.
+        ``nursery.start`` returns once the broker first connected. An error
+        other than a lost connection ends it, raised as itself.
         """
+        with one_error():
+            await self._run(task_status)
+
+    async def _run(self, task_status: trio.TaskStatus[RoomsBridge]) -> None:
         async with trio.open_nursery() as nursery:
             await nursery.start(self.broker.run)
             task_status.started(self)

@@ -25,7 +25,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import cast
@@ -168,9 +168,14 @@ class _Supervisor:
         with trio.move_on_after(self.config.shutdown_timeout + WORKER_EXIT_GRACE):
             while self.processes:
                 await trio.sleep(0.05)
+        if self.processes:
+            logger.warning("workers did not stop in time; killing them")
+            self.kill_all()
+
+    def kill_all(self) -> None:
         for process in list(self.processes.values()):
-            logger.warning("worker pid %d did not stop in time; killing it", process.pid)
-            process.kill()
+            if process.returncode is None:
+                process.kill()
 
 
 async def run_runner(config: RunnerConfig) -> int:
@@ -190,38 +195,78 @@ async def run_runner(config: RunnerConfig) -> int:
     reservation = reserve_port(config.host, config.port)
     port = reservation.getsockname()[1]
     supervisor = _Supervisor(config, port)
+    stop = trio.Event()
+    startup = trio.CancelScope()
+    status = 0
     with reservation, trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async with trio.open_nursery() as nursery:
+            nursery.start_soon(_obey_signals, signals, stop, startup, supervisor)
             for slot in range(1, config.workers + 1):
                 nursery.start_soon(supervisor.supervise, slot)
-            for _ in range(config.workers):
-                await supervisor.first_ready.acquire()
-            if supervisor.failed_first:
-                # Failing before serving even once is a setup error (the
-                # handler's import, the port): restarting would only repeat it.
-                logger.error("worker %d failed to start; stopping", supervisor.failed_first[0])
-                await supervisor.stop()
-                return 1
-            host = f"[{config.host}]" if ":" in config.host else config.host
-            print(
-                f"serving {config.spec} on ws://{host}:{port}/ with {config.workers} workers",
-                flush=True,
-            )
-            async for signum in signals:
-                logger.info("got %s: stopping the workers", signal.Signals(signum).name)
-                await supervisor.stop()
-                break
+            with startup:  # a signal meanwhile cuts this short
+                for _ in range(config.workers):
+                    await supervisor.first_ready.acquire()
+                if supervisor.failed_first:
+                    # Failing before serving even once is a setup error (the
+                    # handler's import, the port): restarting would repeat it.
+                    slot = supervisor.failed_first[0]
+                    logger.error("worker %d failed to start; stopping", slot)
+                    status = 1
+                    stop.set()
+                else:
+                    host = f"[{config.host}]" if ":" in config.host else config.host
+                    print(
+                        f"serving {config.spec} on ws://{host}:{port}/ "
+                        f"with {config.workers} workers",
+                        flush=True,
+                    )
+            await stop.wait()
+            await supervisor.stop()
+            nursery.cancel_scope.cancel()
     logger.info("all workers stopped")
-    return 0
+    return status
 
 
-async def _watch_parent(cancel: trio.CancelScope) -> None:
-    """Return when the runner's end of our stdin closes: the runner is gone."""
+async def _obey_signals(
+    signals: AsyncIterator[int],
+    stop: trio.Event,
+    startup: trio.CancelScope,
+    supervisor: _Supervisor,
+) -> None:
+    """The first SIGTERM/SIGINT stops gracefully, another one kills the workers.
+
+    It reads signals until cancelled, so that none is left pending when the
+    receiver closes (Trio would deliver it again, to the default handler).
+    """
+    async for signum in signals:
+        name = signal.Signals(signum).name
+        if not stop.is_set():
+            logger.info("got %s: stopping the workers", name)
+            stop.set()
+            startup.cancel()
+        else:
+            logger.warning("got %s again: killing the workers", name)
+            supervisor.kill_all()
+
+
+async def _watch_parent(stop: trio.Event) -> None:
+    """Set *stop* when the runner's end of our stdin closes: the runner is gone."""
     stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
     async with stdin:
         while await stdin.receive_some():
             pass
-    cancel.cancel()
+    stop.set()
+
+
+async def _note_signals(signals: AsyncIterator[int], stop: trio.Event) -> None:
+    """Set *stop* on SIGTERM/SIGINT, and keep reading them until cancelled.
+
+    A worker often gets two (Ctrl-C reaches the whole process group, then
+    the runner sends SIGTERM); one left pending would be delivered again,
+    to the default handler, when the receiver closes.
+    """
+    async for _ in signals:
+        stop.set()
 
 
 async def run_worker(args: argparse.Namespace) -> int:
@@ -254,10 +299,10 @@ async def run_worker(args: argparse.Namespace) -> int:
             if args.ready_fd is not None:
                 os.write(args.ready_fd, READY)
                 os.close(args.ready_fd)
-            with trio.CancelScope() as waiting:
-                nursery.start_soon(_watch_parent, waiting)
-                async for _ in signals:
-                    break
+            stop = trio.Event()
+            nursery.start_soon(_note_signals, signals, stop)
+            nursery.start_soon(_watch_parent, stop)
+            await stop.wait()
             await server.shutdown(timeout=args.shutdown_timeout)
             nursery.cancel_scope.cancel()
     return 0
