@@ -42,6 +42,7 @@ exclude_patterns = ["_build"]
 #: Classes users receive but never construct: their constructor parameters
 #: are internal, so the reference shows them without a signature.
 NO_PUBLIC_CONSTRUCTOR = {
+    "trio_ws.Reconnector",
     "trio_ws.WebSocketConnection",
     "trio_ws.WebSocketRequest",
     "trio_ws.streaming.MessageStream",

@@ -402,3 +402,36 @@ async def test_a_cancelled_sender_gets_cancelled_not_the_close_it_caused(
             assert ws.closed is not None and ws.closed.code == 1001
             await ws.send_message("too late")
     assert scope.cancelled_caught
+
+
+async def test_tls_server_torn_down_by_cancellation_closes_with_1001(
+    server_context: ssl.SSLContext, client_context: ssl.SSLContext
+) -> None:
+    # Over TLS the Close frame needs a write that the teardown's own
+    # cancellation used to interrupt (a cancelled TLS write breaks the
+    # stream): every client saw 1006 instead of 1001.
+    codes = []
+    for _ in range(5):
+        async with trio.open_nursery() as outer:
+            server_scope = trio.CancelScope()
+            server = await outer.start(_serve_tls_in_scope, server_scope, server_context)
+            url = f"wss://{HOST}:{server.port}/"
+            async with trio_ws.open_websocket_url(url, client_context) as ws:
+                await ws.send_message("hello")
+                assert await ws.get_message() == "hello"
+                server_scope.cancel()
+                with pytest.raises(trio_ws.ConnectionClosed) as caught:
+                    with trio.fail_after(5):
+                        await ws.get_message()
+                codes.append(caught.value.reason.code)
+    assert codes == [1001] * 5
+
+
+async def _serve_tls_in_scope(
+    scope: trio.CancelScope,
+    context: ssl.SSLContext,
+    *,
+    task_status: trio.TaskStatus[trio_ws.WebSocketServer],
+) -> None:
+    with scope:
+        await trio_ws.serve_websocket(echo_handler, HOST, 0, context, task_status=task_status)

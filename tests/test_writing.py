@@ -129,3 +129,28 @@ async def test_sends_after_the_peer_resets_fail_with_1006(nursery: trio.Nursery)
                 await trio.sleep(0.01)
     assert info.value.reason.code == 1006
     assert sent > 0
+
+
+async def test_sending_never_asks_for_the_whole_runs_statistics(
+    echo_server: trio_ws.WebSocketServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # trio.lowlevel.current_statistics() walks every registered socket: asked
+    # on each send, it made a round trip cost more with every connection open.
+    calls = 0
+    statistics = trio.lowlevel.current_statistics
+
+    def counting() -> trio.lowlevel.RunStatistics:
+        nonlocal calls
+        calls += 1
+        return statistics()
+
+    monkeypatch.setattr(trio.lowlevel, "current_statistics", counting)
+    async with trio_ws.open_websocket(HOST, echo_server.port, "/", use_ssl=False) as ws:
+        for i in range(20):  # one at a time: the writer is idle for each
+            await ws.send_message(f"ping {i}")
+            assert await ws.get_message() == f"ping {i}"
+        for i in range(50):  # a burst: the server answers messages still queued
+            await ws.send_message(b"x" * i)
+        with trio.fail_after(10):
+            assert [await ws.get_message() for _ in range(50)] == [b"x" * i for i in range(50)]
+    assert calls == 0

@@ -64,11 +64,13 @@ from .frames import (
 from .handshake import Headers
 from .logs import ConnectionLogger
 from .options import (
+    CANCELLED_CLOSE_GRACE,
     DEFAULT,
     DEFERRED_MESSAGES,
     FRAMES_PER_YIELD,
     READS_PER_YIELD,
     WRITE_BUFFER_SIZE,
+    WRITE_NOW_AFTER_COMPRESSING,
     ConnectionOptions,
     _Default,
 )
@@ -170,6 +172,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         trailing_data: bytes = b"",
         size_limit: MessageSizeLimit | None = None,
         deflate: PerMessageDeflate | None = None,
+        endpoints: tuple[Endpoint | str, Endpoint | str] | None = None,
     ) -> None:
         self._stream = stream
         self._options = options
@@ -190,7 +193,8 @@ class WebSocketConnection(trio.abc.AsyncResource):
         self._path = path
         self._subprotocol = subprotocol
         self._handshake_headers = handshake_headers
-        self._local, self._remote = socket_endpoints(stream)
+        # A server's request has asked the socket already: share its answer.
+        self._local, self._remote = endpoints or socket_endpoints(stream)
         self._log = ConnectionLogger(logger, self._remote, path)
         self._log.debug("open (%s)", "client" if is_client else "server")
 
@@ -506,8 +510,14 @@ class WebSocketConnection(trio.abc.AsyncResource):
         """Frame a whole message and hand it to the writer (see FrameWriter.send)."""
         self._log.message(">", opcode == OPCODE_TEXT, size)
         frame = encode_message(opcode, payload, rsv1=compressed, mask=self._is_client)
-        # A reply to a message still queued is likely to follow this one.
-        await self._writer.send(*frame, more_coming=self._backlog > 0)
+        if compressed and size >= WRITE_NOW_AFTER_COMPRESSING:
+            # Compressing took far longer than a write: holding the frame for
+            # company would leave the peer idle while we compress the next one.
+            self._writer.put(*frame)
+            return
+        # A reply to a message still queued (or waiting for room in the
+        # queue: the reader is blocked on it) is likely to follow this one.
+        await self._writer.send(*frame, more_coming=self._backlog > 0 or self._queue_full)
 
     def try_send_message(
         self, message: str | bytes | PreparedMessage, *, compress: bool = True
@@ -790,6 +800,10 @@ class WebSocketConnection(trio.abc.AsyncResource):
         except ConnectionClosed:
             return True  # the transport broke while sending Close: nothing to wait for
         except BaseException:
+            # Cancelled (the caller's scope, or a server going away): the
+            # Close frame still goes out if the transport takes it at once.
+            with trio.CancelScope(shield=True), trio.move_on_after(CANCELLED_CLOSE_GRACE):
+                await self._writer.finish()
             await trio.aclose_forcefully(self._stream)
             raise
 
@@ -867,7 +881,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
                     trio.CancelScope(shield=True),
                     trio.move_on_after(self._options.disconnect_timeout),
                 ):
-                    await self._writer.drain()  # our Close, or the echo of the peer's
+                    await self._writer.finish()  # our Close, or the echo of the peer's
                     self._writer.stop()
                     await self._stream.aclose()
             except (trio.BrokenResourceError, trio.ClosedResourceError):
@@ -1108,11 +1122,14 @@ class WebSocketConnection(trio.abc.AsyncResource):
                 # A closed socket answers -1 (EBADF below), never a stale number.
                 data = os.read(sock.fileno(), size)
             except BlockingIOError:
+                data = None  # wait below: inside the except, the exception and
+                # its traceback would stay alive as long as the connection idles
+            except OSError as exc:  # reset by the peer, or closed under us
+                raise trio.BrokenResourceError(str(exc)) from exc
+            if data is None:
                 self._reads_unyielded = 0
                 await trio.lowlevel.wait_readable(sock)
                 continue
-            except OSError as exc:  # reset by the peer, or closed under us
-                raise trio.BrokenResourceError(str(exc)) from exc
             self._reads_unyielded += 1
             return data
 

@@ -42,17 +42,23 @@ class ConnectionLogger(_Adapter):
     """A logger adapter that stamps records with one connection's identity."""
 
     def __init__(self, logger: logging.Logger, remote: Endpoint | str, path: str) -> None:
+        # The record attributes and prefix are built when a record is made:
+        # most connections never log at an enabled level, and built up front
+        # they cost every idle connection a dict and two strings.
+        super().__init__(logger)
         #: The connection's number, unique in this process; ``str(connection)`` shows it.
-        self.ws_id = ws_id = next(_ids)
-        where = f"{remote.address}:{remote.port}" if isinstance(remote, Endpoint) else "-"
-        super().__init__(logger, {"ws_id": ws_id, "remote": where, "path": path})
-        self._prefix = f"[#{ws_id} {where} {path}] "
+        self.ws_id = next(_ids)
+        self._remote = remote
+        self._path = path
 
     def process(
         self, msg: Any, kwargs: MutableMapping[str, Any]
     ) -> tuple[Any, MutableMapping[str, Any]]:
-        kwargs["extra"] = {**(self.extra or {}), **kwargs.get("extra", {})}
-        return self._prefix + str(msg), kwargs
+        remote = self._remote
+        where = f"{remote.address}:{remote.port}" if isinstance(remote, Endpoint) else "-"
+        identity = {"ws_id": self.ws_id, "remote": where, "path": self._path}
+        kwargs["extra"] = {**identity, **kwargs.get("extra", {})}
+        return f"[#{self.ws_id} {where} {self._path}] {msg}", kwargs
 
     def frame(self, direction: str, event: Event) -> None:
         """Log one frame-level event at DEBUG, payload elided."""

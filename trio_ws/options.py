@@ -40,6 +40,12 @@ DEFAULT_CONNECT_TIMEOUT = 60.0
 #: Seconds allowed for the closing handshake before the transport is dropped.
 DEFAULT_DISCONNECT_TIMEOUT = 60.0
 
+#: Seconds a close that is itself cancelled (or a connection torn down by
+#: cancellation) still spends writing its Close frame, shielded, before the
+#: transport is dropped: enough for a frame the socket can take at once, and
+#: short, because the caller asked to stop.
+CANCELLED_CLOSE_GRACE = 0.5
+
 #: permessage-deflate settings; ``None`` turns compression off.
 DEFAULT_COMPRESSION: DeflateOptions | None = DeflateOptions()
 
@@ -83,6 +89,12 @@ CORK_FRAMES = 32
 #: Queued frames smaller than this are joined into one write; bigger ones
 #: are written as they are, without a copy.
 WRITE_JOIN_LIMIT = 64 * KiB
+
+#: A message of at least this many bytes that was just compressed is written
+#: at once if the writer is idle, not held for other frames to join it: its
+#: compression took far longer than a system call, and a sender compressing
+#: its next message meanwhile would leave the peer waiting.
+WRITE_NOW_AFTER_COMPRESSING = 16 * KiB
 
 #: A reader whose reads never have to wait (data keeps arriving) yields to
 #: other tasks after this many of them.

@@ -180,6 +180,7 @@ class WebSocketRequest:
             trailing_data=self._upgrade.trailing_data,
             size_limit=limit,
             deflate=deflate,
+            endpoints=(self._local, self._remote),
         )
         self._connection._start(self._nursery)
         if self._on_accept is not None:

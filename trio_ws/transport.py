@@ -7,7 +7,9 @@ names its cause, at once: a proxy's refusal, a broken TLS handshake.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import os
+import socket
 import ssl
 from urllib.parse import unquote, urlsplit
 
@@ -84,14 +86,34 @@ async def open_stream(
 
 
 async def open_tcp(host: str, port: int) -> trio.SocketStream:
-    """``trio.open_tcp_stream``, failing with an OSError that has an errno.
+    """A TCP stream to *host*:*port*, failing with an OSError that has an errno.
 
-    When every address fails, Trio raises an OSError without an errno whose
-    cause is a group of the errors of each attempt: a program checking
-    ``errno == ECONNREFUSED`` (or catching ``ConnectionRefusedError``) would
-    miss it. The errno of the first attempt (the preferred address) is raised
-    instead, with every attempt in the message and Trio's error as the cause.
+    An IP address is connected to directly: ``trio.open_tcp_stream``
+    resolves the name and races the addresses it gets (happy eyeballs) in a
+    nursery of its own, and for an address there is nothing to resolve or
+    race (skipping it halved the CPU time of a loopback connect). Its
+    failure is the socket's own OSError, errno included. Cancelling the call
+    closes the socket.
+
+    A host name goes through ``trio.open_tcp_stream``. When every address
+    fails, Trio raises an OSError without an errno whose cause is a group of
+    the errors of each attempt: a program checking ``errno == ECONNREFUSED``
+    (or catching ``ConnectionRefusedError``) would miss it. The errno of the
+    first attempt (the preferred address) is raised instead, with every
+    attempt in the message and Trio's error as the cause.
     """
+    try:
+        family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
+    except ValueError:
+        pass  # a name
+    else:
+        sock = trio.socket.socket(family, socket.SOCK_STREAM)
+        try:
+            await sock.connect((host, port))
+        except BaseException:
+            sock.close()
+            raise
+        return trio.SocketStream(sock)
     try:
         return await trio.open_tcp_stream(host, port)
     except OSError as exc:

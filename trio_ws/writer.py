@@ -4,13 +4,18 @@ Senders queue whole frames and return; a writer task hands them to the
 transport. It runs only while there is something to write (an idle
 connection costs no task for it). Two things follow from that:
 
-* Frames queued close together share one system call. When no other task is
-  ready to run, nothing else could add to the write, so a frame queued on an
+* Frames queued close together share one system call. A frame sent on an
   idle TCP or unix socket is written at once, by the sender, without waiting
-  for a scheduler pass. Otherwise the writer task writes it, and first lets
-  the tasks that are ready run and queue their frames, for as long as each
-  pass adds some (a few passes at most): a burst of small messages costs one
+  for a scheduler pass, unless the sender says more is coming (a server
+  answering messages that are already queued behind this one). Then, or when
+  the writer is busy anyway, the writer task writes it, and first lets the
+  tasks that are ready run and queue their frames, for as long as each pass
+  adds some (a few passes at most): a burst of small messages costs one
   ``send`` instead of one each. Linux's TCP autocorking makes the same trade.
+  The decision looks only at this connection, never at the whole Trio run
+  (``trio.lowlevel.current_statistics()`` walks every registered socket, so
+  asking it on each send made a send cost time in proportion to the number
+  of open connections).
 * Backpressure still reaches the sender: once ``WRITE_BUFFER_SIZE`` bytes
   are waiting, senders wait for the writer to catch up, so a peer that stops
   reading stops us queueing.
@@ -22,6 +27,7 @@ while writing fails the connection; senders learn of it on their next call.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 
@@ -74,8 +80,10 @@ class FrameWriter:
         self._late: bytes | None = None  # a pong waiting for room
         self._running = False  # a writer task is alive
         self._first_queued = 0.0  # when the oldest queued frame was queued
-        self._room = trio.lowlevel.ParkingLot()  # senders wait for room
-        self._drained = trio.lowlevel.ParkingLot()  # drain() waits for nothing left
+        # Senders wait here for room, and drain() for nothing left; both
+        # check again when woken, so one lot (woken after each write) serves
+        # both and an idle connection keeps one lot, not two.
+        self._progress = trio.lowlevel.ParkingLot()
         self._stopping = False
         self._unyielded = 0  # frames queued by send() without a schedule point
         self.failed = False
@@ -125,8 +133,8 @@ class FrameWriter:
         """Queue one frame, or write it now; not cancellable.
 
         The frame is written here, by the caller, if the writer is idle and
-        nothing else could add to the write: no other task is ready to run
-        and the caller does not expect to send again soon (*more_coming*).
+        the caller does not expect to send again soon (*more_coming*). The
+        check is O(1): nothing here may cost more with more connections open.
         Either way this is not a schedule point: a task sending a burst
         queues all of it before the writer runs, and a task that sends and
         then waits for an answer does not pay a scheduler pass in between.
@@ -137,7 +145,6 @@ class FrameWriter:
             more_coming
             or self._pieces  # the writer is busy anyway: join its next write
             or self._writing
-            or trio.lowlevel.current_statistics().tasks_runnable
         ):
             self.queue(*pieces)
         else:
@@ -165,12 +172,39 @@ class FrameWriter:
         """
         await trio.lowlevel.checkpoint_if_cancelled()
         while self.full and not self.failed:
-            await self._room.park()
+            await self._progress.park()
 
     async def drain(self) -> None:
         """Wait until every queued frame is written, or the transport failed."""
         while (self._queued or self._writing) and not self.failed:
-            await self._drained.park()
+            await self._progress.park()
+
+    async def finish(self) -> None:
+        """Write what is still queued, from the calling task if no writer runs.
+
+        For the last frames of a connection (its Close), called inside a
+        shielded, time-bounded scope. When the connection's tasks are being
+        cancelled, a writer task is cancelled too, and a cancelled write to
+        a TLS stream breaks it: the writer then leaves its frames queued
+        (see :meth:`_run`) and the caller's shield lets them out here. Two
+        callers at once take turns: one writes while the other waits.
+        """
+        while (self._queued or self._writing) and not self.failed:
+            if self._running or not self._pieces:
+                await self._drained.park()
+                continue
+            self._running = True  # no writer task starts while this writes
+            try:
+                pieces, self._pieces = self._pieces, []
+                self._writing, self._queued = self._queued, 0
+                await self._write(pieces)
+                self._writing = 0
+            except Exception as exc:  # the transport broke
+                await self._fail(repr(exc))
+                return
+            finally:
+                self._running = False
+                self._drained.unpark_all()
 
     def stop(self) -> None:
         """Drop frames queued from now on: the transport is being closed."""
@@ -189,6 +223,12 @@ class FrameWriter:
                     if not self._pieces:
                         return
                 await self._cork()
+                if self._socket is None and trio.current_effective_deadline() == -math.inf:
+                    # Cancelled before writing: a cancelled TLS write would
+                    # break the stream, so the closing reader's finish()
+                    # writes these frames (the Close) under its shield.
+                    self._drained.unpark_all()
+                    return
                 self._unyielded = 0
                 pieces, self._pieces = self._pieces, []
                 self._writing, self._queued = self._queued, 0
@@ -197,9 +237,7 @@ class FrameWriter:
                 if self._late is not None:
                     late, self._late = self._late, None
                     self.queue(late)
-                self._room.unpark_all()
-                if not self._pieces:
-                    self._drained.unpark_all()
+                self._progress.unpark_all()
         except trio.Cancelled:
             await self._fail("cancelled")
             raise
@@ -295,7 +333,6 @@ class FrameWriter:
         """Give up on the transport: the peer can no longer find frame boundaries."""
         self.failed = True
         self._pieces, self._queued, self._writing, self._late = [], 0, 0, None
-        self._room.unpark_all()
-        self._drained.unpark_all()
+        self._progress.unpark_all()
         self._on_failure(why)
         await trio.aclose_forcefully(self._stream)
