@@ -191,7 +191,7 @@ class FrameWriter:
         """
         while (self._queued or self._writing) and not self.failed:
             if self._running or not self._pieces:
-                await self._drained.park()
+                await self._progress.park()
                 continue
             self._running = True  # no writer task starts while this writes
             try:
@@ -204,7 +204,7 @@ class FrameWriter:
                 return
             finally:
                 self._running = False
-                self._drained.unpark_all()
+                self._progress.unpark_all()
 
     def stop(self) -> None:
         """Drop frames queued from now on: the transport is being closed."""
@@ -227,7 +227,7 @@ class FrameWriter:
                     # Cancelled before writing: a cancelled TLS write would
                     # break the stream, so the closing reader's finish()
                     # writes these frames (the Close) under its shield.
-                    self._drained.unpark_all()
+                    self._progress.unpark_all()
                     return
                 self._unyielded = 0
                 pieces, self._pieces = self._pieces, []
