@@ -121,8 +121,10 @@ async def traffic_through_a_restart(
 ) -> tuple[list[int], Collector]:
     """600 messages from one broker to another; Redis restarts after 200."""
     async with (
-        running(RedisBroker(redis_server.url, mode=mode), "r") as publisher,
-        running(RedisBroker(redis_server.url, mode=mode), "r") as subscriber,
+        # Reconnection retries at most every 0.2 s, so that both ends are
+        # back well before the last messages, however long the restart took.
+        running(RedisBroker(redis_server.url, mode=mode, max_delay=0.2), "r") as publisher,
+        running(RedisBroker(redis_server.url, mode=mode, max_delay=0.2), "r") as subscriber,
         trio.open_nursery() as nursery,
     ):
         received = Collector()

@@ -152,6 +152,10 @@ async def test_runner_serves_from_every_worker_and_restarts_a_dead_one(
     now = await pids_seen(url, 2)
     assert len(now) == 2 and max(original) in now and victim not in now
 
+    # The same slot dying again soon after waits twice as long.
+    os.kill(min(now - original), signal.SIGKILL)
+    await runner.read_until(r"worker \d exited with -9; restarting in 1\.0 s")
+
     runner.process.send_signal(signal.SIGTERM)
     with trio.fail_after(20):
         assert await runner.process.wait() == 0

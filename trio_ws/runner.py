@@ -108,7 +108,7 @@ class _Supervisor:
         self.processes: dict[int, trio.Process] = {}
         self.first_ready = trio.Semaphore(0)
         self.failed_first: list[int] = []  # slots whose first start never served
-        self.sleeping = trio.CancelScope()
+        self.stopped = trio.Event()  # ends restart delays at once
 
     async def supervise(self, slot: int) -> None:
         """Keep worker *slot* running until the runner stops."""
@@ -123,8 +123,8 @@ class _Supervisor:
             if trio.current_time() - started > RESTART_MAX_DELAY:
                 delay = RESTART_INITIAL_DELAY
             logger.warning("worker %d exited with %s; restarting in %.1f s", slot, code, delay)
-            with self.sleeping:
-                await trio.sleep(delay)
+            with trio.move_on_after(delay):
+                await self.stopped.wait()
             delay = min(delay * 2, RESTART_MAX_DELAY)
 
     async def run_worker(self, slot: int, first: bool) -> int:
@@ -162,7 +162,7 @@ class _Supervisor:
     async def stop(self) -> None:
         """Ask every worker to stop, and kill those that take too long."""
         self.stopping = True
-        self.sleeping.cancel()
+        self.stopped.set()
         for process in list(self.processes.values()):
             process.send_signal(signal.SIGTERM)
         with trio.move_on_after(self.config.shutdown_timeout + WORKER_EXIT_GRACE):
