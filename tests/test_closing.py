@@ -348,10 +348,14 @@ async def test_server_torn_down_by_cancellation_closes_with_1001() -> None:
 
 
 async def _serve_in_scope(
-    scope: trio.CancelScope, *, task_status: trio.TaskStatus[trio_ws.WebSocketServer]
+    scope: trio.CancelScope,
+    context: ssl.SSLContext | None = None,
+    *,
+    task_status: trio.TaskStatus[trio_ws.WebSocketServer],
 ) -> None:
+    """An echo server (over TLS with *context*) that *scope* can cancel."""
     with scope:
-        await trio_ws.serve_websocket(echo_handler, HOST, 0, None, task_status=task_status)
+        await trio_ws.serve_websocket(echo_handler, HOST, 0, context, task_status=task_status)
 
 
 async def test_close_frame_without_code_ends_async_for_quietly(nursery: trio.Nursery) -> None:
@@ -414,7 +418,7 @@ async def test_tls_server_torn_down_by_cancellation_closes_with_1001(
     for _ in range(5):
         async with trio.open_nursery() as outer:
             server_scope = trio.CancelScope()
-            server = await outer.start(_serve_tls_in_scope, server_scope, server_context)
+            server = await outer.start(_serve_in_scope, server_scope, server_context)
             url = f"wss://{HOST}:{server.port}/"
             async with trio_ws.open_websocket_url(url, client_context) as ws:
                 await ws.send_message("hello")
@@ -425,13 +429,3 @@ async def test_tls_server_torn_down_by_cancellation_closes_with_1001(
                         await ws.get_message()
                 codes.append(caught.value.reason.code)
     assert codes == [1001] * 5
-
-
-async def _serve_tls_in_scope(
-    scope: trio.CancelScope,
-    context: ssl.SSLContext,
-    *,
-    task_status: trio.TaskStatus[trio_ws.WebSocketServer],
-) -> None:
-    with scope:
-        await trio_ws.serve_websocket(echo_handler, HOST, 0, context, task_status=task_status)
