@@ -15,7 +15,7 @@ import socket
 
 import trio
 
-__all__ = ["check_reuse_port", "open_reuse_port_listeners", "reserve_port"]
+__all__ = ["check_reuse_port", "listen_on", "open_reuse_port_listeners", "reserve_port"]
 
 #: Pending connections the kernel queues per listening socket.
 BACKLOG = 1024
@@ -46,6 +46,19 @@ def _shared_socket(family: int, type_: int, proto: int, option: int) -> trio.soc
     return sock
 
 
+async def listen_on(
+    sock: trio.socket.SocketType, address: object, backlog: int
+) -> trio.SocketListener:
+    """Bind *sock* to *address* and listen; the socket is closed if either fails."""
+    try:
+        await sock.bind(address)
+        sock.listen(backlog)
+    except BaseException:
+        sock.close()
+        raise
+    return trio.SocketListener(sock)
+
+
 async def open_reuse_port_listeners(
     port: int, *, host: str | bytes | None = None, backlog: int = BACKLOG
 ) -> list[trio.SocketListener]:
@@ -64,14 +77,9 @@ async def open_reuse_port_listeners(
     listeners: list[trio.SocketListener] = []
     try:
         for family, type_, proto, _, address in addresses:
-            sock = _shared_socket(family, type_, proto, option)
-            try:
-                await sock.bind(address)
-                sock.listen(backlog)
-            except BaseException:
-                sock.close()
-                raise
-            listeners.append(trio.SocketListener(sock))
+            listeners.append(
+                await listen_on(_shared_socket(family, type_, proto, option), address, backlog)
+            )
     except BaseException:
         for listener in listeners:
             listener.socket.close()

@@ -25,7 +25,7 @@ from .connection import WebSocketConnection
 from .exceptions import ConnectionClosed, HandshakeError
 from .groups import one_error
 from .http import HTTPRequest, HTTPResponse
-from .listeners import open_reuse_port_listeners
+from .listeners import listen_on, open_reuse_port_listeners
 from .options import (
     DEFAULT_COMPRESSION,
     DEFAULT_CONNECT_TIMEOUT,
@@ -407,14 +407,7 @@ async def open_unix_listener(path: str, backlog: int = 128) -> trio.SocketListen
     """Listen on the unix socket *path*, replacing a stale socket file there."""
     if os.path.exists(path) and stat.S_ISSOCK(os.stat(path).st_mode):
         os.unlink(path)  # left by a previous run; anything else is not ours to remove
-    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        await sock.bind(path)
-        sock.listen(backlog)
-    except BaseException:
-        sock.close()
-        raise
-    return trio.SocketListener(sock)
+    return await listen_on(trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM), path, backlog)
 
 
 async def wrap_server_stream(
