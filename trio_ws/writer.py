@@ -195,10 +195,7 @@ class FrameWriter:
                 continue
             self._running = True  # no writer task starts while this writes
             try:
-                pieces, self._pieces = self._pieces, []
-                self._writing, self._queued = self._queued, 0
-                await self._write(pieces)
-                self._writing = 0
+                await self._write_queued()
             except Exception as exc:  # the transport broke
                 await self._fail(repr(exc))
                 return
@@ -230,10 +227,7 @@ class FrameWriter:
                     self._progress.unpark_all()
                     return
                 self._unyielded = 0
-                pieces, self._pieces = self._pieces, []
-                self._writing, self._queued = self._queued, 0
-                await self._write(pieces)
-                self._writing = 0
+                await self._write_queued()
                 if self._late is not None:
                     late, self._late = self._late, None
                     self.queue(late)
@@ -245,6 +239,13 @@ class FrameWriter:
             await self._fail(repr(exc))
         finally:
             self._running = False
+
+    async def _write_queued(self) -> None:
+        """Take every queued frame and write it (counted as being written meanwhile)."""
+        pieces, self._pieces = self._pieces, []
+        self._writing, self._queued = self._queued, 0
+        await self._write(pieces)
+        self._writing = 0
 
     async def _write_socket(self, pieces: list[Piece]) -> None:
         """Write *pieces* to a plain socket with ``writev``: no joining, and
