@@ -1050,6 +1050,13 @@ class WebSocketConnection(trio.abc.AsyncResource):
             return False
         if done:
             self._log.message("<", message.text, message.size)
+        await self._take_chunk(chunk, done)
+        return True
+
+    async def _take_chunk(self, chunk: Any, done: bool) -> None:
+        """Hand a piece of the incoming message to the open message stream,
+        or to the parts of the message being assembled (*done*: its last),
+        whichever branch decoded it."""
         stream = self._streamed
         if stream is not None:
             if chunk or done:
@@ -1062,7 +1069,6 @@ class WebSocketConnection(trio.abc.AsyncResource):
             if done:
                 whole, self._parts = _join(self._parts), []
                 await self._deliver(whole)
-        return True
 
     async def _inflate(
         self, data: bytes | bytearray, start: int, end: int, opcode: int, key: bytes | None
@@ -1146,18 +1152,9 @@ class WebSocketConnection(trio.abc.AsyncResource):
             handled += 1
             if handled % FRAMES_PER_YIELD == 0:
                 await trio.lowlevel.checkpoint()  # fairness to other connections
-            if isinstance(event, (TextMessage, BytesMessage)) and self._streamed:
-                stream = self._streamed
-                if event.data or event.message_finished:
-                    await stream.feed(_chunk(event), event.message_finished)
-                # The consumer may have ended it already, and opened another.
-                if event.message_finished and self._streamed is stream:
-                    self._end_stream()
-            elif isinstance(event, (TextMessage, BytesMessage)):
-                self._parts.append(event.data)
-                if event.message_finished:
-                    message, self._parts = _join(self._parts), []
-                    await self._deliver(message)
+            if isinstance(event, (TextMessage, BytesMessage)):
+                data = _chunk(event) if self._streamed else event.data
+                await self._take_chunk(data, event.message_finished)
             elif isinstance(event, Ping):
                 self._answer_ping(event)
             elif isinstance(event, Pong):
