@@ -25,7 +25,7 @@ from trio_ws import frames
 from trio_ws.compression import DeflateOptions, PerMessageDeflate
 from trio_ws.size_limit import MessageSizeLimit
 
-from .conftest import HOST
+from .conftest import HOST, echo_handler
 from .raw import BINARY, CONTINUATION, TEXT, Reader, accept_answer, frame, raw_client, serve_raw
 
 MiB = 2**20
@@ -261,17 +261,9 @@ DEFLATE_OFFER = b"Sec-WebSocket-Extensions: permessage-deflate\r\n"
 
 
 async def start_echo(nursery: trio.Nursery, **kwargs: object) -> int:
-    async def echo(request: trio_ws.WebSocketRequest) -> None:
-        ws = await request.accept()
-        try:
-            async for message in ws:
-                await ws.send_message(message)
-        except trio_ws.ConnectionClosed:
-            pass
-
     server = await nursery.start(
         lambda task_status: trio_ws.serve_websocket(
-            echo,
+            echo_handler,
             HOST,
             0,
             None,

@@ -20,7 +20,7 @@ from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
 import trio_ws
 from trio_ws import frames, protocol
 
-from .conftest import HOST
+from .conftest import HOST, echo_handler
 from .raw import BINARY, CLOSE, CONTINUATION, PING, PONG, TEXT, frame, raw_client
 
 MiB = 2**20
@@ -155,15 +155,7 @@ async def trio_ws_view(
 
 @pytest.mark.parametrize("seed", range(8))
 async def test_fragmented_messages_match_wsproto(nursery: trio.Nursery, seed: int) -> None:
-    async def echo(request: trio_ws.WebSocketRequest) -> None:
-        ws = await request.accept()
-        try:
-            async for message in ws:
-                await ws.send_message(message)
-        except trio_ws.ConnectionClosed:
-            pass
-
-    server = await nursery.start(trio_ws.serve_websocket, echo, HOST, 0, None)
+    server = await nursery.start(trio_ws.serve_websocket, echo_handler, HOST, 0, None)
     rng = random.Random(seed)
     data = b""
     for _ in range(6):
