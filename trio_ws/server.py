@@ -187,7 +187,7 @@ class WebSocketServer:
                                 trio.serve_listeners,
                                 self._serve_stream,
                                 self._listeners,
-                                handler_nursery=self._handler_nursery or handlers,
+                                handler_nursery=self._readers,
                             )
                         )
                         task_status.started(self)
