@@ -108,16 +108,24 @@ class RedisBroker(Broker):
         client = self._client
         if client is None:
             raise BrokerUnavailable("the broker is not connected")
-        if self.mode == "pubsub":
-            await client.publish(self.key(room), payload)
-        else:
-            await client.xadd(
-                self.key(room),
-                {FIELD: payload},
-                trim_strategy=PureToken.MAXLEN,
-                threshold=self.maxlen,
-                trim_operator=PureToken.APPROXIMATELY,
-            )
+        try:
+            if self.mode == "pubsub":
+                await client.publish(self.key(room), payload)
+            else:
+                await client.xadd(
+                    self.key(room),
+                    {FIELD: payload},
+                    trim_strategy=PureToken.MAXLEN,
+                    threshold=self.maxlen,
+                    trim_operator=PureToken.APPROXIMATELY,
+                )
+        except RuntimeError as exc:
+            # coredis refuses a client whose pool has exited: the session
+            # ended (the connection was lost) while this command waited for
+            # a connection of that pool. That is the broker being away.
+            if self._client is not client:
+                raise BrokerUnavailable("the broker connection closed while publishing") from exc
+            raise
 
     async def _session(self, task_status: trio.TaskStatus[None]) -> None:
         client: coredis.Redis[bytes] = coredis.Redis.from_url(
