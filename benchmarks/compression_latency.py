@@ -18,7 +18,7 @@ import time
 import trio
 
 import trio_ws
-from trio_ws.compression import DeflateOptions
+from trio_ws import DeflateOptions
 
 MiB = 2**20
 

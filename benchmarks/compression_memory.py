@@ -17,7 +17,7 @@ import tracemalloc
 import trio
 
 import trio_ws
-from trio_ws.compression import DeflateOptions
+from trio_ws import DeflateOptions
 
 SETTINGS: list[tuple[str, DeflateOptions | None]] = [
     ("compression off", None),

@@ -19,9 +19,10 @@ import random
 import time
 from collections.abc import Callable
 
-from trio_ws.compression import DeflateOptions, PerMessageDeflate
-from trio_ws.frames import OPCODE_BINARY, OPCODE_TEXT, encode_message
-from trio_ws.size_limit import MessageSizeLimit
+from trio_ws import DeflateOptions
+from trio_ws.core.deflate import PerMessageDeflate
+from trio_ws.core.frames import OPCODE_BINARY, OPCODE_TEXT, encode_message
+from trio_ws.core.size_limit import MessageSizeLimit
 
 Message = str | bytes
 

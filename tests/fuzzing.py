@@ -49,10 +49,10 @@ import trio
 from hypothesis import strategies as st
 
 import trio_ws
+import trio_ws.core.size_limit
 import trio_ws.options
-import trio_ws.size_limit
+from trio_ws import DeflateOptions
 from trio_ws.close_codes import NORMAL_CODES
-from trio_ws.compression import DeflateOptions
 
 if sys.version_info < (3, 11):
     from exceptiongroup import BaseExceptionGroup
@@ -78,8 +78,8 @@ HEAD_LIMIT: int = getattr(trio_ws.options, "MAX_HANDSHAKE_HEAD_SIZE", 16 * 1024)
 HEADER_COUNT_LIMIT: int | None = getattr(trio_ws.options, "MAX_HEADER_COUNT", None)
 #: trio_ws's documented policy on frames per message (1008 beyond), if any.
 FRAGMENT_LIMIT: int | None = (
-    trio_ws.size_limit.max_fragments(MAX_SIZE)
-    if hasattr(trio_ws.size_limit, "max_fragments")
+    trio_ws.core.size_limit.max_fragments(MAX_SIZE)
+    if hasattr(trio_ws.core.size_limit, "max_fragments")
     else None
 )
 

@@ -12,10 +12,10 @@ import pytest
 import trio
 
 import trio_ws
-from trio_ws import PreparedMessage, SlowConsumer, broadcast
-from trio_ws.compression import DeflateOptions, PerMessageDeflate
+from trio_ws import DeflateOptions, PreparedMessage, SlowConsumer, broadcast
+from trio_ws.core.deflate import PerMessageDeflate
+from trio_ws.core.size_limit import MessageSizeLimit
 from trio_ws.options import WRITE_BUFFER_SIZE
-from trio_ws.size_limit import MessageSizeLimit
 
 from .conftest import HOST
 

@@ -14,7 +14,7 @@ import trio
 import trio.testing
 
 import trio_ws
-from trio_ws.compression import DeflateOptions
+from trio_ws import DeflateOptions
 
 from .conftest import HOST, echo_handler
 from .raw import BINARY, TEXT, Reader, accept_answer, frame, raw_client, serve_raw

@@ -21,9 +21,10 @@ from wsproto.events import BytesMessage, TextMessage
 from wsproto.extensions import PerMessageDeflate as WsprotoDeflate
 
 import trio_ws
-from trio_ws import frames
-from trio_ws.compression import DeflateOptions, PerMessageDeflate
-from trio_ws.size_limit import MessageSizeLimit
+from trio_ws import DeflateOptions
+from trio_ws.core import frames
+from trio_ws.core.deflate import PerMessageDeflate
+from trio_ws.core.size_limit import MessageSizeLimit
 
 from .conftest import HOST, echo_handler
 from .raw import BINARY, CONTINUATION, TEXT, Reader, accept_answer, frame, raw_client, serve_raw

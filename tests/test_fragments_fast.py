@@ -1,4 +1,4 @@
-"""Fragmented messages on the fast branch (trio_ws.protocol).
+"""Fragmented messages on the fast branch (trio_ws.core.fragments).
 
 Rules without sockets first (frame bytes in, kind or close code out), then a
 differential test: random fragmented messages, with pings between their
@@ -18,7 +18,8 @@ from wsproto.connection import Connection, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
 
 import trio_ws
-from trio_ws import frames, protocol
+from trio_ws.core import fragments as protocol
+from trio_ws.core import frames
 
 from .conftest import HOST, echo_handler
 from .raw import BINARY, CLOSE, CONTINUATION, PING, PONG, TEXT, frame, raw_client

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from trio_ws import frames
+from trio_ws.core import frames
 
 from .raw import frame as reference_frame
 

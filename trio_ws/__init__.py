@@ -12,7 +12,6 @@ from .client import (
     open_websocket_url,
     wrap_client_stream,
 )
-from .compression import DeflateOptions
 from .connection import WebSocketConnection
 from .exceptions import (
     ConnectionClosed,
@@ -25,7 +24,7 @@ from .exceptions import (
     MessageTypeError,
 )
 from .http import HTTPRequest, HTTPResponse
-from .options import VERSION
+from .options import VERSION, DeflateOptions
 from .outgoing import PreparedMessage
 from .reconnect import Reconnector, reconnecting_websocket
 from .rooms import Rooms

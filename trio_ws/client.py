@@ -17,8 +17,9 @@ from urllib.parse import urlsplit
 import trio
 
 from .close_codes import NORMAL_CLOSURE, leaving_code
-from .compression import DeflateOptions, NegotiationError, PerMessageDeflate
 from .connection import WebSocketConnection
+from .core.deflate import NegotiationError, PerMessageDeflate
+from .core.size_limit import MessageSizeLimit
 from .exceptions import ConnectionTimeout, DisconnectionTimeout, HandshakeError
 from .groups import one_error, only_cancelled
 from .handshake import check_subprotocols, client_handshake, normalize_headers
@@ -34,9 +35,9 @@ from .options import (
     DEFAULT_PING_TIMEOUT,
     DEFAULT_RECEIVE_BUFFER_SIZE,
     ConnectionOptions,
+    DeflateOptions,
     _Default,
 )
-from .size_limit import MessageSizeLimit
 from .transport import open_stream, proxy_from_environment
 from .values import host_header
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from wsproto.frame_protocol import CloseReason as _Code
 
-from .frames import MAX_CONTROL_PAYLOAD
+from .core.frames import MAX_CONTROL_PAYLOAD
 
 NORMAL_CLOSURE = 1000
 GOING_AWAY = 1001

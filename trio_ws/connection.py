@@ -44,9 +44,15 @@ from .close_codes import (
     POLICY_VIOLATION,
     check_sendable,
 )
-from .compression import PerMessageDeflate
-from .exceptions import ConnectionClosed, MessageTypeError
-from .frames import (
+from .core.deflate import PerMessageDeflate
+from .core.fragments import (
+    NEW_DATA,
+    START,
+    FragmentedMessage,
+    fragment_kind,
+    new_data_violation,
+)
+from .core.frames import (
     COMPRESSED,
     CONTINUATION,
     OPCODE_BINARY,
@@ -61,6 +67,8 @@ from .frames import (
     payload_copy,
     simple_opcode,
 )
+from .core.size_limit import MessageSizeLimit
+from .exceptions import ConnectionClosed, MessageTypeError
 from .handshake import Headers
 from .logs import ConnectionLogger
 from .options import (
@@ -75,14 +83,6 @@ from .options import (
     _Default,
 )
 from .outgoing import PreparedMessage
-from .protocol import (
-    NEW_DATA,
-    START,
-    FragmentedMessage,
-    fragment_kind,
-    new_data_violation,
-)
-from .size_limit import MessageSizeLimit
 from .streaming import MessageStream
 from .values import CloseReason, Endpoint, socket_endpoints
 from .writer import FrameWriter, plain_socket
@@ -898,10 +898,10 @@ class WebSocketConnection(trio.abc.AsyncResource):
         Decoded here: whole text and binary messages, compressed ones that
         arrived in one read (inflated by the deflate extension's own
         decompressor), and uncompressed fragmented messages, piece by piece
-        (:mod:`trio_ws.protocol`). wsproto is handed whole frames only (or,
+        (:mod:`trio_ws.core.fragments`). wsproto is handed whole frames only (or,
         for a frame bigger than one read, all of it in pieces), so that it
         always resumes at a frame boundary after the frames decoded here.
-        See :mod:`trio_ws.frames`.
+        See :mod:`trio_ws.core.frames`.
         """
         data: bytes | bytearray = self._early_data  # came with the handshake
         self._early_data = b""
@@ -914,7 +914,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         pieces: list[bytes | bytearray] = []
         piece_left = gathered = 0  # bytes of its payload still to come, and so far
         key: bytes | None = None
-        # An uncompressed fragmented message decoded here (trio_ws.protocol),
+        # An uncompressed fragmented message decoded here (trio_ws.core.fragments),
         # and the payload of its current frame still to come.
         fragmented: FragmentedMessage | None = None
         frag_left = frag_offset = 0

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 
-from .compression import PerMessageDeflate
-from .frames import OPCODE_BINARY, OPCODE_TEXT, encode_message
+from .core.deflate import PerMessageDeflate
+from .core.frames import OPCODE_BINARY, OPCODE_TEXT, encode_message
 
 #: A whole frame, as pieces to write one after the other.
 Frame = tuple[bytes, bytes | bytearray]

@@ -14,8 +14,9 @@ from typing import Any
 import trio
 
 from .close_codes import ABNORMAL_CLOSURE
-from .compression import NAME, DeflateOptions, PerMessageDeflate
 from .connection import WebSocketConnection
+from .core.deflate import NAME, PerMessageDeflate
+from .core.size_limit import MessageSizeLimit
 from .exceptions import ConnectionClosed, HandshakeError
 from .handshake import (
     BadRequest,
@@ -30,8 +31,7 @@ from .handshake import (
     rejection,
 )
 from .http import HeaderInput, HTTPRequest, HTTPResponse, header_value, query_params
-from .options import DEFAULT_SERVER_HEADER, ConnectionOptions
-from .size_limit import MessageSizeLimit
+from .options import DEFAULT_SERVER_HEADER, ConnectionOptions, DeflateOptions
 from .values import CloseReason, Endpoint, socket_endpoints
 
 logger = logging.getLogger("trio_ws.server")

@@ -20,7 +20,6 @@ from functools import partial
 import trio
 
 from .close_codes import GOING_AWAY, INTERNAL_ERROR, NORMAL_CLOSURE, check_sendable
-from .compression import DeflateOptions
 from .connection import WebSocketConnection
 from .exceptions import ConnectionClosed, HandshakeError
 from .groups import one_error
@@ -38,6 +37,7 @@ from .options import (
     DEFAULT_SERVER_HEADER,
     DEFAULT_SHUTDOWN_TIMEOUT,
     ConnectionOptions,
+    DeflateOptions,
 )
 from .request import (
     HANDLER_ERROR_STATUS,

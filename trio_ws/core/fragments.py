@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import codecs
 
-from .close_codes import (
+from ..close_codes import (
     INVALID_FRAME_PAYLOAD_DATA,
     MESSAGE_TOO_BIG,
     POLICY_VIOLATION,

@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import sys
 import zlib
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from wsproto.extensions import Extension
 from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol, Opcode, RsvBits
 
-from .close_codes import INVALID_FRAME_PAYLOAD_DATA, MESSAGE_TOO_BIG
+from ..close_codes import INVALID_FRAME_PAYLOAD_DATA, MESSAGE_TOO_BIG
+from ..options import DeflateOptions
 
-if TYPE_CHECKING:  # size_limit needs options, which needs this module
+if TYPE_CHECKING:
     from .size_limit import MessageSizeLimit
 
 NAME = "permessage-deflate"
@@ -31,64 +31,6 @@ _NONE = RsvBits(False, False, False)
 
 class NegotiationError(ValueError):
     """A permessage-deflate offer or answer breaks RFC 7692's rules."""
-
-
-@dataclass(frozen=True)
-class DeflateOptions:
-    """Settings for permessage-deflate; pass ``compression=None`` to disable it.
-
-    The window bits (9 to 15) bound the LZ77 window each side compresses
-    with; zlib's memory for a compressor is about ``2 ** (bits + 2) +
-    2 ** (mem_level + 9)`` bytes and for a decompressor ``2 ** bits`` bytes
-    plus 7 KiB. The defaults trade a little compression ratio for a small
-    per-connection footprint; ``docs/topics/compression.rst`` has the
-    measured table.
-    """
-
-    #: Window of the server's compressor. A server announces it; a client
-    #: asks the server for it.
-    server_max_window_bits: int = 12
-    #: Window of the client's compressor. A server asks for it when the
-    #: client allows (browsers do); a client compresses with at most this.
-    client_max_window_bits: int = 12
-    #: Reset the server's compressor after each message.
-    server_no_context_takeover: bool = False
-    #: Reset the client's compressor after each message.
-    client_no_context_takeover: bool = False
-    #: zlib compression level, 0 (none) to 9 (best); -1 is zlib's default.
-    level: int = 6
-    #: zlib memory level, 1 to 9: memory for the compressor's internal state.
-    mem_level: int = 5
-    #: Messages of this many bytes or more are compressed in a worker thread,
-    #: and so are reads expected to inflate to this much (judged by the last
-    #: message's ratio), so the Trio thread keeps serving others meanwhile.
-    thread_threshold: int = 256 * 1024
-    #: Messages shorter than this are sent uncompressed (RFC 7692 allows it
-    #: per message): below it deflate saves at most about 20 bytes, less
-    #: than the TCP/IP headers of the segment carrying them, for a few
-    #: microseconds of CPU on each side (and random data grows).
-    min_size: int = 32
-    #: A binary message is sent uncompressed when deflate would keep more
-    #: than this fraction of it (random, encrypted or already compressed
-    #: data), judged on a probe of its first ``probe_size`` bytes.
-    incompressible_ratio: float = 0.9
-    #: Bytes of a binary message compressed by a small throw-away
-    #: compressor to judge it, while the last binary message did not compress.
-    probe_size: int = 1024
-    #: After binary data that did not compress, this many binary messages go
-    #: out uncompressed without a probe; then the next one is probed again.
-    reprobe_interval: int = 16
-
-    def __post_init__(self) -> None:
-        for bits in (self.server_max_window_bits, self.client_max_window_bits):
-            if not 9 <= bits <= 15:
-                raise ValueError("window bits must be between 9 and 15 (zlib cannot do 8)")
-        if not -1 <= self.level <= 9 or not 1 <= self.mem_level <= 9:
-            raise ValueError("level must be -1..9 and mem_level 1..9")
-        if self.min_size < 0 or self.probe_size < 1 or self.reprobe_interval < 0:
-            raise ValueError("min_size, probe_size and reprobe_interval must be >= 0 (probe >= 1)")
-        if not 0.0 < self.incompressible_ratio <= 1.0:
-            raise ValueError("incompressible_ratio must be in (0, 1]")
 
 
 def parse_offer(text: str) -> tuple[str, dict[str, str | None]]:

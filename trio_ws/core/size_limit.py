@@ -13,7 +13,7 @@ from __future__ import annotations
 from wsproto.extensions import Extension
 from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol, Opcode, RsvBits
 
-from .options import BYTES_PER_FRAGMENT, MIN_FRAGMENTS
+from ..options import BYTES_PER_FRAGMENT, MIN_FRAGMENTS
 
 _NO_RSV_BITS = RsvBits(False, False, False)
 

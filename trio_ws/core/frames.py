@@ -6,7 +6,7 @@ frame it parses. A complete, unfragmented, uncompressed data message is the
 common case and the simplest frame there is, so trio_ws encodes it here,
 and decodes it here when it arrives whole in one read and breaks no rule.
 A whole compressed message is found here too, and inflated by
-:meth:`trio_ws.compression.PerMessageDeflate.inflate_message`.
+:meth:`trio_ws.core.deflate.PerMessageDeflate.inflate_message`.
 Everything else (fragments, control frames, compressed frames split across
 reads, and every frame that breaks a rule) goes to wsproto,
 which keeps the protocol state and reports the violations. To hand wsproto
