@@ -38,8 +38,16 @@ def option_table() -> list[list[str]]:
 
 
 def options_of(function: Callable[..., object]) -> set[str]:
-    parameters = inspect.signature(function).parameters.values()
-    return {p.name for p in parameters if p.default is not p.empty and p.name not in NOT_OPTIONS}
+    """Defaulted parameters, and the keys of the typed dict ``**options`` unpacks."""
+    target = function.__init__ if isinstance(function, type) else function
+    parameters = inspect.signature(target).parameters.values()
+    names = {p.name for p in parameters if p.default is not p.empty and p.name not in NOT_OPTIONS}
+    for p in parameters:
+        if p.kind is p.VAR_KEYWORD:  # annotated "Unpack[SomeKeywords]" (PEP 692)
+            assert isinstance(p.annotation, str) and p.annotation.startswith("Unpack["), p
+            keywords = inspect.unwrap(target).__globals__[p.annotation[len("Unpack[") : -1]]
+            names |= set(keywords.__annotations__)
+    return names
 
 
 def test_option_table_says_exactly_which_function_takes_which_option() -> None:
