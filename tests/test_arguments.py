@@ -226,7 +226,12 @@ async def test_server_keywords_are_checked_before_any_listener_opens(
     nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     opened: list[object] = []
-    monkeypatch.setattr(trio, "open_tcp_listeners", lambda *a, **k: opened.append(a))
+
+    async def open_tcp_listeners(*args: object, **kwargs: object) -> None:
+        opened.append(args)
+        raise AssertionError("a listener was opened before the options were checked")
+
+    monkeypatch.setattr(trio, "open_tcp_listeners", open_tcp_listeners)
     with pytest.raises(TypeError, match=r"^serve_websocket\(\) .* 'origin'$"):
         await trio_ws.serve_websocket(echo_handler, HOST, 0, None, origin=["x"])  # type: ignore[call-arg]
     with pytest.raises(ValueError, match="max_message_size"):
