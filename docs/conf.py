@@ -48,6 +48,7 @@ NO_PUBLIC_CONSTRUCTOR = {
     "trio_ws.Reconnector",
     "trio_ws.WebSocketConnection",
     "trio_ws.WebSocketRequest",
+    "trio_ws.broker.EngineSession",
     "trio_ws.streaming.MessageStream",
 }
 

@@ -262,17 +262,9 @@ def all_private_accesses() -> set[str]:
 
 #: Uses of other modules' privates that remain today: the connection's,
 #: until its lifecycle and keepalive interfaces land (the helper "shell",
-#: issue 14), and the hooks and state RedisBroker inherits from Broker.
-#: Shrink this as they go; nothing may be added.
+#: issue 14). Shrink this as they go; nothing may be added.
 KNOWN_TODAY = {
     "trio_ws/connection.py: from .options import _Default",
-    "trio_ws/redis_bridge.py: self._deliver",
-    "trio_ws/redis_bridge.py: self._gap",
-    "trio_ws/redis_bridge.py: self._set_active",
-    "trio_ws/redis_bridge.py: self._take_changes",
-    "trio_ws/redis_bridge.py: self._up",
-    "trio_ws/redis_bridge.py: self._wait_changed",
-    "trio_ws/redis_bridge.py: self._wanted",
     "trio_ws/client.py: connection._start",
     "trio_ws/client.py: connection._close",
     "trio_ws/request.py: connection._start",
