@@ -268,7 +268,6 @@ KNOWN_TODAY = {
     "trio_ws/client.py: connection._start",
     "trio_ws/client.py: connection._close",
     "trio_ws/request.py: connection._start",
-    "trio_ws/server.py: connection._close",
     "trio_ws/server.py: outcome.connection._log",
     "trio_ws/keepalive.py: conn._keepalive",
     "trio_ws/keepalive.py: conn._reader_done",

@@ -320,7 +320,7 @@ class WebSocketServer:
             connection = outcome.connection
             if connection is not None:
                 try:
-                    await connection._close(code, None)
+                    await connection.aclose(code)
                 finally:
                     self._connections.discard(connection)
                     self._snapshot = None
@@ -350,18 +350,12 @@ async def serve_websocket(
     closed with 1011 (or answered with 500 before acceptance) and the server
     goes on. Errors opening the listeners are raised as themselves.
 
-    *subprotocols* (the server's list, or a function that gets the client's
-    proposals and returns one or ``None``) chooses the subprotocol when the
-    handler calls ``accept()`` without one. *server_header* is the ``Server``
-    header of every answer; ``None`` sends none.
-
-    *reuse_port* sets ``SO_REUSEPORT`` before binding, so that several
-    processes can serve one port (see "Scaling out" in the docs); where the
-    platform lacks it, ``OSError`` says so. To serve a socket you made
-    yourself, wrap it in :class:`trio.SocketListener` and give it to
-    :class:`WebSocketServer`. The other *options* are those of
-    :class:`WebSocketServer`, described under :ref:`connection-options`;
-    a bad one is raised before any listener is opened.
+    To serve a socket you made yourself, wrap it in
+    :class:`trio.SocketListener` and give it to :class:`WebSocketServer`.
+    Every keyword argument (those of :class:`WebSocketServer`, and
+    *unix_socket* and *reuse_port*) is described under
+    :ref:`connection-options`; a bad one is raised before any listener is
+    opened.
     """
     connection_options("serve_websocket", options, SERVER_KEYWORDS)
     if unix_socket is not None:
