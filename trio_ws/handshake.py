@@ -26,7 +26,7 @@ from .options import (
     MAX_HEADER_COUNT,
     MAX_REJECT_BODY_SIZE,
 )
-from .values import socket_endpoints
+from .values import Endpoint, socket_endpoints
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -259,12 +259,15 @@ class UpgradeRequest:
     trailing_data: bytes = field(repr=False)
 
 
-async def read_request(stream: trio.abc.Stream, receive_size: int) -> HTTPRequest:
+async def read_request(
+    stream: trio.abc.Stream, receive_size: int, remote: Endpoint | str | None = None
+) -> HTTPRequest:
     """Read one HTTP request head from *stream*, within the size limits.
 
-    Raises :class:`BadRequest` with the status the client should get, or
-    :class:`PeerGone` when the client left first. A request body is read and
-    dropped (an upgrade request has none).
+    *remote* is the client's address when the caller has asked the socket
+    already (otherwise this asks it). Raises :class:`BadRequest` with the
+    status the client should get, or :class:`PeerGone` when the client left
+    first. A request body is read and dropped (an upgrade request has none).
     """
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HANDSHAKE_HEAD_SIZE)
     try:
@@ -288,7 +291,7 @@ async def read_request(stream: trio.abc.Stream, receive_size: int) -> HTTPReques
         path=event.target.decode("latin-1"),
         http_version=event.http_version.decode("latin-1"),
         headers=headers,
-        remote=socket_endpoints(stream)[1],
+        remote=socket_endpoints(stream)[1] if remote is None else remote,
         _trailing_data=conn.trailing_data[0],
     )
 

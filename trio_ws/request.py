@@ -83,6 +83,7 @@ class WebSocketRequest:
         state: dict[str, Any] | None = None,
         subprotocols: SubprotocolChoice | None = None,
         default_headers: Headers | None = None,
+        endpoints: tuple[Endpoint | str, Endpoint | str] | None = None,
     ) -> None:
         self._nursery = nursery
         self._stream = stream
@@ -91,7 +92,8 @@ class WebSocketRequest:
         self._state: dict[str, Any] = {} if state is None else state
         self._subprotocols = subprotocols
         self._default_headers = default_headers or []  # see server_headers()
-        self._local, self._remote = socket_endpoints(stream)
+        # The server asked the socket once, for the request hook: reuse that.
+        self._local, self._remote = endpoints or socket_endpoints(stream)
         self._connection: WebSocketConnection | None = None
         self._decided = False
         self._on_accept: Callable[[WebSocketConnection], object] | None = None
@@ -254,8 +256,9 @@ async def receive_request(
     the *default_headers* (see :func:`server_headers`) it does not set itself.
     """
     defaults = default_headers or []
+    endpoints = socket_endpoints(stream)  # two system calls: made once per connection
     try:
-        request = await read_request(stream, options.receive_buffer_size)
+        request = await read_request(stream, options.receive_buffer_size, endpoints[1])
         response = await screen(request) if screen is not None else None
         if response is not None:
             await answer_and_close(stream, render_plain(response, defaults), options)
@@ -276,6 +279,7 @@ async def receive_request(
         state=request.state,
         subprotocols=subprotocols,
         default_headers=defaults,
+        endpoints=endpoints,
     )
 
 
