@@ -73,14 +73,70 @@ async def test_bad_extra_headers_are_a_type_error_before_connecting(
     assert accepted == []
 
 
-async def test_header_injection_is_still_a_value_error(idle_port: tuple[int, list[int]]) -> None:
+@pytest.mark.parametrize(
+    "extra_headers",
+    [
+        {"X-A": "1\r\nX-Evil: 1"},  # header injection
+        {"X A": "1"},  # a name must be a token
+        {"X-A:": "1"},
+        {"": "1"},
+        {"X-A": "bell\x07"},  # no control characters in a value
+        {"X-A": "\x7f"},
+    ],
+)
+async def test_invalid_headers_are_a_value_error_before_connecting(
+    idle_port: tuple[int, list[int]], extra_headers: dict[str, str]
+) -> None:
     port, accepted = idle_port
     with pytest.raises(ValueError, match="invalid header"):
         async with trio_ws.open_websocket(
-            HOST, port, "/", use_ssl=False, extra_headers={"X-A": "1\r\nX-Evil: 1"}
+            HOST, port, "/", use_ssl=False, extra_headers=extra_headers
         ):
             pass
     assert accepted == []
+
+
+@pytest.mark.parametrize("name", ["X A", "X(A)", "X-A\x01"])
+async def test_server_refuses_to_send_an_invalid_header_name(
+    nursery: trio.Nursery, name: str
+) -> None:
+    # The server renders its answers itself: a name that is not a token
+    # must not reach the wire.
+    refused: list[BaseException] = []
+
+    async def handler(request: trio_ws.WebSocketRequest) -> None:
+        try:
+            await request.accept(extra_headers={name: "1"})
+        except ValueError as exc:
+            refused.append(exc)
+            await request.reject(400)
+
+    server = await nursery.start(
+        lambda task_status: trio_ws.serve_websocket(handler, HOST, 0, None, task_status=task_status)
+    )
+    with pytest.raises(trio_ws.ConnectionRejected) as rejected:
+        async with trio_ws.open_websocket(HOST, server.port, "/", use_ssl=False):
+            pass  # pragma: no cover
+    assert rejected.value.status_code == 400
+    assert len(refused) == 1 and "invalid header" in str(refused[0])
+
+
+async def test_tab_and_non_ascii_bytes_are_allowed_in_values(nursery: trio.Nursery) -> None:
+    seen: list[bytes | None] = []
+
+    async def handler(request: trio_ws.WebSocketRequest) -> None:
+        seen.append(dict(request.headers).get(b"x-a"))
+        await request.reject(404)
+
+    server = await nursery.start(
+        lambda task_status: trio_ws.serve_websocket(handler, HOST, 0, None, task_status=task_status)
+    )
+    with pytest.raises(trio_ws.ConnectionRejected):
+        async with trio_ws.open_websocket(
+            HOST, server.port, "/", use_ssl=False, extra_headers={"X-A": b"a\tb \xe9"}
+        ):
+            pass  # pragma: no cover
+    assert seen == [b"a\tb \xe9"]
 
 
 @pytest.mark.parametrize("subprotocols", ["chat", b"chat", ["chat", 1]])

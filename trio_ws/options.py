@@ -171,6 +171,10 @@ DEFAULT_PING_TIMEOUT: float | None = 20.0
 #: Seconds a server's graceful shutdown waits for handlers before cancelling them.
 DEFAULT_SHUTDOWN_TIMEOUT = 10.0
 
+#: Seconds a server waits before accepting again when accept() failed for
+#: want of file descriptors or memory (EMFILE, ENFILE, ENOMEM, ENOBUFS).
+ACCEPT_RETRY_DELAY = 0.1
+
 #: With piped (not interactive) input, the command-line client waits after
 #: the end of input until no message has arrived for CLI_QUIET_SECONDS, and
 #: at most CLI_PIPE_LINGER_MAX seconds, so the answers to the last lines print.

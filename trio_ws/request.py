@@ -104,6 +104,7 @@ class WebSocketRequest:
         subprotocols: SubprotocolChoice | None = None,
         default_headers: Headers | None = None,
         outcome: RequestOutcome | None = None,
+        endpoints: tuple[Endpoint | str, Endpoint | str] | None = None,
     ) -> None:
         self._nursery = nursery
         self._stream = stream
@@ -112,7 +113,8 @@ class WebSocketRequest:
         self._state: dict[str, Any] = {} if state is None else state
         self._subprotocols = subprotocols
         self._default_headers = default_headers or []  # see server_headers()
-        self._local, self._remote = socket_endpoints(stream)
+        # The server asked the socket once, for the request hook: reuse that.
+        self._local, self._remote = endpoints or socket_endpoints(stream)
         self._outcome = RequestOutcome() if outcome is None else outcome
 
     @property
@@ -276,8 +278,9 @@ async def receive_request(
     The request fills in *outcome*, if given, as it is answered.
     """
     defaults = default_headers or []
+    endpoints = socket_endpoints(stream)  # two system calls: made once per connection
     try:
-        request = await read_request(stream, options.receive_buffer_size)
+        request = await read_request(stream, options.receive_buffer_size, endpoints[1])
         response = await screen(request) if screen is not None else None
         if response is not None:
             await answer_and_close(stream, render_plain(response, defaults), options)
@@ -299,6 +302,7 @@ async def receive_request(
         subprotocols=subprotocols,
         default_headers=defaults,
         outcome=outcome,
+        endpoints=endpoints,
     )
 
 

@@ -16,7 +16,6 @@ import ssl
 import stat
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from functools import partial
 from typing import TYPE_CHECKING
 
 import trio
@@ -26,7 +25,7 @@ from .connection import WebSocketConnection
 from .exceptions import ConnectionClosed, HandshakeError
 from .groups import one_error
 from .http import HTTPRequest, HTTPResponse
-from .listeners import listen_on, open_reuse_port_listeners
+from .listeners import accept_forever, listen_on, open_reuse_port_listeners
 from .options import (
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_MESSAGE_QUEUE_SIZE,
@@ -189,14 +188,10 @@ class WebSocketServer:
                 # stop it (closing the listeners) while the handlers go on.
                 with trio.CancelScope() as self._accepting:
                     async with trio.open_nursery() as accepting:
-                        await accepting.start(
-                            partial(
-                                trio.serve_listeners,
-                                self._serve_stream,
-                                self._listeners,
-                                handler_nursery=self._readers,
+                        for listener in self._listeners:
+                            accepting.start_soon(
+                                accept_forever, listener, self._serve_stream, self._readers
                             )
-                        )
                         task_status.started(self)
 
     async def shutdown(
@@ -266,7 +261,12 @@ class WebSocketServer:
             self._streams -= 1
             if not self._streams:
                 self._idle.set()
-            await trio.aclose_forcefully(stream)
+            if isinstance(stream, trio.SocketStream):
+                # Usually closed by the connection already; closing a plain
+                # socket needs no I/O, so no scheduler pass is spent on it.
+                stream.socket.close()
+            else:
+                await trio.aclose_forcefully(stream)
 
     async def _serve_one(self, stream: trio.abc.Stream, scope: trio.CancelScope) -> None:
         # The reader runs next to the handlers, not in a nursery of this

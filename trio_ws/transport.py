@@ -7,7 +7,6 @@ names its cause, at once: a proxy's refusal, a broken TLS handshake.
 from __future__ import annotations
 
 import base64
-import ipaddress
 import os
 import socket
 import ssl
@@ -20,7 +19,7 @@ from .exceptions import HandshakeError
 from .groups import leaves
 from .handshake import PeerGone, next_event
 from .options import MAX_HANDSHAKE_HEAD_SIZE
-from .values import format_host
+from .values import format_host, ip_version
 
 
 def proxy_from_environment(host: str, is_ssl: bool) -> str | None:
@@ -102,11 +101,9 @@ async def open_tcp(host: str, port: int) -> trio.SocketStream:
     first attempt (the preferred address) is raised instead, with every
     attempt in the message and Trio's error as the cause.
     """
-    try:
-        family = socket.AF_INET6 if ipaddress.ip_address(host).version == 6 else socket.AF_INET
-    except ValueError:
-        pass  # a name
-    else:
+    version = ip_version(host)
+    if version is not None:
+        family = socket.AF_INET6 if version == 6 else socket.AF_INET
         sock = trio.socket.socket(family, socket.SOCK_STREAM)
         try:
             await sock.connect((host, port))
