@@ -289,6 +289,7 @@ class ConnectionOptions:
 
 
 _FIELDS = frozenset(field.name for field in fields(ConnectionOptions))
+_DEFAULTS = ConnectionOptions()
 
 
 def connection_options(
@@ -306,6 +307,8 @@ def connection_options(
         if name not in accepted:
             raise TypeError(f"{function}() got an unexpected keyword argument {name!r}")
     chosen = {name: value for name, value in keywords.items() if name in _FIELDS}
+    if not chosen:
+        return _DEFAULTS  # frozen: every connection with the defaults can share one
     return ConnectionOptions(**cast("dict[str, Any]", chosen))
 
 
