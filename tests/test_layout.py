@@ -199,32 +199,40 @@ def is_private(name: str) -> bool:
     return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
 
 
+def on_self(node: ast.Attribute) -> bool:
+    return isinstance(node.value, ast.Name) and node.value.id in ("self", "cls")
+
+
 def own_names(tree: ast.Module) -> set[str]:
-    """Private names a module defines: functions, classes, attributes, slots, fields."""
+    """Private names a module defines: functions, classes, globals, fields, attributes, slots."""
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
             names.add(node.name)
         elif isinstance(node, ast.Attribute) and isinstance(node.ctx, ast.Store):
-            names.add(node.attr)  # self._x = ..., and also other._x = ... (counted below)
+            if on_self(node):
+                names.add(node.attr)  # self._x = ...
         elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
             names.add(node.id)  # class-body fields and module globals
-        elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
-            names.add(node.target.id)
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
-            names.add(node.value)  # __slots__ entries
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            if any(isinstance(t, ast.Name) and t.id == "__slots__" for t in targets):
+                for item in ast.walk(node.value) if node.value else ():
+                    if isinstance(item, ast.Constant) and isinstance(item.value, str):
+                        names.add(item.value)
     return {name for name in names if is_private(name)}
 
 
 def private_accesses(name: str) -> set[str]:
     """``module: what`` for each private name module *name* uses that it does not define.
 
-    ``obj._x`` counts unless ``obj`` is ``self`` or ``cls`` and this module
-    defines ``_x`` (a heuristic: a module whose own private has the same
-    name as another's hides that use). Assigning ``obj._x = ...`` counts
-    when ``obj`` is not ``self``/``cls``: that drives another object's
-    state. ``from m import _x`` counts, whatever ``m`` is (Trio's and
-    wsproto's privates are off limits too).
+    Reading ``obj._x`` counts unless this module defines ``_x`` (its own
+    attribute, on ``self`` or on another object of a class it defines; a
+    heuristic: a module whose own private has the same name as another's
+    hides that use). Assigning ``obj._x = ...`` counts unless ``obj`` is
+    ``self`` or ``cls``: that drives another object's state. ``from m
+    import _x`` counts, whatever ``m`` is (Trio's and wsproto's privates are
+    off limits too).
     """
     where = str(MODULES[name].relative_to(PACKAGE.parent))
     return private_accesses_in(parse(name), where) - EXEMPT
@@ -242,11 +250,8 @@ def private_accesses_in(tree: ast.Module, where: str) -> set[str]:
             found |= {a.name for a in node.names if any(map(is_private, a.name.split(".")))}
         elif isinstance(node, ast.Attribute) and is_private(node.attr):
             owner = node.value
-            on_self = isinstance(owner, ast.Name) and owner.id in ("self", "cls")
-            if on_self and node.attr in mine:
+            if node.attr in mine and (on_self(node) or isinstance(node.ctx, ast.Load)):
                 continue
-            if not on_self and isinstance(node.ctx, ast.Load) and node.attr in mine:
-                continue  # another object of a class this module defines
             found.add(f"{ast.unparse(owner)}.{node.attr}")
     return {f"{where}: {what}" for what in found}
 
