@@ -312,6 +312,13 @@ def connection_options(
     return ConnectionOptions(**cast("dict[str, Any]", chosen))
 
 
+#: reconnecting_websocket() waits a random part of a delay that starts at
+#: RECONNECT_INITIAL_DELAY seconds and grows by RECONNECT_FACTOR after each
+#: failed attempt, up to RECONNECT_MAX_DELAY.
+RECONNECT_INITIAL_DELAY = 1.0
+RECONNECT_MAX_DELAY = 60.0
+RECONNECT_FACTOR = 2.0
+
 #: The runner restarts a worker that died after this many seconds, doubling
 #: the delay on each further death up to RESTART_MAX_DELAY; a worker that
 #: stayed up for RESTART_MAX_DELAY resets the delay.
