@@ -9,7 +9,10 @@ below keep the rendered API what users may rely on:
   (constructors users never call, ``_``-prefixed parameters, the private
   "use the default" sentinel type);
 * ``external_reference`` links names from the standard library and Trio
-  to their own documentation, without downloading an inventory.
+  to their own documentation, without downloading an inventory, and the
+  typed dicts of ``**options`` (``trio_ws.client.ClientKeywords`` and the
+  like) to the one place that describes every option, the reference's
+  "Connection options".
 """
 
 from __future__ import annotations
@@ -45,13 +48,15 @@ NO_PUBLIC_CONSTRUCTOR = {
     "trio_ws.Reconnector",
     "trio_ws.WebSocketConnection",
     "trio_ws.WebSocketRequest",
+    "trio_ws.broker.EngineSession",
     "trio_ws.streaming.MessageStream",
 }
 
 # The type of the private "use the default" sentinel, with the "|" that joins
 # it to the rest of a union: the reference says in words what the default is.
 SENTINEL_TYPE = re.compile(
-    r"\s*\|\s*~?trio_ws\.options\._Default\b|~?trio_ws\.options\._Default\s*\|\s*"
+    r"\s*\|\s*~?trio_ws\.options\.(?:_Default|DefaultType)\b"
+    r"|~?trio_ws\.options\.(?:_Default|DefaultType)\s*\|\s*"
 )
 
 # A default shown as "<something>", such as a dataclass field's "<factory>".
@@ -180,7 +185,13 @@ def external_reference(app: Any, env: Any, node: Any, contnode: Any) -> Any:
     """Resolve a Python reference that the docs do not define to its own docs."""
     if node.get("refdomain") != "py":
         return None
-    url = external_url(node["reftarget"])
+    target = node["reftarget"]
+    if target.startswith("trio_ws.") and target.endswith("Keywords"):
+        page = app.builder.get_relative_uri(node.get("refdoc", "index"), "reference")
+        reference = nodes.reference("", "", internal=True, refuri=f"{page}#connection-options")
+        reference += contnode
+        return reference
+    url = external_url(target)
     if url is None:
         return None
     reference = nodes.reference("", "", internal=False, refuri=url)

@@ -231,3 +231,132 @@ async def test_hook_response_headers_may_be_a_mapping(nursery: trio.Nursery) -> 
     assert head.startswith(b"HTTP/1.1 200") and body == b"ok\n"
     assert b"\r\ncontent-type: text/plain" in head
     assert b"\r\nserver:" not in head.lower()  # None removed the default
+
+
+# ------------------------------------------------ one source of connection options
+
+
+def test_connection_keywords_are_the_fields_of_connection_options() -> None:
+    """The typed dicts and ConnectionOptions list the same options, with the same types."""
+    from dataclasses import fields
+
+    from trio_ws.options import ConnectionKeywords, ConnectionOptions
+
+    def text(annotation: object) -> str:  # "int", or ForwardRef("int")
+        return str(getattr(annotation, "__forward_arg__", annotation))
+
+    typed = {name: text(kind) for name, kind in ConnectionKeywords.__annotations__.items()}
+    assert typed == {field.name: text(field.type) for field in fields(ConnectionOptions)}
+
+
+def test_connection_options_are_keyword_only() -> None:
+    from trio_ws.options import ConnectionOptions
+
+    with pytest.raises(TypeError):
+        ConnectionOptions(4)  # type: ignore[call-arg]
+    assert ConnectionOptions(message_queue_size=4).message_queue_size == 4
+
+
+async def test_unknown_keywords_are_a_type_error_naming_function_and_keyword(
+    idle_port: tuple[int, list[int]],
+) -> None:
+    port, accepted = idle_port
+    url = f"ws://{HOST}:{port}/"
+    bad = {"max_mesage_size": 10}
+    with pytest.raises(TypeError, match=r"^open_websocket_url\(\) .* 'max_mesage_size'$"):
+        trio_ws.open_websocket_url(url, **bad)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^open_websocket\(\) .* 'max_mesage_size'$"):
+        trio_ws.open_websocket(HOST, port, "/", use_ssl=False, **bad)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"^reconnecting_websocket\(\) .* 'max_mesage_size'$"):
+        trio_ws.reconnecting_websocket(url, **bad)  # type: ignore[arg-type]
+    async with trio.open_nursery() as nursery:
+        with pytest.raises(TypeError, match=r"^connect_websocket_url\(\) .* 'max_mesage_size'"):
+            await trio_ws.connect_websocket_url(nursery, url, **bad)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match=r"^connect_websocket\(\) .* 'max_mesage_size'"):
+            await trio_ws.connect_websocket(nursery, HOST, port, "/", use_ssl=False, **bad)  # type: ignore[arg-type]
+    await trio.sleep(0.05)
+    assert accepted == []  # nothing connected
+
+
+async def test_server_keywords_are_checked_before_any_listener_opens(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[object] = []
+
+    async def open_tcp_listeners(*args: object, **kwargs: object) -> None:
+        opened.append(args)
+        raise AssertionError("a listener was opened before the options were checked")
+
+    monkeypatch.setattr(trio, "open_tcp_listeners", open_tcp_listeners)
+    with pytest.raises(TypeError, match=r"^serve_websocket\(\) .* 'origin'$"):
+        await trio_ws.serve_websocket(echo_handler, HOST, 0, None, origin=["x"])  # type: ignore[call-arg]
+    with pytest.raises(ValueError, match="max_message_size"):
+        await trio_ws.serve_websocket(echo_handler, HOST, 0, None, max_message_size=0)
+    assert opened == []
+    monkeypatch.undo()
+    listeners = await trio.open_tcp_listeners(0, host=HOST)
+    with pytest.raises(TypeError, match=r"^WebSocketServer\(\) .* 'proxy'$"):
+        trio_ws.WebSocketServer(echo_handler, listeners, proxy=None)  # type: ignore[call-arg]
+    with pytest.raises(TypeError):  # options are keyword-only, as in trio-websocket
+        trio_ws.WebSocketServer(echo_handler, listeners, None)  # type: ignore[call-arg]
+    for listener in listeners:
+        await listener.aclose()
+
+
+async def test_wrapped_streams_take_no_connect_timeout() -> None:
+    client_stream, server_stream = trio.testing.memory_stream_pair()
+    async with trio.open_nursery() as nursery:
+        with pytest.raises(TypeError, match=r"^wrap_client_stream\(\) .* 'connect_timeout'$"):
+            await trio_ws.wrap_client_stream(
+                nursery,
+                client_stream,
+                "example.com",
+                "/",
+                connect_timeout=1,  # type: ignore[call-arg]
+            )
+        with pytest.raises(TypeError, match=r"^wrap_server_stream\(\) .* 'connect_timeout'$"):
+            await trio_ws.wrap_server_stream(nursery, server_stream, connect_timeout=1)  # type: ignore[call-arg]
+
+
+async def test_wrap_server_stream_takes_its_buffer_sizes_positionally() -> None:
+    """As in trio-websocket: (nursery, stream, message_queue_size, max_message_size, ...)."""
+    client_stream, server_stream = trio.testing.memory_stream_pair()
+    async with trio.open_nursery() as nursery:
+
+        async def serve() -> None:
+            request = await trio_ws.wrap_server_stream(nursery, server_stream, 2, 10, 4096)
+            ws = await request.accept()
+            with pytest.raises(trio_ws.ConnectionClosed) as info:
+                await ws.get_message()
+            assert info.value.reason.code == 1009  # the positional max_message_size
+            await ws.aclose()
+
+        nursery.start_soon(serve)
+        ws = await trio_ws.wrap_client_stream(nursery, client_stream, "example.com", "/")
+        await ws.send_message(b"x" * 11)
+        with pytest.raises(trio_ws.ConnectionClosed) as info:
+            await ws.get_message()
+        assert info.value.reason.code == 1009
+        await ws.aclose()
+
+
+async def test_options_given_to_serve_websocket_reach_its_connections(
+    nursery: trio.Nursery,
+) -> None:
+    async def handler(request: trio_ws.WebSocketRequest) -> None:
+        ws = await request.accept()
+        await ws.get_message()
+
+    server = await nursery.start(
+        partial(trio_ws.serve_websocket, max_message_size=10, server_header="test/1"),
+        handler,
+        HOST,
+        0,
+        None,
+    )
+    async with trio_ws.open_websocket_url(f"ws://{HOST}:{server.port}/", compression=None) as ws:
+        assert dict(ws.handshake_headers)[b"server"] == b"test/1"
+        await ws.send_message(b"x" * 11)
+        with pytest.raises(trio_ws.ConnectionClosed) as info:
+            await ws.get_message()
+        assert info.value.reason.code == 1009

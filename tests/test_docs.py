@@ -38,8 +38,16 @@ def option_table() -> list[list[str]]:
 
 
 def options_of(function: Callable[..., object]) -> set[str]:
-    parameters = inspect.signature(function).parameters.values()
-    return {p.name for p in parameters if p.default is not p.empty and p.name not in NOT_OPTIONS}
+    """Defaulted parameters, and the keys of the typed dict ``**options`` unpacks."""
+    target = function.__init__ if isinstance(function, type) else function
+    parameters = inspect.signature(target).parameters.values()
+    names = {p.name for p in parameters if p.default is not p.empty and p.name not in NOT_OPTIONS}
+    for p in parameters:
+        if p.kind is p.VAR_KEYWORD:  # annotated "Unpack[SomeKeywords]" (PEP 692)
+            assert isinstance(p.annotation, str) and p.annotation.startswith("Unpack["), p
+            keywords = inspect.unwrap(target).__globals__[p.annotation[len("Unpack[") : -1]]
+            names |= set(keywords.__annotations__)
+    return names
 
 
 def test_option_table_says_exactly_which_function_takes_which_option() -> None:
@@ -53,3 +61,41 @@ def test_option_table_says_exactly_which_function_takes_which_option() -> None:
             taken = options_of(function)
             assert taken <= documented, f"{function.__name__}: undocumented {taken - documented}"
             assert said == taken, f"{label} / {function.__name__}: table {said}, code {taken}"
+
+
+def option_terms() -> list[str]:
+    """The terms (unindented lines) of the "Connection options" definition list."""
+    text = REFERENCE.read_text()
+    section = text[text.index("Connection options\n---") : text.index(".. csv-table::")]
+    return [line for line in section.splitlines() if line.startswith("``")]
+
+
+def test_each_option_is_described_once() -> None:
+    terms = option_terms()
+    for row in option_table()[1:]:
+        name = row[0]  # ``name``, as the terms write it
+        assert sum(term.count(name) for term in terms) == 1, f"{name} described {terms}"
+
+
+def shown(name: str, value: object) -> str:
+    """How the reference writes a default: 1, 1 MiB, 64 KiB, 60 s."""
+    if isinstance(value, int) and name.endswith("_size") and value >= 1024:
+        for unit, scale in (("MiB", 1024 * 1024), ("KiB", 1024)):
+            if value % scale == 0:
+                return f"{value // scale} {unit}"
+    if name.endswith(("_timeout", "_interval")):
+        return f"{value:g} s"
+    return str(value)
+
+
+def test_the_defaults_the_reference_states_are_the_code_s() -> None:
+    from dataclasses import fields
+
+    from trio_ws.options import ConnectionOptions
+
+    terms = "\n".join(option_terms())
+    for field in fields(ConnectionOptions):
+        if field.name == "compression":
+            continue  # described in words: DeflateOptions()
+        expected = f"``{field.name}`` (default {shown(field.name, field.default)})"
+        assert expected in terms, expected

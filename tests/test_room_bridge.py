@@ -6,7 +6,7 @@ import pytest
 import trio
 
 import trio_ws
-from trio_ws.broker import Gap, LocalBroker
+from trio_ws.broker import EngineSession, Gap, LocalBroker
 from trio_ws.room_bridge import RoomsBridge, decode_message, encode_message
 from trio_ws.stats import WorkerStats
 
@@ -62,10 +62,10 @@ async def test_publish_reaches_every_member_and_is_counted(nursery: trio.Nursery
 class GappyBroker(LocalBroker):
     """An engine that reports one gap in room "a" as soon as it is up."""
 
-    async def _session(self, task_status: trio.TaskStatus[None]) -> None:
-        self._up(task_status)
-        self._gap("a", "for the test")
-        await super()._session(task_status)
+    async def _session(self, session: EngineSession) -> None:
+        session.up()
+        session.gap("a", "for the test")
+        await super()._session(session)
 
 
 async def test_a_gap_reaches_on_gap_and_the_counters(nursery: trio.Nursery) -> None:
@@ -101,8 +101,8 @@ def test_worker_stats_snapshot_names_every_counter() -> None:
 class BrokenBroker(LocalBroker):
     """An engine that fails with a bug, not a lost connection, once up."""
 
-    async def _session(self, task_status: trio.TaskStatus[None]) -> None:
-        self._up(task_status)
+    async def _session(self, session: EngineSession) -> None:
+        session.up()
         raise ValueError("engine bug")
 
 

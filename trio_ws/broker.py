@@ -9,7 +9,8 @@ last leave can call them directly), publishes payloads
 
 What every engine shares lives here: the bounded local buffer, the
 reconnect loop with backoff, and gap bookkeeping. An engine implements one
-connected session (:meth:`Broker._session`) and says which exceptions mean
+connected session (:meth:`Broker._session`, reporting through the
+:class:`EngineSession` it is handed) and says which exceptions mean
 "the connection was lost". Nothing is ever lost silently: when a message
 cannot be delivered (the engine lost it, or the local buffer was full) a
 :class:`Gap` for that room comes out instead.
@@ -28,7 +29,7 @@ from .groups import leaves, one_error, real_error
 from .options import BROKER_BUFFER_SIZE, BROKER_INITIAL_DELAY, BROKER_MAX_DELAY
 from .stats import WorkerStats
 
-__all__ = ["Broker", "BrokerUnavailable", "Delivery", "Gap", "LocalBroker"]
+__all__ = ["Broker", "BrokerUnavailable", "Delivery", "EngineSession", "Gap", "LocalBroker"]
 
 logger = logging.getLogger("trio_ws.broker")
 
@@ -168,7 +169,7 @@ class Broker(abc.ABC):
             self._was_up = False
             try:
                 with one_error():  # coredis nests groups: raise the real error
-                    await self._session(task_status)
+                    await self._session(EngineSession(self, task_status))
             except BaseException as exc:
                 if not self._is_connection_error(exc):
                     raise
@@ -184,15 +185,19 @@ class Broker(abc.ABC):
             await trio.sleep(random.uniform(delay / 2, delay))
             delay = min(delay * 2, self._max_delay)
 
-    # -- what an engine implements and uses ---------------------------------
+    # -- what an engine implements, and what its EngineSession uses --------
 
     _ever_connected = False
     _was_up = False
     _started = False
 
     @abc.abstractmethod
-    async def _session(self, task_status: trio.TaskStatus[None]) -> None:
-        """Connect, call :meth:`_up`, and serve until the connection is lost."""
+    async def _session(self, session: EngineSession) -> None:
+        """Connect, call ``session.up()``, and serve until the connection is lost.
+
+        The engine reports through *session* (another module's engine
+        touches none of the broker's own state).
+        """
 
     @abc.abstractmethod
     async def _publish(self, room: str, payload: bytes) -> None:
@@ -258,6 +263,45 @@ class Broker(abc.ABC):
         return bool(found) and all(isinstance(leaf, self.connection_errors) for leaf in found)
 
 
+class EngineSession:
+    """What an engine may do to its broker during one connected session.
+
+    :meth:`Broker.run` hands one to the engine's ``_session``; the engine
+    reports through it (connected, listening to these rooms, a message came,
+    messages may be lost), and the broker's state stays the broker's own.
+    """
+
+    __slots__ = ("_broker", "_task_status")
+
+    def __init__(self, broker: Broker, task_status: trio.TaskStatus[None]) -> None:
+        self._broker = broker
+        self._task_status = task_status
+
+    def up(self) -> bool:
+        """Mark the engine connected; return whether this was a reconnection."""
+        return self._broker._up(self._task_status)
+
+    def set_active(self, rooms: set[str]) -> None:
+        """The engine listens to exactly *rooms* now."""
+        self._broker._set_active(rooms)
+
+    async def wait_changed(self) -> None:
+        """Return after the next :meth:`~Broker.subscribe` or :meth:`~Broker.unsubscribe`."""
+        await self._broker._wait_changed()
+
+    def take_changes(self) -> frozenset[str]:
+        """The rooms wanted now; later changes will wake :meth:`wait_changed`."""
+        return self._broker._take_changes()
+
+    def deliver(self, room: str, payload: bytes) -> None:
+        """Queue a message for the consumer, or drop it and signal a gap."""
+        self._broker._deliver(room, payload)
+
+    def gap(self, room: str, reason: str) -> None:
+        """Signal that messages to *room* may have been lost."""
+        self._broker._gap(room, reason)
+
+
 def _describe(exc: BaseException) -> str:
     error = real_error(exc)
     return f"{type(error).__name__}: {error}"
@@ -270,11 +314,11 @@ class LocalBroker(Broker):
     modes are measured against. Nothing crosses a process boundary.
     """
 
-    async def _session(self, task_status: trio.TaskStatus[None]) -> None:
-        self._up(task_status)
+    async def _session(self, session: EngineSession) -> None:
+        session.up()
         while True:
-            self._set_active(set(self._take_changes()))
-            await self._wait_changed()
+            session.set_active(set(session.take_changes()))
+            await session.wait_changed()
 
     async def _publish(self, room: str, payload: bytes) -> None:
         await trio.lowlevel.checkpoint()

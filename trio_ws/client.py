@@ -10,8 +10,11 @@ arguments they share are documented once, in the reference under
 from __future__ import annotations
 
 import ssl
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from functools import partial
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import trio
@@ -26,22 +29,23 @@ from .handshake import check_subprotocols, client_handshake, normalize_headers
 from .http import HeaderInput
 from .options import (
     DEFAULT,
-    DEFAULT_COMPRESSION,
-    DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_DISCONNECT_TIMEOUT,
-    DEFAULT_MAX_MESSAGE_SIZE,
-    DEFAULT_MESSAGE_QUEUE_SIZE,
-    DEFAULT_PING_INTERVAL,
-    DEFAULT_PING_TIMEOUT,
-    DEFAULT_RECEIVE_BUFFER_SIZE,
+    STREAM_KEYWORDS,
+    ConnectionKeywords,
     ConnectionOptions,
-    DeflateOptions,
-    _Default,
+    DefaultType,
+    StreamKeywords,
+    connection_options,
 )
 from .transport import open_stream, proxy_from_environment
 from .values import host_header
 
+if sys.version_info >= (3, 11):  # resolvable at run time too, for the docs
+    from typing import Unpack
+elif TYPE_CHECKING:
+    from typing_extensions import Unpack
+
 __all__ = [
+    "ClientKeywords",
     "connect_websocket",
     "connect_websocket_url",
     "open_websocket",
@@ -50,30 +54,37 @@ __all__ = [
 ]
 
 
-@asynccontextmanager
-async def open_websocket(
+class ClientKeywords(ConnectionKeywords, total=False):
+    """The keyword arguments of the functions that open a client connection.
+
+    The reference describes each once, under "Connection options".
+    """
+
+    subprotocols: Sequence[str] | None
+    extra_headers: HeaderInput | None
+    proxy: str | DefaultType | None
+    unix_socket: str | None
+
+
+CLIENT_KEYWORDS = frozenset(ClientKeywords.__annotations__)
+
+Connect = Callable[[trio.Nursery], Awaitable[WebSocketConnection]]
+
+
+def open_websocket(
     host: str,
     port: int,
     resource: str,
     *,
     use_ssl: bool | ssl.SSLContext,
-    subprotocols: Sequence[str] | None = None,
-    extra_headers: HeaderInput | None = None,
-    message_queue_size: int = DEFAULT_MESSAGE_QUEUE_SIZE,
-    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-    receive_buffer_size: int = DEFAULT_RECEIVE_BUFFER_SIZE,
-    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-    disconnect_timeout: float = DEFAULT_DISCONNECT_TIMEOUT,
-    compression: DeflateOptions | None = DEFAULT_COMPRESSION,
-    ping_interval: float | None = DEFAULT_PING_INTERVAL,
-    ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
-    proxy: str | _Default | None = DEFAULT,
-    unix_socket: str | None = None,
-) -> AsyncIterator[WebSocketConnection]:
+    **options: Unpack[ClientKeywords],
+) -> AbstractAsyncContextManager[WebSocketConnection]:
     """Open a connection to ``host:port`` for *resource*, and close it on exit.
 
     *use_ssl* is ``False`` for ``ws://``, ``True`` for ``wss://`` with a
     default, verifying TLS context, or an :class:`ssl.SSLContext` to use.
+    *options* are described under :ref:`connection-options`; a bad one is a
+    :class:`TypeError` or :class:`ValueError` from the call itself.
 
     Leaving the block closes the connection with 1000 (1011 if the block
     raised an exception, 1001 if it was cancelled or interrupted by Ctrl-C),
@@ -82,51 +93,13 @@ async def open_websocket(
     :class:`DisconnectionTimeout` is raised. Errors come out as themselves,
     never wrapped in an :class:`ExceptionGroup`.
     """
-    options = ConnectionOptions(
-        message_queue_size,
-        max_message_size,
-        receive_buffer_size,
-        connect_timeout,
-        disconnect_timeout,
-        compression=compression,
-        ping_interval=ping_interval,
-        ping_timeout=ping_timeout,
-    )
-
-    async def connect(nursery: trio.Nursery) -> WebSocketConnection:
-        return await _connect(
-            nursery,
-            host,
-            port,
-            resource,
-            use_ssl,
-            subprotocols,
-            extra_headers,
-            options,
-            proxy,
-            unix_socket,
-        )
-
-    async with _owned_connection(connect) as connection:
-        yield connection
+    return _owned_connection(_connector("open_websocket", host, port, resource, use_ssl, options))
 
 
 def open_websocket_url(
     url: str,
     ssl_context: ssl.SSLContext | None = None,
-    *,
-    subprotocols: Sequence[str] | None = None,
-    extra_headers: HeaderInput | None = None,
-    message_queue_size: int = DEFAULT_MESSAGE_QUEUE_SIZE,
-    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-    receive_buffer_size: int = DEFAULT_RECEIVE_BUFFER_SIZE,
-    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-    disconnect_timeout: float = DEFAULT_DISCONNECT_TIMEOUT,
-    compression: DeflateOptions | None = DEFAULT_COMPRESSION,
-    ping_interval: float | None = DEFAULT_PING_INTERVAL,
-    ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
-    proxy: str | _Default | None = DEFAULT,
-    unix_socket: str | None = None,
+    **options: Unpack[ClientKeywords],
 ) -> AbstractAsyncContextManager[WebSocketConnection]:
     """Like :func:`open_websocket`, for a ``ws://`` or ``wss://`` *url*.
 
@@ -134,24 +107,8 @@ def open_websocket_url(
     unless *ssl_context* is given.
     """
     host, port, resource, use_ssl = _parse_url(url, ssl_context)
-    return open_websocket(
-        host,
-        port,
-        resource,
-        use_ssl=use_ssl,
-        subprotocols=subprotocols,
-        extra_headers=extra_headers,
-        message_queue_size=message_queue_size,
-        max_message_size=max_message_size,
-        receive_buffer_size=receive_buffer_size,
-        connect_timeout=connect_timeout,
-        disconnect_timeout=disconnect_timeout,
-        compression=compression,
-        ping_interval=ping_interval,
-        ping_timeout=ping_timeout,
-        proxy=proxy,
-        unix_socket=unix_socket,
-    )
+    connect = _connector("open_websocket_url", host, port, resource, use_ssl, options)
+    return _owned_connection(connect)
 
 
 async def connect_websocket(
@@ -161,89 +118,25 @@ async def connect_websocket(
     resource: str,
     *,
     use_ssl: bool | ssl.SSLContext,
-    subprotocols: Sequence[str] | None = None,
-    extra_headers: HeaderInput | None = None,
-    message_queue_size: int = DEFAULT_MESSAGE_QUEUE_SIZE,
-    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-    receive_buffer_size: int = DEFAULT_RECEIVE_BUFFER_SIZE,
-    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-    disconnect_timeout: float = DEFAULT_DISCONNECT_TIMEOUT,
-    compression: DeflateOptions | None = DEFAULT_COMPRESSION,
-    ping_interval: float | None = DEFAULT_PING_INTERVAL,
-    ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
-    proxy: str | _Default | None = DEFAULT,
-    unix_socket: str | None = None,
+    **options: Unpack[ClientKeywords],
 ) -> WebSocketConnection:
     """Connect as :func:`open_websocket` does, running the reader in *nursery*.
 
     The caller must close the connection (``await connection.aclose()``).
     """
-    options = ConnectionOptions(
-        message_queue_size,
-        max_message_size,
-        receive_buffer_size,
-        connect_timeout,
-        disconnect_timeout,
-        compression=compression,
-        ping_interval=ping_interval,
-        ping_timeout=ping_timeout,
-    )
-    return await _connect(
-        nursery,
-        host,
-        port,
-        resource,
-        use_ssl,
-        subprotocols,
-        extra_headers,
-        options,
-        proxy,
-        unix_socket,
-    )
+    return await _connector("connect_websocket", host, port, resource, use_ssl, options)(nursery)
 
 
 async def connect_websocket_url(
     nursery: trio.Nursery,
     url: str,
     ssl_context: ssl.SSLContext | None = None,
-    *,
-    subprotocols: Sequence[str] | None = None,
-    extra_headers: HeaderInput | None = None,
-    message_queue_size: int = DEFAULT_MESSAGE_QUEUE_SIZE,
-    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-    receive_buffer_size: int = DEFAULT_RECEIVE_BUFFER_SIZE,
-    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-    disconnect_timeout: float = DEFAULT_DISCONNECT_TIMEOUT,
-    compression: DeflateOptions | None = DEFAULT_COMPRESSION,
-    ping_interval: float | None = DEFAULT_PING_INTERVAL,
-    ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
-    proxy: str | _Default | None = DEFAULT,
-    unix_socket: str | None = None,
+    **options: Unpack[ClientKeywords],
 ) -> WebSocketConnection:
     """Like :func:`connect_websocket`, for a ``ws://`` or ``wss://`` *url*."""
     host, port, resource, use_ssl = _parse_url(url, ssl_context)
-    options = ConnectionOptions(
-        message_queue_size,
-        max_message_size,
-        receive_buffer_size,
-        connect_timeout,
-        disconnect_timeout,
-        compression=compression,
-        ping_interval=ping_interval,
-        ping_timeout=ping_timeout,
-    )
-    return await _connect(
-        nursery,
-        host,
-        port,
-        resource,
-        use_ssl,
-        subprotocols,
-        extra_headers,
-        options,
-        proxy,
-        unix_socket,
-    )
+    connect = _connector("connect_websocket_url", host, port, resource, use_ssl, options)
+    return await connect(nursery)
 
 
 async def wrap_client_stream(
@@ -254,35 +147,62 @@ async def wrap_client_stream(
     *,
     subprotocols: Sequence[str] | None = None,
     extra_headers: HeaderInput | None = None,
-    message_queue_size: int = DEFAULT_MESSAGE_QUEUE_SIZE,
-    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-    receive_buffer_size: int = DEFAULT_RECEIVE_BUFFER_SIZE,
-    disconnect_timeout: float = DEFAULT_DISCONNECT_TIMEOUT,
-    compression: DeflateOptions | None = DEFAULT_COMPRESSION,
-    ping_interval: float | None = DEFAULT_PING_INTERVAL,
-    ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
+    **options: Unpack[StreamKeywords],
 ) -> WebSocketConnection:
     """Run the client handshake over an already connected *stream*.
 
     *host* is sent as the Host header. The reader runs in *nursery*; the
     connection owns *stream* from now on and the caller must close the
     connection. No timeout applies to the handshake: wrap the call in
-    :func:`trio.fail_after` if you need one.
+    :func:`trio.fail_after` if you need one. *options* are described under
+    :ref:`connection-options`.
     """
-    options = ConnectionOptions(
-        message_queue_size,
-        max_message_size,
-        receive_buffer_size,
-        disconnect_timeout=disconnect_timeout,
-        compression=compression,
-        ping_interval=ping_interval,
-        ping_timeout=ping_timeout,
-    )
+    checked = connection_options("wrap_client_stream", options, STREAM_KEYWORDS)
     subprotocols = _check_request(subprotocols, extra_headers)
-    return await _handshake(nursery, stream, host, resource, subprotocols, extra_headers, options)
+    return await _handshake(nursery, stream, host, resource, subprotocols, extra_headers, checked)
+
+
+def check_client_keywords(
+    function: str, keywords: ClientKeywords
+) -> tuple[ConnectionOptions, list[str]]:
+    """The connection options and the subprotocols that a client's *keywords* give.
+
+    Everything is checked here, before any network traffic: an unknown
+    keyword or a wrong type is a :class:`TypeError` naming it, a bad value a
+    :class:`ValueError`.
+    """
+    options = connection_options(function, keywords, CLIENT_KEYWORDS)
+    return options, _check_request(keywords.get("subprotocols"), keywords.get("extra_headers"))
 
 
 # ------------------------------------------------------------------ internals
+
+
+def _connector(
+    function: str,
+    host: str,
+    port: int,
+    resource: str,
+    use_ssl: bool | ssl.SSLContext,
+    keywords: ClientKeywords,
+) -> Connect:
+    """Check a call to *function*, and return the step that connects in a nursery."""
+    options, subprotocols = check_client_keywords(function, keywords)
+    if not isinstance(use_ssl, (bool, ssl.SSLContext)):  # 1 would silently mean True
+        kind = type(use_ssl).__name__
+        raise TypeError(f"use_ssl must be True, False or an ssl.SSLContext, not {kind} {use_ssl!r}")
+    return partial(
+        _connect,
+        host=host,
+        port=port,
+        resource=resource,
+        use_ssl=use_ssl,
+        subprotocols=subprotocols,
+        extra_headers=keywords.get("extra_headers"),
+        options=options,
+        proxy=keywords.get("proxy", DEFAULT),
+        unix_socket=keywords.get("unix_socket"),
+    )
 
 
 def _check_request(
@@ -325,18 +245,17 @@ async def _connect(
     subprotocols: Sequence[str] | None,
     extra_headers: HeaderInput | None,
     options: ConnectionOptions,
-    proxy: str | _Default | None,
+    proxy: str | DefaultType | None,
     unix_socket: str | None,
 ) -> WebSocketConnection:
-    """TCP, TLS and the HTTP upgrade, together bounded by ``connect_timeout``."""
-    subprotocols = _check_request(subprotocols, extra_headers)
-    if not isinstance(use_ssl, (bool, ssl.SSLContext)):  # 1 would silently mean True
-        kind = type(use_ssl).__name__
-        raise TypeError(f"use_ssl must be True, False or an ssl.SSLContext, not {kind} {use_ssl!r}")
+    """TCP, TLS and the HTTP upgrade, together bounded by ``connect_timeout``.
+
+    The arguments were checked by :func:`_connector`.
+    """
     tls = None
     if use_ssl:
         tls = use_ssl if isinstance(use_ssl, ssl.SSLContext) else ssl.create_default_context()
-    if isinstance(proxy, _Default):
+    if isinstance(proxy, DefaultType):
         proxy = None if unix_socket else proxy_from_environment(host, tls is not None)
     try:
         with trio.fail_after(options.connect_timeout):
@@ -415,9 +334,7 @@ def _agree_extensions(answers: list[str], deflate: PerMessageDeflate | None) -> 
 
 
 @asynccontextmanager
-async def _owned_connection(
-    connect: Callable[[trio.Nursery], Awaitable[WebSocketConnection]],
-) -> AsyncIterator[WebSocketConnection]:
+async def _owned_connection(connect: Connect) -> AsyncIterator[WebSocketConnection]:
     """Run *connect* in a private nursery, yield its connection, close it.
 
     Exceptions are caught inside the nursery and re-raised after it, so the

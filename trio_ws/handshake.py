@@ -303,7 +303,7 @@ async def read_request(
         http_version=event.http_version.decode("latin-1"),
         headers=headers,
         remote=socket_endpoints(stream)[1] if remote is None else remote,
-        _trailing_data=conn.trailing_data[0],
+        trailing_data=conn.trailing_data[0],
     )
 
 
@@ -334,7 +334,7 @@ def check_upgrade(request: HTTPRequest) -> UpgradeRequest:
         key=keys[0],
         subprotocols=_tokens(headers, b"sec-websocket-protocol"),
         extensions=_tokens(headers, b"sec-websocket-extensions"),
-        trailing_data=request._trailing_data,
+        trailing_data=request.trailing_data,
     )
 
 

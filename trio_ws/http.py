@@ -59,7 +59,9 @@ class HTTPRequest:
     http_version: str
     headers: list[tuple[bytes, bytes]]
     remote: Endpoint | str | None = None
-    _trailing_data: bytes = field(default=b"", repr=False)
+    #: Bytes that came after the head in the same read: the first WebSocket
+    #: frames, which the connection reads before the socket.
+    trailing_data: bytes = field(default=b"", repr=False)
     #: Per-request data handed from the request hook to the handler.
     state: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 

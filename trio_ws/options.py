@@ -1,13 +1,17 @@
 """Every default and limit of trio_ws, in one place.
 
 Each public function that opens or accepts a connection takes the same
-keyword arguments; they are gathered here into :class:`ConnectionOptions`, so
-validation and defaults live in exactly one module.
+keyword arguments: they are declared once here (the ``*Keywords`` typed
+dicts, which the public functions take as ``**options``), and
+:func:`connection_options` turns them into a :class:`ConnectionOptions`, so
+names, defaults and validation live in exactly one module.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, fields
+from typing import Any, TypedDict, cast
 
 #: The version of trio_ws (``trio_ws.__version__``; setup.cfg reads it from here).
 VERSION = "0.1.0"
@@ -188,7 +192,7 @@ MAX_HEADER_COUNT = 100
 MAX_REJECT_BODY_SIZE = 64 * KiB
 
 
-class _Default:
+class DefaultType:
     """The type of :data:`DEFAULT`: "use the connection's setting"."""
 
     def __repr__(self) -> str:
@@ -196,15 +200,56 @@ class _Default:
 
 
 #: Marks an argument left at the connection's own setting.
-DEFAULT = _Default()
+DEFAULT = DefaultType()
+
+# The old private name, until connection.py (being split by the helpers
+# "shell" and "core") imports DefaultType instead.
+_Default = DefaultType
 
 
-@dataclass(frozen=True)
+class SessionKeywords(TypedDict, total=False):
+    """Options of a connection over a stream whose buffers the caller sized.
+
+    Only :func:`~trio_ws.wrap_server_stream` takes exactly these (it takes
+    the buffer sizes positionally, as trio-websocket did). The reference
+    describes each option once, under "Connection options"; the defaults are
+    those of :class:`ConnectionOptions`.
+    """
+
+    disconnect_timeout: float
+    compression: DeflateOptions | None
+    ping_interval: float | None
+    ping_timeout: float | None
+
+
+class StreamKeywords(SessionKeywords, total=False):
+    """Options of a connection over a stream that is already connected."""
+
+    message_queue_size: int
+    max_message_size: int
+    receive_buffer_size: int
+
+
+class ConnectionKeywords(StreamKeywords, total=False):
+    """Options of a connection that trio_ws connects or accepts itself."""
+
+    connect_timeout: float
+
+
+#: The names in each set of keywords (a typed dict's keys include its bases').
+SESSION_KEYWORDS = frozenset(SessionKeywords.__annotations__)
+STREAM_KEYWORDS = frozenset(StreamKeywords.__annotations__)
+CONNECTION_KEYWORDS = frozenset(ConnectionKeywords.__annotations__)
+
+
+@dataclass(frozen=True, kw_only=True)
 class ConnectionOptions:
-    """The per-connection settings shared by clients and servers.
+    """The per-connection settings shared by clients and servers, checked.
 
-    The reference documentation describes each field once, under
-    "Connection options"; public functions take them as keyword arguments.
+    Its fields are the keys of :class:`ConnectionKeywords` (a test holds them
+    equal), with their defaults. The reference documentation describes each
+    field once, under "Connection options". Build it with
+    :func:`connection_options` from a public function's keywords.
     """
 
     message_queue_size: int = DEFAULT_MESSAGE_QUEUE_SIZE
@@ -241,6 +286,27 @@ class ConnectionOptions:
         """
         messages = (self.message_queue_size + 2) * self.max_message_size
         return messages + 2 * self.receive_buffer_size
+
+
+_FIELDS = frozenset(field.name for field in fields(ConnectionOptions))
+
+
+def connection_options(
+    function: str, keywords: Mapping[str, object], accepted: Collection[str] = CONNECTION_KEYWORDS
+) -> ConnectionOptions:
+    """The checked :class:`ConnectionOptions` of a call to public *function*.
+
+    *keywords* are the ``**options`` it was given; *accepted* are the names
+    it takes. A name it does not take is a :class:`TypeError` naming it, as
+    Python's own would be, and a bad value a :class:`ValueError`, both
+    before any network traffic. Names in *accepted* that are not connection
+    options (say, ``proxy``) are the caller's to use.
+    """
+    for name in keywords:
+        if name not in accepted:
+            raise TypeError(f"{function}() got an unexpected keyword argument {name!r}")
+    chosen = {name: value for name, value in keywords.items() if name in _FIELDS}
+    return ConnectionOptions(**cast("dict[str, Any]", chosen))
 
 
 #: The runner restarts a worker that died after this many seconds, doubling

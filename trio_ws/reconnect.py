@@ -15,18 +15,24 @@ import contextlib
 import logging
 import random
 import ssl
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING
 
 import trio
 
-from .client import connect_websocket_url
+from .client import ClientKeywords, check_client_keywords, connect_websocket_url
 from .close_codes import NORMAL_CLOSURE, leaving_code
 from .connection import WebSocketConnection
 from .exceptions import ConnectionRejected, ConnectionTimeout, HandshakeError
 from .groups import one_error
+
+if sys.version_info >= (3, 11):  # resolvable at run time too, for the docs
+    from typing import Unpack
+elif TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 logger = logging.getLogger("trio_ws.reconnect")
 
@@ -67,7 +73,7 @@ class Reconnector:
         initial_delay: float,
         max_delay: float,
         factor: float,
-        options: dict[str, Any],
+        options: ClientKeywords,
     ) -> None:
         self._nursery = nursery
         self._url = url
@@ -137,7 +143,7 @@ def reconnecting_websocket(
     initial_delay: float = 1.0,
     max_delay: float = 60.0,
     factor: float = 2.0,
-    **options: Any,
+    **options: Unpack[ClientKeywords],
 ) -> AbstractAsyncContextManager[Reconnector]:
     """Connect to *url*, and again each time the connection is lost.
 
@@ -161,13 +167,15 @@ def reconnecting_websocket(
     (never in an exception group): a non-101 HTTP answer below 500 (a 4xx
     rejection, or a 2xx/3xx answer from something that is not a WebSocket
     server) and a TLS certificate failure. *options* are those of
-    :func:`connect_websocket_url`.
+    :func:`connect_websocket_url` (see :ref:`connection-options`), checked
+    here, before the first attempt.
     """
     if not isinstance(url, str):
         raise TypeError(
             "reconnecting_websocket() takes the URL first and runs its own nursery: "
             "use `async with reconnecting_websocket(url) as connections:`"
         )
+    check_client_keywords("reconnecting_websocket", options)
     return _reconnecting(
         partial(
             Reconnector,

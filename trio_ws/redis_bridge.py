@@ -35,7 +35,7 @@ import trio
 from coredis.retry import NoRetryPolicy
 from coredis.tokens import PureToken
 
-from .broker import Broker, BrokerUnavailable, Delivery, Gap
+from .broker import Broker, BrokerUnavailable, Delivery, EngineSession, Gap
 from .options import (
     REDIS_CONNECT_TIMEOUT,
     REDIS_STREAM_BATCH,
@@ -127,7 +127,7 @@ class RedisBroker(Broker):
                 raise BrokerUnavailable("the broker connection closed while publishing") from exc
             raise
 
-    async def _session(self, task_status: trio.TaskStatus[None]) -> None:
+    async def _session(self, session: EngineSession) -> None:
         client: coredis.Redis[bytes] = coredis.Redis.from_url(
             self.url,
             retry_policy=NoRetryPolicy(),
@@ -139,75 +139,72 @@ class RedisBroker(Broker):
             self._client = client
             try:
                 if self.mode == "pubsub":
-                    await self._pubsub_session(client, task_status)
+                    await self._pubsub_session(client, session)
                 else:
-                    await self._streams_session(client, task_status)
+                    await self._streams_session(client, session)
             finally:
                 self._client = None
 
     # -- pub/sub -------------------------------------------------------------
 
-    async def _pubsub_session(
-        self, client: coredis.Redis[bytes], task_status: trio.TaskStatus[None]
-    ) -> None:
+    async def _pubsub_session(self, client: coredis.Redis[bytes], session: EngineSession) -> None:
         async with client.pubsub(
             retry_policy=NoRetryPolicy(), ignore_subscribe_messages=True
         ) as pubsub:
-            again = self._up(task_status)
+            again = session.up()
             async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._drain, pubsub)
+                nursery.start_soon(self._drain, pubsub, session)
                 active: set[str] = set()
                 while True:
-                    wanted = self._take_changes()
+                    wanted = session.take_changes()
                     if added := wanted - active:
                         await pubsub.subscribe(*(self.key(room) for room in added))
                     if dropped := active - wanted:
                         await pubsub.unsubscribe(*(self.key(room) for room in dropped))
                     if again:
+                        why = "pub/sub reconnected: messages sent meanwhile are lost"
                         for room in added:
-                            self._gap(room, "pub/sub reconnected: messages sent meanwhile are lost")
+                            session.gap(room, why)
                         again = False
                     active = set(wanted)
-                    self._set_active(active)
-                    await self._wait_changed()
+                    session.set_active(active)
+                    await session.wait_changed()
 
-    async def _drain(self, pubsub: Any) -> None:
+    async def _drain(self, pubsub: Any, session: EngineSession) -> None:
         """Move coredis's (unbounded) pub/sub buffer into our bounded one at once."""
         while True:
             message = await pubsub.get_message()
             if message is not None and message["type"] == "message":
-                self._deliver(self._room(message["channel"]), _bytes(message["data"]))
+                session.deliver(self._room(message["channel"]), _bytes(message["data"]))
 
     # -- streams -------------------------------------------------------------
 
-    async def _streams_session(
-        self, client: coredis.Redis[bytes], task_status: trio.TaskStatus[None]
-    ) -> None:
+    async def _streams_session(self, client: coredis.Redis[bytes], session: EngineSession) -> None:
         run_id = str((await client.info("server")).get("run_id"))
         restarted = self._run_id is not None and run_id != self._run_id
         self._run_id = run_id
-        if self._up(task_status):
-            await self._check_resume(client, restarted)
+        if session.up():
+            await self._check_resume(client, restarted, session)
         while True:
-            wanted = self._take_changes()
+            wanted = session.take_changes()
             for room in list(self._last):
                 if room not in wanted:
                     del self._last[room]
             for room in wanted:
                 if room not in self._last:
                     self._last[room] = await self._tail(client, room)
-            self._set_active(set(self._last))
+            session.set_active(set(self._last))
             if not self._last:
-                await self._wait_changed()
+                await session.wait_changed()
                 continue
-            await self._read(client)
+            await self._read(client, session)
 
     async def _tail(self, client: coredis.Redis[bytes], room: str) -> bytes:
         """The id of *room*'s newest entry: a new subscriber reads what follows."""
         newest = await client.xrevrange(self.key(room), count=1)
         return _bytes(newest[0].identifier) if newest else START
 
-    async def _read(self, client: coredis.Redis[bytes]) -> None:
+    async def _read(self, client: coredis.Redis[bytes], session: EngineSession) -> None:
         streams = {self.key(room): last for room, last in self._last.items()}
         result = await client.xread(
             streams, count=self._batch, block=int(REDIS_STREAM_BLOCK * 1000)
@@ -218,7 +215,7 @@ class RedisBroker(Broker):
                 continue
             before = self._last[room]
             for entry in entries:
-                self._deliver(room, _bytes(entry.field_values.get(FIELD, b"")))
+                session.deliver(room, _bytes(entry.field_values.get(FIELD, b"")))
                 self._last[room] = _bytes(entry.identifier)
             # Trimming removes the oldest entries and (approximately) keeps
             # at least maxlen, so entries after `before` can have been
@@ -228,23 +225,26 @@ class RedisBroker(Broker):
             full = len(entries) >= self._batch and room not in self._reported
             self._reported.discard(room)
             if full and not await self._exists(client, room, before):
-                self._gap(room, "the stream was trimmed past the last entry read")
+                session.gap(room, "the stream was trimmed past the last entry read")
 
     async def _exists(self, client: coredis.Redis[bytes], room: str, entry: bytes) -> bool:
         if entry == START:
             return False
         return bool(await client.xrange(self.key(room), entry, entry, count=1))
 
-    async def _check_resume(self, client: coredis.Redis[bytes], restarted: bool) -> None:
+    async def _check_resume(
+        self, client: coredis.Redis[bytes], restarted: bool, session: EngineSession
+    ) -> None:
         """After a reconnection: signal rooms whose unread entries may be gone."""
+        wanted = self.rooms
         for room, last in list(self._last.items()):
-            if room not in self._wanted:
+            if room not in wanted:
                 continue  # left meanwhile: dropped by the next read round
             if last == START and not restarted:
                 continue  # nothing read yet and the stream is still there
             if not await self._exists(client, room, last):
                 why = "the server restarted" if restarted else "the stream was trimmed"
-                self._gap(room, f"{why}: entries after the last one read may be lost")
+                session.gap(room, f"{why}: entries after the last one read may be lost")
                 self._reported.add(room)
 
 

@@ -65,6 +65,26 @@ def choose_subprotocol(choice: SubprotocolChoice | None, proposed: Sequence[str]
     return next((p for p in proposed if p in choice), None)
 
 
+class RequestOutcome:
+    """What became of one request, for the code that serves it.
+
+    The server makes one per request and hands it to the request, which
+    fills it in: the server learns of the acceptance at once (through
+    *on_accept*, called before :meth:`WebSocketRequest.accept` returns) and,
+    once the handler is done, whether it decided and which connection to
+    close, without touching the request's own state.
+    """
+
+    __slots__ = ("connection", "decided", "on_accept")
+
+    def __init__(self, on_accept: Callable[[WebSocketConnection], object] | None = None) -> None:
+        #: The accepted connection, once there is one.
+        self.connection: WebSocketConnection | None = None
+        #: Whether the request was accepted or rejected.
+        self.decided = False
+        self.on_accept = on_accept
+
+
 class WebSocketRequest:
     """A client's upgrade request, waiting for the handler to decide.
 
@@ -83,6 +103,7 @@ class WebSocketRequest:
         state: dict[str, Any] | None = None,
         subprotocols: SubprotocolChoice | None = None,
         default_headers: Headers | None = None,
+        outcome: RequestOutcome | None = None,
         endpoints: tuple[Endpoint | str, Endpoint | str] | None = None,
     ) -> None:
         self._nursery = nursery
@@ -94,9 +115,7 @@ class WebSocketRequest:
         self._default_headers = default_headers or []  # see server_headers()
         # The server asked the socket once, for the request hook: reuse that.
         self._local, self._remote = endpoints or socket_endpoints(stream)
-        self._connection: WebSocketConnection | None = None
-        self._decided = False
-        self._on_accept: Callable[[WebSocketConnection], object] | None = None
+        self._outcome = RequestOutcome() if outcome is None else outcome
 
     @property
     def path(self) -> str:
@@ -146,9 +165,9 @@ class WebSocketRequest:
         return self._remote
 
     def _decide(self) -> None:
-        if self._decided:
+        if self._outcome.decided:
             raise RuntimeError("this request has already been accepted or rejected")
-        self._decided = True
+        self._outcome.decided = True
 
     async def accept(
         self, *, subprotocol: str | None = None, extra_headers: HeaderInput | None = None
@@ -172,7 +191,7 @@ class WebSocketRequest:
             await self._stream.send_all(acceptance(self._upgrade, subprotocol, answer, headers))
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise ConnectionClosed(CloseReason(ABNORMAL_CLOSURE, None)) from exc
-        self._connection = WebSocketConnection(
+        connection = WebSocketConnection(
             self._stream,
             self._options,
             is_client=False,
@@ -184,10 +203,11 @@ class WebSocketRequest:
             deflate=deflate,
             endpoints=(self._local, self._remote),
         )
-        self._connection._start(self._nursery)
-        if self._on_accept is not None:
-            self._on_accept(self._connection)
-        return self._connection
+        connection._start(self._nursery)
+        self._outcome.connection = connection
+        if self._outcome.on_accept is not None:
+            self._outcome.on_accept(connection)
+        return connection
 
     async def reject(
         self,
@@ -248,12 +268,14 @@ async def receive_request(
     *,
     subprotocols: SubprotocolChoice | None = None,
     default_headers: Headers | None = None,
+    outcome: RequestOutcome | None = None,
 ) -> WebSocketRequest:
     """Read the upgrade request; answer a bad one, close and raise HandshakeError.
 
     *screen* sees the request first and may answer it instead (the server's
     request hook, origin check and connection limit). Every answer carries
     the *default_headers* (see :func:`server_headers`) it does not set itself.
+    The request fills in *outcome*, if given, as it is answered.
     """
     defaults = default_headers or []
     endpoints = socket_endpoints(stream)  # two system calls: made once per connection
@@ -279,6 +301,7 @@ async def receive_request(
         state=request.state,
         subprotocols=subprotocols,
         default_headers=defaults,
+        outcome=outcome,
         endpoints=endpoints,
     )
 

@@ -15,7 +15,9 @@ import os
 import socket
 import ssl
 import stat
+import sys
 from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
 
 import trio
 
@@ -26,22 +28,20 @@ from .groups import one_error
 from .http import HTTPRequest, HTTPResponse
 from .listeners import accept_forever, listen_on, open_reuse_port_listeners
 from .options import (
-    DEFAULT_COMPRESSION,
-    DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_DISCONNECT_TIMEOUT,
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_MESSAGE_QUEUE_SIZE,
-    DEFAULT_PING_INTERVAL,
-    DEFAULT_PING_TIMEOUT,
     DEFAULT_RECEIVE_BUFFER_SIZE,
     DEFAULT_SERVER_HEADER,
     DEFAULT_SHUTDOWN_TIMEOUT,
-    ConnectionOptions,
-    DeflateOptions,
+    STREAM_KEYWORDS,
+    ConnectionKeywords,
+    SessionKeywords,
+    connection_options,
 )
 from .request import (
     HANDLER_ERROR_STATUS,
     UNDECIDED_STATUS,
+    RequestOutcome,
     SubprotocolChoice,
     WebSocketRequest,
     receive_request,
@@ -50,7 +50,18 @@ from .request import (
 )
 from .values import Endpoint, address_endpoint
 
-__all__ = ["WebSocketRequest", "WebSocketServer", "serve_websocket", "wrap_server_stream"]
+if sys.version_info >= (3, 11):  # resolvable at run time too, for the docs
+    from typing import Unpack
+elif TYPE_CHECKING:
+    from typing_extensions import Unpack
+
+__all__ = [
+    "ServerKeywords",
+    "WebSocketRequest",
+    "WebSocketServer",
+    "serve_websocket",
+    "wrap_server_stream",
+]
 
 logger = logging.getLogger("trio_ws.server")
 
@@ -60,43 +71,49 @@ Handler = Callable[[WebSocketRequest], Awaitable[object]]
 RequestHook = Callable[[HTTPRequest], Awaitable[HTTPResponse | None]]
 
 
+class ServerKeywords(ConnectionKeywords, total=False):
+    """The keyword arguments of :class:`WebSocketServer` (and :func:`serve_websocket`).
+
+    The reference describes each once, under "Connection options".
+    """
+
+    handler_nursery: trio.Nursery | None
+    request_hook: RequestHook | None
+    origins: Sequence[str | None] | None
+    max_connections: int | None
+    subprotocols: SubprotocolChoice | None
+    server_header: str | None
+
+
+SERVER_KEYWORDS = frozenset(ServerKeywords.__annotations__)
+
+
 class WebSocketServer:
     """Serves WebSocket connections on one or more Trio listeners.
 
     Most programs use :func:`serve_websocket`; create this directly to serve
     on listeners you made yourself, then ``await nursery.start(server.run)``.
+    *options* are described under :ref:`connection-options`.
     """
 
     def __init__(
         self,
         handler: Handler,
         listeners: Sequence[trio.abc.Listener[trio.abc.Stream]],
-        *,
-        handler_nursery: trio.Nursery | None = None,
-        request_hook: RequestHook | None = None,
-        origins: Sequence[str | None] | None = None,
-        max_connections: int | None = None,
-        subprotocols: SubprotocolChoice | None = None,
-        server_header: str | None = DEFAULT_SERVER_HEADER,
-        message_queue_size: int = DEFAULT_MESSAGE_QUEUE_SIZE,
-        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-        receive_buffer_size: int = DEFAULT_RECEIVE_BUFFER_SIZE,
-        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-        disconnect_timeout: float = DEFAULT_DISCONNECT_TIMEOUT,
-        compression: DeflateOptions | None = DEFAULT_COMPRESSION,
-        ping_interval: float | None = DEFAULT_PING_INTERVAL,
-        ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
+        **options: Unpack[ServerKeywords],
     ) -> None:
+        self._options = connection_options("WebSocketServer", options, SERVER_KEYWORDS)
         if not listeners:
             raise ValueError("a WebSocketServer needs at least one listener")
         self._handler = handler
         self._listeners = list(listeners)
-        self._handler_nursery = handler_nursery
-        self._request_hook = request_hook
+        self._handler_nursery = options.get("handler_nursery")
+        self._request_hook = options.get("request_hook")
+        origins = options.get("origins")
         self._origins = None if origins is None else frozenset(origins)
-        self._max_connections = max_connections
-        self._subprotocols = server_subprotocols(subprotocols)
-        self._default_headers = server_headers(server_header)
+        self._max_connections = options.get("max_connections")
+        self._subprotocols = server_subprotocols(options.get("subprotocols"))
+        self._default_headers = server_headers(options.get("server_header", DEFAULT_SERVER_HEADER))
         self._streams = 0  # TCP connections being served, handshaking or open
         self._connections: set[WebSocketConnection] = set()
         self._snapshot: frozenset[WebSocketConnection] | None = None  # of _connections
@@ -106,16 +123,6 @@ class WebSocketServer:
         self._readers: trio.Nursery | None = None  # runs every connection's reader
         self._idle = trio.Event()
         self._idle.set()
-        self._options = ConnectionOptions(
-            message_queue_size,
-            max_message_size,
-            receive_buffer_size,
-            connect_timeout,
-            disconnect_timeout,
-            compression=compression,
-            ping_interval=ping_interval,
-            ping_timeout=ping_timeout,
-        )
 
     @property
     def listeners(self) -> list[Endpoint | str]:
@@ -255,6 +262,13 @@ class WebSocketServer:
         self._handshaking.add(scope)
         if self._accepting is None or self._accepting.cancel_called:
             scope.cancel()  # shutting down: this one came too late
+
+        def accepted(connection: WebSocketConnection) -> None:
+            self._connections.add(connection)
+            self._snapshot = None
+            self._handshaking.discard(scope)
+
+        outcome = RequestOutcome(accepted)
         request = None
         try:
             with scope:
@@ -266,6 +280,7 @@ class WebSocketServer:
                         self._screen,
                         subprotocols=self._subprotocols,
                         default_headers=self._default_headers,
+                        outcome=outcome,
                     )
                 except HandshakeError as exc:
                     logger.debug("%s", exc)
@@ -276,7 +291,7 @@ class WebSocketServer:
                     request = None
                     return
                 scope.deadline = math.inf
-                await self._run_handler(request, scope)
+                await self._run_handler(request, outcome)
         finally:
             if request is None and scope.cancel_called and not self._shutting_down():
                 logger.debug("dropping a client that did not finish its handshake in time")
@@ -295,21 +310,14 @@ class WebSocketServer:
     def _shutting_down(self) -> bool:
         return self._accepting is not None and self._accepting.cancel_called
 
-    async def _run_handler(self, request: WebSocketRequest, scope: trio.CancelScope) -> None:
+    async def _run_handler(self, request: WebSocketRequest, outcome: RequestOutcome) -> None:
         code = NORMAL_CLOSURE
-
-        def accepted(connection: WebSocketConnection) -> None:
-            self._connections.add(connection)
-            self._snapshot = None
-            self._handshaking.discard(scope)
-
-        request._on_accept = accepted
         try:
             await self._handler(request)
         except ConnectionClosed as exc:
             logger.debug("handler ended by closed connection: %s", exc.reason)
         except Exception:
-            log = request._connection._log if request._connection else logger
+            log = outcome.connection._log if outcome.connection else logger
             log.exception("WebSocket handler for %s failed", request.path)
             code = INTERNAL_ERROR
         except BaseException:
@@ -318,14 +326,14 @@ class WebSocketServer:
             code = GOING_AWAY
             raise
         finally:
-            connection = request._connection
+            connection = outcome.connection
             if connection is not None:
                 try:
-                    await connection._close(code, None)
+                    await connection.aclose(code)
                 finally:
                     self._connections.discard(connection)
                     self._snapshot = None
-            elif not request._decided:
+            elif not outcome.decided:
                 status = UNDECIDED_STATUS if code == NORMAL_CLOSURE else HANDLER_ERROR_STATUS
                 await request.reject(status)
 
@@ -336,23 +344,10 @@ async def serve_websocket(
     port: int,
     ssl_context: ssl.SSLContext | None,
     *,
-    handler_nursery: trio.Nursery | None = None,
-    request_hook: RequestHook | None = None,
-    origins: Sequence[str | None] | None = None,
-    max_connections: int | None = None,
-    subprotocols: SubprotocolChoice | None = None,
-    server_header: str | None = DEFAULT_SERVER_HEADER,
-    message_queue_size: int = DEFAULT_MESSAGE_QUEUE_SIZE,
-    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-    receive_buffer_size: int = DEFAULT_RECEIVE_BUFFER_SIZE,
-    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-    disconnect_timeout: float = DEFAULT_DISCONNECT_TIMEOUT,
-    compression: DeflateOptions | None = DEFAULT_COMPRESSION,
-    ping_interval: float | None = DEFAULT_PING_INTERVAL,
-    ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
     unix_socket: str | None = None,
     reuse_port: bool = False,
     task_status: trio.TaskStatus[WebSocketServer] = trio.TASK_STATUS_IGNORED,
+    **options: Unpack[ServerKeywords],
 ) -> None:
     """Listen on *host*:*port* and serve each connection with *handler*.
 
@@ -364,17 +359,14 @@ async def serve_websocket(
     closed with 1011 (or answered with 500 before acceptance) and the server
     goes on. Errors opening the listeners are raised as themselves.
 
-    *subprotocols* (the server's list, or a function that gets the client's
-    proposals and returns one or ``None``) chooses the subprotocol when the
-    handler calls ``accept()`` without one. *server_header* is the ``Server``
-    header of every answer; ``None`` sends none.
-
-    *reuse_port* sets ``SO_REUSEPORT`` before binding, so that several
-    processes can serve one port (see "Scaling out" in the docs); where the
-    platform lacks it, ``OSError`` says so. To serve a socket you made
-    yourself, wrap it in :class:`trio.SocketListener` and give it to
-    :class:`WebSocketServer`.
+    To serve a socket you made yourself, wrap it in
+    :class:`trio.SocketListener` and give it to :class:`WebSocketServer`.
+    Every keyword argument (those of :class:`WebSocketServer`, and
+    *unix_socket* and *reuse_port*) is described under
+    :ref:`connection-options`; a bad one is raised before any listener is
+    opened.
     """
+    connection_options("serve_websocket", options, SERVER_KEYWORDS)
     if unix_socket is not None:
         listeners: Sequence[trio.abc.Listener[trio.abc.Stream]] = [
             await open_unix_listener(unix_socket)
@@ -391,24 +383,7 @@ async def serve_websocket(
         listeners = await trio.open_ssl_over_tcp_listeners(
             port, ssl_context, host=host, https_compatible=True
         )
-    server = WebSocketServer(
-        handler,
-        listeners,
-        handler_nursery=handler_nursery,
-        request_hook=request_hook,
-        origins=origins,
-        max_connections=max_connections,
-        subprotocols=subprotocols,
-        server_header=server_header,
-        message_queue_size=message_queue_size,
-        max_message_size=max_message_size,
-        receive_buffer_size=receive_buffer_size,
-        connect_timeout=connect_timeout,
-        disconnect_timeout=disconnect_timeout,
-        compression=compression,
-        ping_interval=ping_interval,
-        ping_timeout=ping_timeout,
-    )
+    server = WebSocketServer(handler, listeners, **options)
     await server.run(task_status=task_status)
 
 
@@ -426,12 +401,9 @@ async def wrap_server_stream(
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     receive_buffer_size: int = DEFAULT_RECEIVE_BUFFER_SIZE,
     *,
-    disconnect_timeout: float = DEFAULT_DISCONNECT_TIMEOUT,
-    compression: DeflateOptions | None = DEFAULT_COMPRESSION,
-    ping_interval: float | None = DEFAULT_PING_INTERVAL,
-    ping_timeout: float | None = DEFAULT_PING_TIMEOUT,
     subprotocols: SubprotocolChoice | None = None,
     server_header: str | None = DEFAULT_SERVER_HEADER,
+    **options: Unpack[SessionKeywords],
 ) -> WebSocketRequest:
     """Read an upgrade request from *stream* and return it, undecided.
 
@@ -439,21 +411,20 @@ async def wrap_server_stream(
     error, *stream* is closed and :class:`HandshakeError` is raised. The
     accepted connection's reader runs in *nursery*; the caller must close
     the connection. No timeout applies: wrap the call in
-    :func:`trio.fail_after` if you need one.
+    :func:`trio.fail_after` if you need one. The buffer sizes come first,
+    positionally, as in trio-websocket; all *options* are described under
+    :ref:`connection-options`.
     """
-    options = ConnectionOptions(
-        message_queue_size,
-        max_message_size,
-        receive_buffer_size,
-        disconnect_timeout=disconnect_timeout,
-        compression=compression,
-        ping_interval=ping_interval,
-        ping_timeout=ping_timeout,
-    )
+    sizes = {
+        "message_queue_size": message_queue_size,
+        "max_message_size": max_message_size,
+        "receive_buffer_size": receive_buffer_size,
+    }
+    checked = connection_options("wrap_server_stream", {**options, **sizes}, STREAM_KEYWORDS)
     return await receive_request(
         nursery,
         stream,
-        options,
+        checked,
         subprotocols=server_subprotocols(subprotocols),
         default_headers=server_headers(server_header),
     )
