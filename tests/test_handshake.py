@@ -191,6 +191,29 @@ async def test_slow_handshake_is_dropped_while_others_are_served(
     await slow.aclose()
 
 
+async def test_a_request_hook_that_outlasts_connect_timeout_drops_the_client(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The hook returns without a checkpoint after the deadline has passed:
+    # the handshake still took longer than connect_timeout, so the client
+    # is dropped rather than handed to the handler.
+    handled: list[str] = []
+
+    async def slow_hook(request: trio_ws.HTTPRequest) -> None:
+        autojump_clock.jump(11)
+
+    async def handler(request: trio_ws.WebSocketRequest) -> None:
+        handled.append(request.path)  # pragma: no cover
+
+    caplog.set_level("DEBUG", logger="trio_ws.server")
+    server = await start(nursery, handler, connect_timeout=10, request_hook=slow_hook)
+    with pytest.raises(trio_ws.HandshakeError, match="closed the connection"):
+        async with trio_ws.open_websocket(HOST, server.port, "/", use_ssl=False):
+            pass  # pragma: no cover
+    assert handled == []
+    assert any("did not finish its handshake in time" in r.getMessage() for r in caplog.records)
+
+
 async def test_wrap_server_stream_raises_handshake_error_on_bad_request() -> None:
     client, server = trio.testing.memory_stream_pair()
     async with trio.open_nursery() as nursery:

@@ -191,6 +191,11 @@ MAX_HEADER_COUNT = 100
 #: Largest body of a non-101 handshake answer kept in ``ConnectionRejected``.
 MAX_REJECT_BODY_SIZE = 64 * KiB
 
+#: Handshake header pairs remembered for sharing between connections (see
+#: ``handshake.shared_headers``), and the longest value shared.
+SHARED_HEADERS = 256
+SHARED_HEADER_VALUE_SIZE = 256
+
 
 class DefaultType:
     """The type of :data:`DEFAULT`: "use the connection's setting"."""

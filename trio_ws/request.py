@@ -152,7 +152,7 @@ class WebSocketRequest:
     @property
     def proposed_subprotocols(self) -> tuple[str, ...]:
         """The subprotocols the client offered, in its order of preference."""
-        return tuple(self._upgrade.subprotocols)
+        return self._upgrade.subprotocols
 
     @property
     def local(self) -> Endpoint | str:
@@ -227,7 +227,7 @@ class WebSocketRequest:
 
 
 def _negotiate(
-    offers: list[str], options: DeflateOptions | None, limit: MessageSizeLimit
+    offers: Sequence[str], options: DeflateOptions | None, limit: MessageSizeLimit
 ) -> tuple[PerMessageDeflate | None, str | None]:
     """Accept the client's first acceptable permessage-deflate offer, if any.
 

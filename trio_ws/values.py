@@ -105,6 +105,17 @@ def address_endpoint(address: Any, is_ssl: bool) -> Endpoint:
     return Endpoint(str(address), 0, is_ssl)
 
 
+@functools.lru_cache(maxsize=256)
+def _shared_endpoint(address: Any, is_ssl: bool) -> Endpoint:
+    """:func:`address_endpoint`, one object for equal addresses.
+
+    Every connection a listener accepts has the same local address, every
+    connection a client opens to a server the same remote one, and each
+    keeps both for as long as it is open (about 0.2 KiB per connection).
+    """
+    return address_endpoint(address, is_ssl)
+
+
 def socket_endpoints(stream: trio.abc.Stream) -> tuple[Endpoint | str, Endpoint | str]:
     """The local and remote :class:`Endpoint` of a (TLS over) socket stream.
 
@@ -117,8 +128,8 @@ def socket_endpoints(stream: trio.abc.Stream) -> tuple[Endpoint | str, Endpoint 
     sock = getattr(transport, "socket", None)
     if sock is None:
         return repr(stream), repr(stream)
-    local = address_endpoint(sock.getsockname(), is_ssl)
+    local = _shared_endpoint(sock.getsockname(), is_ssl)
     try:
-        return local, address_endpoint(sock.getpeername(), is_ssl)
+        return local, _shared_endpoint(sock.getpeername(), is_ssl)
     except OSError:
         return local, repr(stream)
