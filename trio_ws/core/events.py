@@ -43,7 +43,7 @@ class Pong:
 
 
 @dataclass(frozen=True, slots=True)
-class CloseReceived:
+class Close:
     """The peer sent a Close frame: *code* (1005 if it gave none) and *reason*.
 
     After this the core reports nothing more. If the peer started the
@@ -96,4 +96,4 @@ class ThreadJob:
 
 #: Everything :meth:`~trio_ws.core.protocol.Protocol.next_event` may return
 #: except ``None``.
-Event = str | bytes | Chunk | Ping | Pong | CloseReceived | Violation | ThreadJob
+Event = str | bytes | Chunk | Ping | Pong | Close | Violation | ThreadJob

@@ -25,10 +25,16 @@ from __future__ import annotations
 import enum
 from collections.abc import Generator
 
-from ..close_codes import ABNORMAL_CLOSURE, NO_STATUS_RCVD, NORMAL_CLOSURE, TLS_HANDSHAKE_FAILED
-from ..close_codes import MAX_REASON_BYTES, receivable
+from ..close_codes import (
+    ABNORMAL_CLOSURE,
+    MAX_REASON_BYTES,
+    NO_STATUS_RCVD,
+    NORMAL_CLOSURE,
+    TLS_HANDSHAKE_FAILED,
+    receivable,
+)
 from .deflate import PerMessageDeflate
-from .events import Chunk, CloseReceived, Event, Ping, Pong, ThreadJob, Violation
+from .events import Chunk, Close, Event, Ping, Pong, ThreadJob, Violation
 from .fragments import NEW_DATA, START, FragmentedMessage, fragment_kind, new_data_violation
 from .frames import (
     COMPRESSED,
@@ -141,7 +147,7 @@ class Protocol:
         A ``str`` or ``bytes`` is a whole message; the other events are
         described in :mod:`trio_ws.core.events`. A :class:`ThreadJob` must be
         run (ideally in a worker thread) before the next call. After a
-        :class:`CloseReceived` or a :class:`Violation` the answer is always
+        :class:`Close` or a :class:`Violation` the answer is always
         ``None``. Each call decodes at most one frame's worth of work, so
         the caller decides how many events it handles before it yields.
         """
@@ -173,15 +179,15 @@ class Protocol:
             )
         return self._general
 
-    def _closed_by_peer(self, code: int, reason: str | None) -> CloseReceived:
+    def _closed_by_peer(self, code: int, reason: str | None) -> Close:
         self.close_received = (code, reason)
         if self.state is State.OPEN:
             self.state = State.REMOTE_CLOSING
         elif self.state is State.LOCAL_CLOSING:
             self.state = State.CLOSED
-        return CloseReceived(code, reason)
+        return Close(code, reason)
 
-    def _parse(self) -> Generator[Event | None, None, None]:  # noqa: C901
+    def _parse(self) -> Generator[Event | None, None, None]:
         """The receive state machine, one frame at a time (see :meth:`next_event`)."""
         data: bytes | bytearray = b""
         pos = 0
@@ -242,9 +248,11 @@ class Protocol:
                 pos += step
                 left -= step
                 deflate = self._deflate
-                if deflate is not None and min(
-                    step * deflate.inflate_ratio, self._limit.remaining()
-                ) >= deflate.options.thread_threshold:
+                if (
+                    deflate is not None
+                    and min(step * deflate.inflate_ratio, self._limit.remaining())
+                    >= deflate.options.thread_threshold
+                ):
                     job = ThreadJob(general.collect)
                     yield job
                     assert job.done, "a ThreadJob must be run before the next event"
@@ -252,7 +260,7 @@ class Protocol:
                 else:
                     events = general.events()
                 for event in events:
-                    if isinstance(event, CloseReceived):
+                    if isinstance(event, Close):
                         yield self._closed_by_peer(event.code, event.reason)
                         return
                     yield event
@@ -304,7 +312,7 @@ class Protocol:
                     control = _control_event(first & 0x0F, payload)
                     if control is not None:
                         pos = end
-                        if isinstance(control, CloseReceived):
+                        if isinstance(control, Close):
                             yield self._closed_by_peer(control.code, control.reason)
                             return
                         yield control
@@ -463,7 +471,7 @@ def close_payload(code: int, reason: str | None) -> bytes:
     return code.to_bytes(2, "big") + text
 
 
-def _control_event(opcode: int, payload: bytes) -> Ping | Pong | CloseReceived | None:
+def _control_event(opcode: int, payload: bytes) -> Ping | Pong | Close | None:
     """The event of a well-formed control frame, or ``None`` if the general
     branch should judge it (a Close frame with a bad code or reason)."""
     if opcode == OPCODE_PING:
@@ -471,7 +479,7 @@ def _control_event(opcode: int, payload: bytes) -> Ping | Pong | CloseReceived |
     if opcode == OPCODE_PONG:
         return Pong(payload)
     if not payload:
-        return CloseReceived(NO_STATUS_RCVD, None)
+        return Close(NO_STATUS_RCVD, None)
     code = int.from_bytes(payload[:2], "big")
     if len(payload) < 2 or not receivable(code):
         return None
@@ -479,4 +487,4 @@ def _control_event(opcode: int, payload: bytes) -> Ping | Pong | CloseReceived |
         reason = payload[2:].decode()
     except UnicodeDecodeError:
         return None
-    return CloseReceived(code, reason or None)
+    return Close(code, reason or None)
