@@ -16,11 +16,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import sys
 from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
-from typing import Any, cast
+from typing import cast
 
 import trio
 from wsproto.connection import Connection, ConnectionState, ConnectionType
@@ -70,6 +69,7 @@ from .core.frames import (
 from .core.size_limit import MessageSizeLimit
 from .exceptions import ConnectionClosed, MessageTypeError
 from .handshake import Headers
+from .inbox import Inbox, MessageStream
 from .logs import ConnectionLogger
 from .options import (
     CANCELLED_CLOSE_GRACE,
@@ -83,7 +83,6 @@ from .options import (
     _Default,
 )
 from .outgoing import PreparedMessage
-from .streaming import MessageStream
 from .values import CloseReason, Endpoint, socket_endpoints
 from .writer import FrameWriter, plain_socket
 
@@ -123,7 +122,6 @@ class WebSocketConnection(trio.abc.AsyncResource):
     # than a kilobyte per connection. __weakref__: keepalive holds them weakly.
     __slots__ = (
         "__weakref__",
-        "_backlog",
         "_close_callbacks",
         "_close_reason",
         "_deferred",
@@ -132,6 +130,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         "_early_data",
         "_failed",
         "_handshake_headers",
+        "_inbox",
         "_is_client",
         "_keepalive",
         "_latency",
@@ -140,13 +139,8 @@ class WebSocketConnection(trio.abc.AsyncResource):
         "_message_lock",
         "_nursery",
         "_options",
-        "_parts",
         "_path",
         "_pings",
-        "_queue_full",
-        "_queue_in",
-        "_queue_out",
-        "_queue_stalls",
         "_reader_done",
         "_reads_unyielded",
         "_remote",
@@ -154,7 +148,6 @@ class WebSocketConnection(trio.abc.AsyncResource):
         "_skipped",
         "_socket",
         "_stream",
-        "_streamed",
         "_subprotocol",
         "_writer",
         "_ws",
@@ -202,10 +195,8 @@ class WebSocketConnection(trio.abc.AsyncResource):
         # Only messages take it, so pongs and Close may go between fragments.
         self._message_lock = trio.Lock()
         self._writer = FrameWriter(stream, self._write_failed)
-        self._streamed: MessageStream | None = None  # receives the current message
-        self._parts: list[Any] = []  # fragments of the message being assembled
-        self._queue_in, self._queue_out = trio.open_memory_channel[Message | _Violation](
-            options.message_queue_size
+        self._inbox = Inbox[_Violation](
+            self, options.message_queue_size, self._size_limit, options.max_message_size
         )
         self._pings: OrderedDict[bytes, trio.Event] = OrderedDict()
         self._close_reason: CloseReason | None = None
@@ -218,11 +209,6 @@ class WebSocketConnection(trio.abc.AsyncResource):
             else keepalive.KeepaliveState(options.ping_interval, options.ping_timeout)
         )
         self._nursery: trio.Nursery | None = None  # where the reader runs
-        # The reader waits on a full queue: pongs cannot be read meanwhile.
-        self._queue_full = False
-        self._queue_stalls = 0
-        # Roughly how many messages wait in the queue: a hint for the writer.
-        self._backlog = 0
         # try_send_message: messages waiting for a stream to finish, their
         # payload bytes, and the messages refused for want of room.
         self._deferred: list[tuple[PreparedMessage, bool]] | None = None  # made when needed
@@ -340,19 +326,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         the connection is closed and every message that arrived before the
         close has been returned.
         """
-        try:
-            # No scheduler pass when a message is waiting: the queue is
-            # bounded, so a consumer still parks within a few messages.
-            item = None
-            if self._backlog > 0:  # only a hint, so the slow way stays behind it
-                await trio.lowlevel.checkpoint_if_cancelled()
-                with contextlib.suppress(trio.WouldBlock):
-                    item = self._queue_out.receive_nowait()
-            if item is None:
-                item = await self._queue_out.receive()
-        except (trio.EndOfChannel, trio.ClosedResourceError):
-            raise ConnectionClosed(self._reason()) from None
-        self._backlog -= 1
+        item = await self._inbox.get()
         if isinstance(item, _Violation):
             self._fail(item)
             raise ConnectionClosed(self._reason())
@@ -401,39 +375,15 @@ class WebSocketConnection(trio.abc.AsyncResource):
         arrived yet, in which case the message stays for ``get_message()``.
         Only one stream may be open at a time.
         """
-        if self._streamed is not None:
-            raise RuntimeError("another task is already receiving a message stream")
-        try:
-            whole = self._queue_out.receive_nowait()
-            self._backlog -= 1
-        except (trio.EndOfChannel, trio.ClosedResourceError):
-            raise ConnectionClosed(self._reason()) from None
-        except trio.WouldBlock:
-            if self._reader_done.is_set():  # nothing more will arrive
-                raise ConnectionClosed(self._reason()) from None
-            # Part of the next message may be assembled already: it goes first.
-            stream = MessageStream(self._reason, _join(self._parts) if self._parts else None)
-            self._parts = []
-            limit = self._options.max_message_size if isinstance(max_size, _Default) else max_size
-            self._size_limit.max_size = sys.maxsize if limit is None else limit
-            self._streamed = stream
-        else:
-            if isinstance(whole, _Violation):
-                self._fail(whole)
-                raise ConnectionClosed(self._reason())
-            stream = MessageStream(self._reason, whole, whole=True)
+        limit = self._options.max_message_size if isinstance(max_size, _Default) else max_size
+        stream = self._inbox.open_stream(limit)
+        if isinstance(stream, _Violation):
+            self._fail(stream)
+            raise ConnectionClosed(self._reason())
         try:
             yield stream
         finally:
-            # Nothing of the message taken (it stays for get_message), or all
-            # of it: either way this stream is over, whatever the reader's pace.
-            if self._streamed is stream and (not stream.started or stream.finished):
-                self._end_stream()
-            stream.abandon()
-
-    def _end_stream(self) -> None:
-        self._streamed = None
-        self._size_limit.max_size = self._options.max_message_size
+            self._inbox.close_stream(stream)
 
     def __aiter__(self) -> WebSocketConnection:
         return self
@@ -517,7 +467,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
             return
         # A reply to a message still queued (or waiting for room in the
         # queue: the reader is blocked on it) is likely to follow this one.
-        await self._writer.send(*frame, more_coming=self._backlog > 0 or self._queue_full)
+        await self._writer.send(*frame, more_coming=self._inbox.backlog > 0 or self._inbox.full)
 
     def try_send_message(
         self, message: str | bytes | PreparedMessage, *, compress: bool = True
@@ -785,7 +735,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
     async def _close(self, code: int, reason: str | None) -> bool:
         """Close as :meth:`aclose` does; return whether it finished in time."""
         check_sendable(code, reason)
-        self._queue_out.close()  # drop queued messages; wake blocked readers
+        self._inbox.close()  # drop queued messages; wake blocked readers
         try:
             with trio.move_on_after(self._options.disconnect_timeout):
                 if self._close_reason is None:
@@ -871,9 +821,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
             self._log.exception("unexpected error in WebSocket reader task")
         finally:
             self._set_reason(ABNORMAL_CLOSURE, None)
-            self._queue_in.close()
-            if self._streamed is not None:
-                self._streamed.end()
+            self._inbox.finish()
             for waiter in self._pings.values():
                 waiter.set()
             try:
@@ -1027,7 +975,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
             if frames % FRAMES_PER_YIELD == 0:
                 await trio.lowlevel.checkpoint()  # fairness to other connections
             self._log.message("<", isinstance(message, str), len(message))
-            await self._deliver(message)
+            await self._inbox.deliver(message)
 
     def _own_fragments(self) -> bool:
         """Whether fragmented messages may be decoded here: wsproto is not
@@ -1050,25 +998,8 @@ class WebSocketConnection(trio.abc.AsyncResource):
             return False
         if done:
             self._log.message("<", message.text, message.size)
-        await self._take_chunk(chunk, done)
+        await self._inbox.take_chunk(chunk, done)
         return True
-
-    async def _take_chunk(self, chunk: Any, done: bool) -> None:
-        """Hand a piece of the incoming message to the open message stream,
-        or to the parts of the message being assembled (*done*: its last),
-        whichever branch decoded it."""
-        stream = self._streamed
-        if stream is not None:
-            if chunk or done:
-                await stream.feed(chunk, done)
-            # The consumer may have ended it already, and opened another.
-            if done and self._streamed is stream:
-                self._end_stream()
-        else:
-            self._parts.append(chunk)
-            if done:
-                whole, self._parts = _join(self._parts), []
-                await self._deliver(whole)
 
     async def _inflate(
         self, data: bytes | bytearray, start: int, end: int, opcode: int, key: bytes | None
@@ -1099,13 +1030,13 @@ class WebSocketConnection(trio.abc.AsyncResource):
     async def _deliver_whole(self, message: bytes) -> None:
         """Deliver a message gathered over several reads; a message stream
         opened meanwhile gets it, as it would have got the first piece."""
-        stream = self._streamed
+        stream = self._inbox.stream
         if stream is None:
-            await self._deliver(message)
+            await self._inbox.deliver(message)
             return
         await stream.feed(message, True)
-        if self._streamed is stream:
-            self._end_stream()
+        if self._inbox.stream is stream:
+            self._inbox.end_stream()
 
     async def _receive(self) -> bytes | bytearray:
         """The next bytes from the transport; empty at its end.
@@ -1141,7 +1072,11 @@ class WebSocketConnection(trio.abc.AsyncResource):
 
     def _fast_path_open(self) -> bool:
         """Whether a simple frame may bypass wsproto: no message is in progress."""
-        return not self._parts and self._streamed is None and self._ws.state is ConnectionState.OPEN
+        return (
+            not self._inbox.parts
+            and self._inbox.stream is None
+            and self._ws.state is ConnectionState.OPEN
+        )
 
     async def _handle_events(self, fed: int) -> bool:
         """Act on wsproto's events for the *fed* bytes; True once the connection closed."""
@@ -1153,8 +1088,8 @@ class WebSocketConnection(trio.abc.AsyncResource):
             if handled % FRAMES_PER_YIELD == 0:
                 await trio.lowlevel.checkpoint()  # fairness to other connections
             if isinstance(event, (TextMessage, BytesMessage)):
-                data = _chunk(event) if self._streamed else event.data
-                await self._take_chunk(data, event.message_finished)
+                data = _chunk(event) if self._inbox.stream else event.data
+                await self._inbox.take_chunk(data, event.message_finished)
             elif isinstance(event, Ping):
                 self._answer_ping(event)
             elif isinstance(event, Pong):
@@ -1172,7 +1107,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         but a message stream promises chunks, not messages, so while one is
         open compressed input goes in small slices.
         """
-        if self._deflate is not None and self._streamed is not None:
+        if self._deflate is not None and self._inbox.stream is not None:
             return STREAM_INFLATE_SLICE
         return self._options.receive_buffer_size
 
@@ -1194,23 +1129,6 @@ class WebSocketConnection(trio.abc.AsyncResource):
             if work >= deflate.options.thread_threshold:
                 return await trio.to_thread.run_sync(next, events, None)
         return next(events, None)
-
-    async def _deliver(self, message: Message | _Violation) -> None:
-        try:
-            try:
-                # No checkpoint when there is room: the reader goes on with
-                # the rest of the read instead of a run-loop pass per message.
-                self._queue_in.send_nowait(message)
-            except trio.WouldBlock:
-                self._queue_full = True
-                self._queue_stalls += 1
-                try:
-                    await self._queue_in.send(message)
-                finally:
-                    self._queue_full = False
-            self._backlog += 1
-        except trio.BrokenResourceError:
-            pass  # the application closed: drop what it will never read
 
     def _acknowledge(self, payload: bytes) -> None:
         if self._keepalive is not None:
@@ -1237,13 +1155,13 @@ class WebSocketConnection(trio.abc.AsyncResource):
                 reason = self._size_limit.violation
             violation = _Violation(event.code, reason)
             self._log.debug("peer violated the protocol: %s %s", event.code, reason)
-            if state is ConnectionState.OPEN and self._streamed is None:
+            if state is ConnectionState.OPEN and self._inbox.stream is None:
                 # The messages that came before the violation were valid:
                 # the application gets them, and may answer them, before the
                 # Close goes out (Autobahn's "strict" behaviour). It has
                 # VIOLATION_GRACE seconds to get that far.
                 with trio.move_on_after(VIOLATION_GRACE):
-                    await self._deliver(violation)
+                    await self._inbox.deliver(violation)
                     await violation.handled.wait()
             self._fail(violation)
             await self._linger()
@@ -1312,11 +1230,6 @@ class _Uncontended:
 
 
 _UNCONTENDED = _Uncontended()
-
-
-def _join(parts: list[Any]) -> Message:
-    """One message from its fragments (all ``str`` or all ``bytes``)."""
-    return parts[0] if len(parts) == 1 else parts[0][:0].join(parts)  # type: ignore[no-any-return]
 
 
 def _chunk(event: TextMessage | BytesMessage) -> Message:
