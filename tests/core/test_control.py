@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from tests.support.codec import BINARY, CLOSE, PING, PONG, TEXT, close_payload, frame
-
 from trio_ws.core.events import Close, Ping, Pong, Violation
 from trio_ws.core.protocol import State
 

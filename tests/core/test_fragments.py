@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 
 from tests.support.codec import BINARY, CONT, PING, TEXT, frame
-
 from trio_ws.core.events import Chunk, Violation
 
 from .drive import events_of, feed, make, normalised

@@ -9,7 +9,6 @@ from __future__ import annotations
 import pytest
 
 from tests.support.codec import BINARY, CONT, TEXT, Frame, frame
-
 from trio_ws.core.events import Violation
 
 from .drive import events_of, normalised

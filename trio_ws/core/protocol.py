@@ -164,6 +164,12 @@ class Protocol:
         """Whether the general branch is in the middle of a data message."""
         return self._general is not None and self._general.in_message
 
+    @property
+    def general_branch_made(self) -> bool:
+        """Whether wsproto's parser has been needed yet (an idle connection,
+        or one that only ever saw the frames of the fast branch, has none)."""
+        return self._general is not None
+
     def _need(self) -> Generator[None, None, bytes | bytearray]:
         """Yield ``None`` until bytes arrive, then take them all."""
         while not self._incoming:
