@@ -119,7 +119,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
     """
 
     # No per-instance __dict__: with this many attributes it would cost more
-    # than a kilobyte per connection. __weakref__: keepalive holds them weakly.
+    # than a kilobyte per connection. __weakref__: users may hold them weakly.
     __slots__ = (
         "__weakref__",
         "_close_callbacks",
@@ -133,7 +133,6 @@ class WebSocketConnection(trio.abc.AsyncResource):
         "_inbox",
         "_is_client",
         "_keepalive",
-        "_latency",
         "_local",
         "_log",
         "_message_lock",
@@ -202,11 +201,10 @@ class WebSocketConnection(trio.abc.AsyncResource):
         self._close_reason: CloseReason | None = None
         self._reader_done = trio.Event()
         self._failed = False  # we failed the connection for a protocol violation
-        self._latency: float | None = None  # set by keepalive
         self._keepalive = (
             None
             if options.ping_interval is None
-            else keepalive.KeepaliveState(options.ping_interval, options.ping_timeout)
+            else _Keepalive(self, options.ping_interval, options.ping_timeout)
         )
         self._nursery: trio.Nursery | None = None  # where the reader runs
         # try_send_message: messages waiting for a stream to finish, their
@@ -275,7 +273,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
     @property
     def latency(self) -> float | None:
         """Round-trip time, in seconds, of the last keepalive ping, or ``None``."""
-        return self._latency
+        return None if self._keepalive is None else self._keepalive.latency
 
     @property
     def is_client(self) -> bool:
@@ -779,8 +777,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         nursery.start_soon(self._reader_task)
         self._writer.start(nursery)  # it starts a task whenever there is work
         if self._keepalive is not None:
-            when = trio.current_time() + self._keepalive.interval
-            keepalive.timer().schedule(self, when)
+            self._keepalive.start()
 
     def _spawn(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
         """Run *fn* in the connection's nursery, unless the connection is over."""
@@ -1132,7 +1129,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
 
     def _acknowledge(self, payload: bytes) -> None:
         if self._keepalive is not None:
-            keepalive.timer().pong(self, payload)
+            self._keepalive.pong(payload)
         if payload not in self._pings:
             return  # an unsolicited pong
         while self._pings:
@@ -1191,6 +1188,31 @@ class WebSocketConnection(trio.abc.AsyncResource):
                 await self._stream.send_eof()
             while await self._stream.receive_some(self._options.receive_buffer_size):
                 pass
+
+
+class _Keepalive(keepalive.KeepaliveState):
+    """The keepalive timer's handle on one connection (see :mod:`trio_ws.keepalive`)."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: WebSocketConnection, interval: float, timeout: float | None) -> None:
+        super().__init__(interval, timeout)
+        self._conn = conn
+
+    def over(self) -> bool:
+        return self._conn._reader_done.is_set() or self._conn.closed is not None
+
+    def queue_full(self) -> bool:
+        return self._conn._inbox.full
+
+    def queue_stalls(self) -> int:
+        return self._conn._inbox.stalls
+
+    def send_ping(self, payload: bytes) -> None:
+        self._conn._send_keepalive_ping(payload)
+
+    def expire(self, why: str) -> None:
+        self._conn._spawn(self._conn._expire, why)
 
 
 class _fast:

@@ -68,6 +68,25 @@ class FrameWriter:
     """Queue frames for *stream*; writer tasks, started in the nursery given
     to :meth:`start` while frames wait, write them."""
 
+    # One writer per connection: slots, not a per-instance dict (about
+    # 150 bytes less per connection). A new attribute needs a slot here.
+    __slots__ = (
+        "_first_queued",
+        "_late",
+        "_nursery",
+        "_on_failure",
+        "_pieces",
+        "_progress",
+        "_queued",
+        "_running",
+        "_socket",
+        "_stopping",
+        "_stream",
+        "_unyielded",
+        "_writing",
+        "failed",
+    )
+
     def __init__(self, stream: trio.abc.Stream, on_failure: Callable[[str], None]) -> None:
         self._stream = stream
         self._nursery: trio.Nursery | None = None  # where writer tasks run
