@@ -7,7 +7,7 @@ reading the socket and TCP flow control slows the peer down: nothing is
 dropped and nothing is buffered without bound.
 
 Senders queue whole frames in a bounded write buffer that one writer task
-drains (see :mod:`trio_ws.writer`), so frames never interleave, back-to-back
+drains (see :mod:`trio_ws.socket_io`), so frames never interleave, back-to-back
 messages share system calls, and a sender waits only when the buffer is full.
 """
 
@@ -76,15 +76,14 @@ from .options import (
     DEFAULT,
     DEFERRED_MESSAGES,
     FRAMES_PER_YIELD,
-    READS_PER_YIELD,
     WRITE_BUFFER_SIZE,
     WRITE_NOW_AFTER_COMPRESSING,
     ConnectionOptions,
     _Default,
 )
 from .outgoing import PreparedMessage
+from .socket_io import FrameWriter
 from .values import CloseReason, Endpoint, socket_endpoints
-from .writer import FrameWriter, plain_socket
 
 logger = logging.getLogger("trio_ws.connection")
 
@@ -141,11 +140,9 @@ class WebSocketConnection(trio.abc.AsyncResource):
         "_path",
         "_pings",
         "_reader_done",
-        "_reads_unyielded",
         "_remote",
         "_size_limit",
         "_skipped",
-        "_socket",
         "_stream",
         "_subprotocol",
         "_writer",
@@ -179,8 +176,6 @@ class WebSocketConnection(trio.abc.AsyncResource):
         # Frames that came in the same read as the handshake: the reader
         # splits them into frames like any other bytes.
         self._early_data: bytes | bytearray = trailing_data
-        self._socket = plain_socket(stream)  # read directly when there is one
-        self._reads_unyielded = 0
         self._is_client = is_client
         self._path = path
         self._subprotocol = subprotocol
@@ -193,7 +188,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         # trio.Lock is fair: messages are queued in the order they were sent.
         # Only messages take it, so pongs and Close may go between fragments.
         self._message_lock = trio.Lock()
-        self._writer = FrameWriter(stream, self._write_failed)
+        self._writer = FrameWriter(stream, self._write_failed, options.receive_buffer_size)
         self._inbox = Inbox[_Violation](
             self, options.message_queue_size, self._size_limit, options.max_message_size
         )
@@ -867,7 +862,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         while True:
             if pos == len(data):
                 data = b""  # an idle connection need not keep its last read
-                data = await self._receive()
+                data = await self._writer.receive()
                 if not data:
                     return  # transport lost without a closing handshake: 1006
                 pos = 0
@@ -906,7 +901,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
                 continue
             extent = frame_extent(data, pos)
             if extent is None:  # the header is split across reads
-                more = await self._receive()
+                more = await self._writer.receive()
                 if not more:
                     return
                 data, pos = data[pos:] + more, 0
@@ -1034,38 +1029,6 @@ class WebSocketConnection(trio.abc.AsyncResource):
         await stream.feed(message, True)
         if self._inbox.stream is stream:
             self._inbox.end_stream()
-
-    async def _receive(self) -> bytes | bytearray:
-        """The next bytes from the transport; empty at its end.
-
-        A plain socket is read directly, waiting for it to be readable only
-        when it is empty: trio's ``receive_some`` also yields a scheduler
-        pass after each read, which on the path from the peer's frame to
-        ``get_message()`` is a pass too many. A run of reads that never had
-        to wait still yields every READS_PER_YIELD reads.
-        """
-        size = self._options.receive_buffer_size
-        sock = self._socket
-        if sock is None:
-            return await self._stream.receive_some(size)
-        if self._reads_unyielded >= READS_PER_YIELD:
-            self._reads_unyielded = 0
-            await trio.lowlevel.checkpoint()
-        while True:
-            try:
-                # A closed socket answers -1 (EBADF below), never a stale number.
-                data = os.read(sock.fileno(), size)
-            except BlockingIOError:
-                data = None  # wait below: inside the except, the exception and
-                # its traceback would stay alive as long as the connection idles
-            except OSError as exc:  # reset by the peer, or closed under us
-                raise trio.BrokenResourceError(str(exc)) from exc
-            if data is None:
-                self._reads_unyielded = 0
-                await trio.lowlevel.wait_readable(sock)
-                continue
-            self._reads_unyielded += 1
-            return data
 
     def _fast_path_open(self) -> bool:
         """Whether a simple frame may bypass wsproto: no message is in progress."""

@@ -1,4 +1,8 @@
-"""The write side of a connection: a bounded buffer drained by one task.
+"""A connection's socket I/O: reads, and a bounded write buffer drained by one task.
+
+Both sides of the transport live here, on one :class:`FrameWriter` per
+connection, since they share the socket: :meth:`FrameWriter.receive` is the
+reader task's only way to read, and the rest of the class is the write side.
 
 Senders queue whole frames and return; a writer task hands them to the
 transport. It runs only while there is something to write (an idle
@@ -39,6 +43,7 @@ from .options import (
     CORK_LONG_PASS,
     CORK_PASSES,
     CORK_SECONDS,
+    READS_PER_YIELD,
     WRITE_BUFFER_SIZE,
     WRITE_JOIN_LIMIT,
 )
@@ -78,6 +83,8 @@ class FrameWriter:
         "_pieces",
         "_progress",
         "_queued",
+        "_reads_unyielded",
+        "_receive_size",
         "_running",
         "_socket",
         "_stopping",
@@ -87,8 +94,12 @@ class FrameWriter:
         "failed",
     )
 
-    def __init__(self, stream: trio.abc.Stream, on_failure: Callable[[str], None]) -> None:
+    def __init__(
+        self, stream: trio.abc.Stream, on_failure: Callable[[str], None], receive_size: int
+    ) -> None:
         self._stream = stream
+        self._receive_size = receive_size  # bytes asked of the transport per read
+        self._reads_unyielded = 0  # reads by receive() without a schedule point
         self._nursery: trio.Nursery | None = None  # where writer tasks run
         # Plain sockets can be written without a scheduler pass (see put()).
         self._socket = plain_socket(stream)
@@ -356,3 +367,38 @@ class FrameWriter:
         self._progress.unpark_all()
         self._on_failure(why)
         await trio.aclose_forcefully(self._stream)
+
+    # -- the read side
+
+    async def receive(self) -> bytes | bytearray:
+        """The next bytes from the transport; empty at its end.
+
+        A plain socket is read directly, waiting for it to be readable only
+        when it is empty: trio's ``receive_some`` also yields a scheduler
+        pass after each read, which on the path from the peer's frame to
+        ``get_message()`` is a pass too many. A run of reads that never had
+        to wait still yields every READS_PER_YIELD reads. Cancelling it
+        while it waits loses nothing: no bytes were taken.
+        """
+        size = self._receive_size
+        sock = self._socket
+        if sock is None:
+            return await self._stream.receive_some(size)
+        if self._reads_unyielded >= READS_PER_YIELD:
+            self._reads_unyielded = 0
+            await trio.lowlevel.checkpoint()
+        while True:
+            try:
+                # A closed socket answers -1 (EBADF below), never a stale number.
+                data = os.read(sock.fileno(), size)
+            except BlockingIOError:
+                data = None  # wait below: inside the except, the exception and
+                # its traceback would stay alive as long as the connection idles
+            except OSError as exc:  # reset by the peer, or closed under us
+                raise trio.BrokenResourceError(str(exc)) from exc
+            if data is None:
+                self._reads_unyielded = 0
+                await trio.lowlevel.wait_readable(sock)
+                continue
+            self._reads_unyielded += 1
+            return data
