@@ -17,7 +17,7 @@ import contextlib
 import logging
 import os
 from collections import OrderedDict
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager
 from typing import cast
 
@@ -70,6 +70,7 @@ from .core.size_limit import MessageSizeLimit
 from .exceptions import ConnectionClosed, MessageTypeError
 from .handshake import Headers
 from .inbox import Inbox, MessageStream
+from .lifecycle import UNCONTENDED, Lifecycle, fast_lock
 from .logs import ConnectionLogger
 from .options import (
     CANCELLED_CLOSE_GRACE,
@@ -121,29 +122,24 @@ class WebSocketConnection(trio.abc.AsyncResource):
     # than a kilobyte per connection. __weakref__: users may hold them weakly.
     __slots__ = (
         "__weakref__",
-        "_close_callbacks",
-        "_close_reason",
         "_deferred",
         "_deferred_size",
         "_deflate",
         "_early_data",
-        "_failed",
         "_handshake_headers",
         "_inbox",
         "_is_client",
         "_keepalive",
+        "_life",
         "_local",
         "_log",
         "_message_lock",
-        "_nursery",
         "_options",
         "_path",
         "_pings",
-        "_reader_done",
         "_remote",
         "_size_limit",
         "_skipped",
-        "_stream",
         "_subprotocol",
         "_writer",
         "_ws",
@@ -163,7 +159,6 @@ class WebSocketConnection(trio.abc.AsyncResource):
         deflate: PerMessageDeflate | None = None,
         endpoints: tuple[Endpoint | str, Endpoint | str] | None = None,
     ) -> None:
-        self._stream = stream
         self._options = options
         self._size_limit = size_limit or MessageSizeLimit(options.max_message_size)
         self._deflate = deflate if deflate is not None and deflate.enabled() else None
@@ -184,30 +179,26 @@ class WebSocketConnection(trio.abc.AsyncResource):
         self._local, self._remote = endpoints or socket_endpoints(stream)
         self._log = ConnectionLogger(logger, self._remote, path)
         self._log.debug("open (%s)", "client" if is_client else "server")
+        self._life = Lifecycle(self, self._log)  # close state, close callbacks, tasks
 
         # trio.Lock is fair: messages are queued in the order they were sent.
         # Only messages take it, so pongs and Close may go between fragments.
         self._message_lock = trio.Lock()
         self._writer = FrameWriter(stream, self._write_failed, options.receive_buffer_size)
         self._inbox = Inbox[_Violation](
-            self, options.message_queue_size, self._size_limit, options.max_message_size
+            self._life, options.message_queue_size, self._size_limit, options.max_message_size
         )
         self._pings: OrderedDict[bytes, trio.Event] = OrderedDict()
-        self._close_reason: CloseReason | None = None
-        self._reader_done = trio.Event()
-        self._failed = False  # we failed the connection for a protocol violation
         self._keepalive = (
             None
             if options.ping_interval is None
             else _Keepalive(self, options.ping_interval, options.ping_timeout)
         )
-        self._nursery: trio.Nursery | None = None  # where the reader runs
         # try_send_message: messages waiting for a stream to finish, their
         # payload bytes, and the messages refused for want of room.
         self._deferred: list[tuple[PreparedMessage, bool]] | None = None  # made when needed
         self._deferred_size = 0
         self._skipped = 0
-        self._close_callbacks: dict[Callable[[WebSocketConnection], object], None] | None = None
 
     def __str__(self) -> str:
         """``client-<n>`` or ``server-<n>``, a short id as in trio-websocket.
@@ -225,7 +216,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         Set as soon as either side starts the closing handshake (or the
         transport is lost), so a closing connection already reports it.
         """
-        return self._close_reason
+        return self._life.reason
 
     @property
     def skipped_messages(self) -> int:
@@ -247,23 +238,11 @@ class WebSocketConnection(trio.abc.AsyncResource):
         an exception from one is logged and the others still run. Rooms use
         this to forget a connection without polling.
         """
-        if self._close_reason is not None:
-            self._call_close_callback(callback)
-        else:
-            if self._close_callbacks is None:
-                self._close_callbacks = {}
-            self._close_callbacks[callback] = None
+        self._life.add_close_callback(callback)
 
     def remove_close_callback(self, callback: Callable[[WebSocketConnection], object]) -> None:
         """Forget *callback*, registered by :meth:`add_close_callback`, if it was."""
-        if self._close_callbacks is not None:
-            self._close_callbacks.pop(callback, None)
-
-    def _call_close_callback(self, callback: Callable[[WebSocketConnection], object]) -> None:
-        try:
-            callback(self)
-        except Exception:
-            self._log.exception("close callback %r failed", callback)
+        self._life.remove_close_callback(callback)
 
     @property
     def latency(self) -> float | None:
@@ -322,7 +301,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         item = await self._inbox.get()
         if isinstance(item, _Violation):
             self._fail(item)
-            raise ConnectionClosed(self._reason())
+            raise ConnectionClosed(self._life.final_reason())
         return item
 
     async def get_text(self) -> str:
@@ -372,7 +351,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         stream = self._inbox.open_stream(limit)
         if isinstance(stream, _Violation):
             self._fail(stream)
-            raise ConnectionClosed(self._reason())
+            raise ConnectionClosed(self._life.final_reason())
         try:
             yield stream
         finally:
@@ -427,7 +406,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         # queued before any other sender runs: the lock would order nothing,
         # and taking it costs about a tenth of the small-message rate.
         waits = self._message_lock.locked() or self._writer.full or threaded
-        async with _fast(self._message_lock) if waits else _UNCONTENDED:
+        async with fast_lock(self._message_lock) if waits else UNCONTENDED:
             await self._wait_for_room()
             if deflate is not None:
                 binary = opcode == OPCODE_BINARY
@@ -498,7 +477,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
                 return False
             if not self._deferred:
                 self._deferred = []
-                self._spawn(self._send_deferred)
+                self._life.spawn(self._send_deferred)
             self._deferred.append((prepared, compress))
             self._deferred_size += len(prepared)
             return True
@@ -514,7 +493,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
 
     async def _send_deferred(self) -> None:
         """Queue the messages try_send_message held back, once the lock is free."""
-        async with _fast(self._message_lock):
+        async with fast_lock(self._message_lock):
             deferred, self._deferred, self._deferred_size = self._deferred or [], None, 0
             with contextlib.suppress(ConnectionClosed):
                 self._check_open()
@@ -543,7 +522,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         is dropped (1006).
         ``compress`` is as for :meth:`send_message`.
         """
-        async with _fast(self._message_lock):
+        async with fast_lock(self._message_lock):
             is_text = text
             started = False  # frames are out: only a final frame or a close ends them
             deflate: PerMessageDeflate | None = None  # set by the first chunk
@@ -627,7 +606,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         finally:
             unanswered = self._pings.pop(payload, None) is not None
         if unanswered:
-            raise ConnectionClosed(self._reason())
+            raise ConnectionClosed(self._life.final_reason())
 
     async def pong(self, payload: bytes | None = None) -> None:
         """Send an unsolicited pong, for example as a unidirectional heartbeat.
@@ -638,8 +617,8 @@ class WebSocketConnection(trio.abc.AsyncResource):
 
     def _check_open(self) -> None:
         state, failed = self._ws.state, self._writer.failed
-        if state is not ConnectionState.OPEN or self._close_reason is not None or failed:
-            raise ConnectionClosed(self._reason())
+        if state is not ConnectionState.OPEN or self._life.reason is not None or failed:
+            raise ConnectionClosed(self._life.final_reason())
 
     async def _wait_for_room(self) -> None:
         """Wait for room in the write buffer; raise if the connection is closed.
@@ -663,7 +642,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         self._writer.put(self._ws.send(event))
 
     def _write_failed(self, why: str) -> None:
-        self._set_reason(ABNORMAL_CLOSURE, why)
+        self._life.set_reason(ABNORMAL_CLOSURE, why)
         self._log.debug("writing failed: %s", why)
 
     def _answer_ping(self, ping: Ping) -> None:
@@ -681,8 +660,8 @@ class WebSocketConnection(trio.abc.AsyncResource):
 
     async def _abort(self, why: str) -> None:
         """Drop the transport: the byte stream can no longer be trusted (1006)."""
-        self._set_reason(ABNORMAL_CLOSURE, why)
-        await trio.aclose_forcefully(self._stream)
+        self._life.set_reason(ABNORMAL_CLOSURE, why)
+        await self._writer.drop()
 
     def _send_if(self, state: ConnectionState, event: Event, reason: bool = False) -> None:
         """Queue a frame for the protocol (Close) if still in *state*.
@@ -691,7 +670,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         """
         if self._ws.state is state and not self._writer.failed:
             if reason and isinstance(event, CloseConnection):
-                self._set_reason(event.code, event.reason)
+                self._life.set_reason(event.code, event.reason)
             self._log.frame(">", event)
             self._writer.put(self._ws.send(event))
 
@@ -720,10 +699,10 @@ class WebSocketConnection(trio.abc.AsyncResource):
         must not wait, such as a broadcast closing a slow consumer.
         """
         check_sendable(code)
-        if self._close_reason is None:
-            self._set_reason(code, reason)
+        if self._life.reason is None:
+            self._life.set_reason(code, reason)
             self._send_if(ConnectionState.OPEN, CloseConnection(code, reason))
-            self._spawn(self._close, code, reason)
+            self._life.spawn(self._close, code, reason)
 
     async def _close(self, code: int, reason: str | None) -> bool:
         """Close as :meth:`aclose` does; return whether it finished in time."""
@@ -731,15 +710,15 @@ class WebSocketConnection(trio.abc.AsyncResource):
         self._inbox.close()  # drop queued messages; wake blocked readers
         try:
             with trio.move_on_after(self._options.disconnect_timeout):
-                if self._close_reason is None:
-                    self._set_reason(code, reason)
+                if self._life.reason is None:
+                    self._life.set_reason(code, reason)
                     self._send_if(ConnectionState.OPEN, CloseConnection(code, reason))
-                await self._reader_done.wait()
+                await self._life.wait_reader_done()
                 return True
             self._log.debug("closing handshake timed out; dropping transport")
-            await trio.aclose_forcefully(self._stream)
+            await self._writer.drop()
             # A connection we failed has no handshake to finish: not a timeout.
-            return self._failed
+            return self._life.failed
         except ConnectionClosed:
             return True  # the transport broke while sending Close: nothing to wait for
         except BaseException:
@@ -747,18 +726,8 @@ class WebSocketConnection(trio.abc.AsyncResource):
             # Close frame still goes out if the transport takes it at once.
             with trio.CancelScope(shield=True), trio.move_on_after(CANCELLED_CLOSE_GRACE):
                 await self._writer.finish()
-            await trio.aclose_forcefully(self._stream)
+            await self._writer.drop()
             raise
-
-    def _set_reason(self, code: int, reason: str | None) -> None:
-        if self._close_reason is None:
-            self._close_reason = CloseReason(code, reason)
-            callbacks, self._close_callbacks = self._close_callbacks, None
-            for callback in callbacks or ():
-                self._call_close_callback(callback)
-
-    def _reason(self) -> CloseReason:
-        return self._close_reason or CloseReason(ABNORMAL_CLOSURE, None)
 
     # ------------------------------------------------------------ reader task
 
@@ -768,17 +737,10 @@ class WebSocketConnection(trio.abc.AsyncResource):
         Neither raises (except Cancelled), so the nursery is safe. Keepalive
         needs no task of its own: see :mod:`trio_ws.keepalive`.
         """
-        self._nursery = nursery
-        nursery.start_soon(self._reader_task)
+        self._life.start(nursery, self._reader_task)
         self._writer.start(nursery)  # it starts a task whenever there is work
         if self._keepalive is not None:
             self._keepalive.start()
-
-    def _spawn(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
-        """Run *fn* in the connection's nursery, unless the connection is over."""
-        if self._nursery is not None:
-            with contextlib.suppress(RuntimeError):  # the nursery has closed
-                self._nursery.start_soon(fn, *args)
 
     def _send_keepalive_ping(self, payload: bytes) -> None:
         if self._ws.state is ConnectionState.OPEN and not self._writer.failed:
@@ -789,11 +751,9 @@ class WebSocketConnection(trio.abc.AsyncResource):
     async def _expire(self, why: str) -> None:
         """Close a connection whose peer stopped answering (1011), not waiting on it."""
         self._log.debug("closing connection: %s", why)
-        self._set_reason(INTERNAL_ERROR, why)
+        self._life.set_reason(INTERNAL_ERROR, why)
         self._send_if(ConnectionState.OPEN, CloseConnection(INTERNAL_ERROR, why))
-        with trio.move_on_after(self._options.disconnect_timeout):
-            await self._writer.drain()
-        await trio.aclose_forcefully(self._stream)
+        await self._writer.drop(after=self._options.disconnect_timeout)
 
     # Ctrl-C reaches the main task at a checkpoint, never mid-frame here.
     @trio.lowlevel.enable_ki_protection
@@ -812,25 +772,15 @@ class WebSocketConnection(trio.abc.AsyncResource):
         except Exception:  # a bug here must not crash the user's nursery
             self._log.exception("unexpected error in WebSocket reader task")
         finally:
-            self._set_reason(ABNORMAL_CLOSURE, None)
+            self._life.set_reason(ABNORMAL_CLOSURE, None)
             self._inbox.finish()
             for waiter in self._pings.values():
                 waiter.set()
             try:
-                with (
-                    trio.CancelScope(shield=True),
-                    trio.move_on_after(self._options.disconnect_timeout),
-                ):
-                    await self._writer.finish()  # our Close, or the echo of the peer's
-                    self._writer.stop()
-                    await self._stream.aclose()
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                # A cancelled aclose() dropped the transport while this
-                # closed it gracefully (TLS sends close_notify): closed anyway.
-                pass
+                await self._writer.close_transport(self._options.disconnect_timeout)
             finally:
-                self._reader_done.set()
-            self._log.debug("closed: %s", self._reason())
+                self._life.finish_reader()
+            self._log.debug("closed: %s", self._life.final_reason())
 
     async def _read_frames(self) -> None:
         """Split what arrives into frames: simple ones are decoded here, the rest by wsproto.
@@ -1105,7 +1055,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         state = self._ws.state
         if state is ConnectionState.REMOTE_CLOSING:
             # The peer started the closing handshake: echo its code.
-            self._set_reason(event.code, event.reason)
+            self._life.set_reason(event.code, event.reason)
             self._send_if(state, event.response())
         elif state in (ConnectionState.OPEN, ConnectionState.LOCAL_CLOSING):
             # wsproto reports a protocol violation by the peer this way,
@@ -1134,23 +1084,13 @@ class WebSocketConnection(trio.abc.AsyncResource):
         """Fail the connection for *violation*: send its Close frame once."""
         if not violation.handled.is_set():
             violation.handled.set()
-            self._failed = True
-            self._set_reason(violation.code, violation.reason)
+            self._life.failed = True
+            self._life.set_reason(violation.code, violation.reason)
             self._send_if(ConnectionState.OPEN, CloseConnection(violation.code, violation.reason))
 
     async def _linger(self) -> None:
-        """Let the peer read our Close frame before the TCP connection goes.
-
-        Closing a socket with unread input makes the kernel send RST, which
-        can destroy our Close frame in flight. So half-close where the
-        transport allows it and read (discarding) until the peer closes.
-        """
-        with trio.move_on_after(self._options.disconnect_timeout):
-            await self._writer.drain()
-            if isinstance(self._stream, trio.abc.HalfCloseableStream) and not self._writer.failed:
-                await self._stream.send_eof()
-            while await self._stream.receive_some(self._options.receive_buffer_size):
-                pass
+        """Let the peer read our Close frame before the TCP connection goes."""
+        await self._writer.linger(self._options.disconnect_timeout)
 
 
 class _Keepalive(keepalive.KeepaliveState):
@@ -1163,7 +1103,7 @@ class _Keepalive(keepalive.KeepaliveState):
         self._conn = conn
 
     def over(self) -> bool:
-        return self._conn._reader_done.is_set() or self._conn.closed is not None
+        return self._conn._life.reader_done or self._conn.closed is not None
 
     def queue_full(self) -> bool:
         return self._conn._inbox.full
@@ -1175,46 +1115,7 @@ class _Keepalive(keepalive.KeepaliveState):
         self._conn._send_keepalive_ping(payload)
 
     def expire(self, why: str) -> None:
-        self._conn._spawn(self._conn._expire, why)
-
-
-class _fast:
-    """``async with _fast(lock)``: hold *lock*, with no run-loop pass if it is free.
-
-    ``async with lock`` always yields to the scheduler; on the send path that
-    doubled the passes per message. It stays a cancellation point, and fair:
-    a lock that is free has no waiters to overtake.
-    """
-
-    __slots__ = ("lock",)
-
-    def __init__(self, lock: trio.Lock) -> None:
-        self.lock = lock
-
-    async def __aenter__(self) -> None:
-        await trio.lowlevel.checkpoint_if_cancelled()
-        try:
-            self.lock.acquire_nowait()
-        except trio.WouldBlock:
-            await self.lock.acquire()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        self.lock.release()
-
-
-class _Uncontended:
-    """The lock-free stand-in for :class:`_fast` in ``send_message``."""
-
-    __slots__ = ()
-
-    async def __aenter__(self) -> None:
-        pass
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        pass
-
-
-_UNCONTENDED = _Uncontended()
+        self._conn._life.spawn(self._conn._expire, why)
 
 
 def _chunk(event: TextMessage | BytesMessage) -> Message:

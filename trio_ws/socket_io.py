@@ -402,3 +402,41 @@ class FrameWriter:
                 continue
             self._reads_unyielded += 1
             return data
+
+    # -- the end of the transport
+
+    async def linger(self, timeout: float) -> None:
+        """Let the peer read our Close frame before the TCP connection goes.
+
+        Closing a socket with unread input makes the kernel send RST, which
+        can destroy our Close frame in flight. So half-close where the
+        transport allows it and read (discarding) until the peer closes, at
+        most *timeout* seconds. Cancelling it just stops the wait.
+        """
+        with trio.move_on_after(timeout):
+            await self.drain()
+            if isinstance(self._stream, trio.abc.HalfCloseableStream) and not self.failed:
+                await self._stream.send_eof()
+            while await self._stream.receive_some(self._receive_size):
+                pass
+
+    async def close_transport(self, timeout: float) -> None:
+        """Write what is queued (our Close, or the echo of the peer's), then
+        close the transport gracefully, within *timeout*; shielded, so a
+        cancelled reader still ends its connection properly."""
+        try:
+            with trio.CancelScope(shield=True), trio.move_on_after(timeout):
+                await self.finish()
+                self.stop()
+                await self._stream.aclose()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            # A cancelled aclose() dropped the transport while this closed it
+            # gracefully (TLS sends close_notify): closed anyway.
+            pass
+
+    async def drop(self, after: float = 0) -> None:
+        """Drop the transport, after up to *after* seconds for queued frames."""
+        if after:
+            with trio.move_on_after(after):
+                await self.drain()
+        await trio.aclose_forcefully(self._stream)
