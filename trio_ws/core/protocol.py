@@ -23,7 +23,8 @@ The closing state is one value, :attr:`Protocol.state` (:class:`State`).
 from __future__ import annotations
 
 import enum
-from collections.abc import Generator
+from collections.abc import Callable, Generator
+from functools import partial
 
 from ..close_codes import (
     ABNORMAL_CLOSURE,
@@ -102,6 +103,7 @@ class Protocol:
         "client",
         "close_received",
         "close_sent",
+        "next_event",
         "state",
         "streaming",
     )
@@ -128,6 +130,16 @@ class Protocol:
         self._incoming: bytes | bytearray = trailing_data
         self._general: GeneralBranch | None = None  # made when first needed
         self._parser = self._parse()
+        #: ``next_event()``: the next event of the bytes received so far, or
+        #: ``None`` for "need more". A ``str`` or ``bytes`` is a whole
+        #: message; the other events are described in
+        #: :mod:`trio_ws.core.events`. A :class:`ThreadJob` must be run
+        #: (ideally in a worker thread) before the next call. After a
+        #: :class:`Close` or a :class:`Violation` the answer is always
+        #: ``None``. Each call decodes at most one frame's worth of work, so
+        #: the caller decides how many events it handles before it yields.
+        #: (A C-level partial, not a method: it is called once per message.)
+        self.next_event: Callable[[], Event | None] = partial(next, self._parser, None)
 
     # ------------------------------------------------------------ receiving
 
@@ -140,18 +152,6 @@ class Protocol:
         layer to report.
         """
         self._incoming = self._incoming + data if self._incoming else data
-
-    def next_event(self) -> Event | None:
-        """The next event of the bytes received so far, or ``None`` for "need more".
-
-        A ``str`` or ``bytes`` is a whole message; the other events are
-        described in :mod:`trio_ws.core.events`. A :class:`ThreadJob` must be
-        run (ideally in a worker thread) before the next call. After a
-        :class:`Close` or a :class:`Violation` the answer is always
-        ``None``. Each call decodes at most one frame's worth of work, so
-        the caller decides how many events it handles before it yields.
-        """
-        return next(self._parser, None)
 
     def set_limit(self, max_size: int, *, streaming: bool) -> None:
         """Limit the messages that arrive from now on to *max_size* bytes;
@@ -198,6 +198,11 @@ class Protocol:
         data: bytes | bytearray = b""
         pos = 0
         masked = not self.client
+        # The size limit sees every frame the general branch decodes: its
+        # in_message is whether that branch is in the middle of a message.
+        limit = self._limit
+        # Whole compressed messages too, unless a message stream is open.
+        whole_kinds = SIMPLE_OR_COMPRESSED if self._deflate is not None else SIMPLE
         left = 0  # bytes of the current frame still to give the general branch
         # A simple binary frame longer than one read, unmasked piece by piece:
         # gathered into one message, or handed on as chunks while streaming.
@@ -256,7 +261,7 @@ class Protocol:
                 deflate = self._deflate
                 if (
                     deflate is not None
-                    and min(step * deflate.inflate_ratio, self._limit.remaining())
+                    and min(step * deflate.inflate_ratio, limit.remaining())
                     >= deflate.options.thread_threshold
                 ):
                     job = ThreadJob(general.collect)
@@ -282,7 +287,7 @@ class Protocol:
             header, size = extent
             end = pos + size
             first = data[pos]
-            if fragmented is not None or (first & 0x8F < 0x81 and not self.in_message):
+            if fragmented is not None or (first & 0x8F < 0x81 and not limit.in_message):
                 # Possibly part of a fragmented message (no FIN, or a continuation).
                 kind = fragment_kind(
                     data, pos, header, size, masked=masked, in_progress=fragmented is not None
@@ -294,7 +299,7 @@ class Protocol:
                     if kind == START:
                         fragmented = FragmentedMessage(first & 0x0F)
                     assert fragmented is not None
-                    violation = fragmented.frame(size - header, self._limit.max_size)
+                    violation = fragmented.frame(size - header, limit.max_size)
                     if violation is not None:
                         yield Violation(*violation)  # before any payload is read
                         return
@@ -326,10 +331,10 @@ class Protocol:
                 left = size  # incomplete, or wrong: the general branch decides
                 continue
             opcode = None
-            if fragmented is None and not self.in_message:
-                kinds = SIMPLE_OR_COMPRESSED if self._deflate and not self.streaming else SIMPLE
+            if fragmented is None and not limit.in_message:
+                kinds = SIMPLE if self.streaming else whole_kinds
                 opcode = simple_opcode(
-                    data, pos, header, end, masked=masked, limit=self._limit.max_size, kinds=kinds
+                    data, pos, header, end, masked=masked, limit=limit.max_size, kinds=kinds
                 )
             message: str | bytes | None = None
             if opcode is not None and end <= len(data):
