@@ -26,16 +26,9 @@ import enum
 from collections.abc import Callable, Generator
 from functools import partial
 
-from ..close_codes import (
-    ABNORMAL_CLOSURE,
-    MAX_REASON_BYTES,
-    NO_STATUS_RCVD,
-    NORMAL_CLOSURE,
-    TLS_HANDSHAKE_FAILED,
-    receivable,
-)
+from .control import OPCODE_CLOSE, OPCODE_PING, OPCODE_PONG, close_payload, control_event
 from .deflate import PerMessageDeflate
-from .events import Chunk, Close, Event, Ping, Pong, ThreadJob, Violation
+from .events import Chunk, Close, Event, ThreadJob, Violation
 from .fragments import NEW_DATA, START, FragmentedMessage, fragment_kind, new_data_violation
 from .frames import (
     COMPRESSED,
@@ -61,10 +54,6 @@ Frame = tuple[bytes, bytes | bytearray]
 #: stream is open, which bounds one chunk to about 1 MiB however well the
 #: data compresses.
 STREAM_INFLATE_SLICE = 1024
-
-OPCODE_CLOSE = 0x8
-OPCODE_PING = 0x9
-OPCODE_PONG = 0xA
 
 #: First bytes of control frames the fast branch may decode: final, no RSV bit.
 _CONTROL = frozenset((0x80 | OPCODE_CLOSE, 0x80 | OPCODE_PING, 0x80 | OPCODE_PONG))
@@ -320,7 +309,7 @@ class Protocol:
                 if end <= len(data) and bool(second & 0x80) is masked and second & 0x7F < 126:
                     key = masking_key(data, pos, header, masked)
                     payload = bytes(payload_copy(memoryview(data)[pos + header : end], key))
-                    control = _control_event(first & 0x0F, payload)
+                    control = control_event(first & 0x0F, payload)
                     if control is not None:
                         pos = end
                         if isinstance(control, Close):
@@ -467,35 +456,3 @@ class Protocol:
         if self.state is not State.CLOSED:
             self.state = State.FAILED
         return frame
-
-
-def close_payload(code: int, reason: str | None) -> bytes:
-    """A Close frame's payload: the code and the reason, cut at a character
-    boundary to fit (RFC 6455 5.5.1). 1005 means no code at all."""
-    if code == NO_STATUS_RCVD:
-        return b""
-    if code in (ABNORMAL_CLOSURE, TLS_HANDSHAKE_FAILED):
-        code = NORMAL_CLOSURE  # local conditions, never sent
-    text = (reason or "").encode()
-    if len(text) > MAX_REASON_BYTES:
-        text = text[:MAX_REASON_BYTES].decode(errors="ignore").encode()
-    return code.to_bytes(2, "big") + text
-
-
-def _control_event(opcode: int, payload: bytes) -> Ping | Pong | Close | None:
-    """The event of a well-formed control frame, or ``None`` if the general
-    branch should judge it (a Close frame with a bad code or reason)."""
-    if opcode == OPCODE_PING:
-        return Ping(payload)
-    if opcode == OPCODE_PONG:
-        return Pong(payload)
-    if not payload:
-        return Close(NO_STATUS_RCVD, None)
-    code = int.from_bytes(payload[:2], "big")
-    if len(payload) < 2 or not receivable(code):
-        return None
-    try:
-        reason = payload[2:].decode()
-    except UnicodeDecodeError:
-        return None
-    return Close(code, reason or None)
