@@ -675,17 +675,6 @@ class WebSocketConnection(trio.abc.AsyncResource):
 
     # ------------------------------------------------------------ reader task
 
-    def _start(self, nursery: trio.Nursery) -> None:
-        """Start the reader in *nursery*, which also runs the writer when needed.
-
-        Neither raises (except Cancelled), so the nursery is safe. Keepalive
-        needs no task of its own: see :mod:`trio_ws.keepalive`.
-        """
-        self._life.start(nursery, self._reader_task)
-        self._writer.start(nursery)  # it starts a task whenever there is work
-        if self._keepalive is not None:
-            self._keepalive.start()
-
     def _send_keepalive_ping(self, payload: bytes) -> None:
         frame = None if self._writer.failed else self._core.ping_frame(payload)
         if frame is not None:
@@ -841,6 +830,29 @@ class WebSocketConnection(trio.abc.AsyncResource):
     async def _linger(self) -> None:
         """Let the peer read our Close frame before the TCP connection goes."""
         await self._writer.linger(self._options.disconnect_timeout)
+
+
+def start_connection(connection: WebSocketConnection, nursery: trio.Nursery) -> None:
+    """Start *connection*'s reader in *nursery*, which also runs its writer when needed.
+
+    For the modules that make connections (client, server); not public API.
+    Neither task raises (except Cancelled), so the nursery is safe.
+    Keepalive needs no task of its own: see :mod:`trio_ws.keepalive`.
+    """
+    connection._life.start(nursery, connection._reader_task)
+    connection._writer.start(nursery)  # it starts a task whenever there is work
+    if connection._keepalive is not None:
+        connection._keepalive.start()
+
+
+async def close_connection(connection: WebSocketConnection, code: int) -> bool:
+    """Close *connection* as ``aclose(code)`` does; return whether the closing
+    handshake finished within ``disconnect_timeout``.
+
+    For the client's context manager, which raises DisconnectionTimeout
+    otherwise; not public API. Cancellation is as for ``aclose()``.
+    """
+    return await connection._close(code, None)
 
 
 class _Keepalive(keepalive.KeepaliveState):
