@@ -92,13 +92,13 @@ class KeepaliveTimer:
             return  # the connection is over: forget it
         if state.payload is None:
             state.payload = os.urandom(4)
-            state.sent, state.stalls = now, conn._queue_stalls
+            state.sent, state.stalls = now, conn._inbox.stalls
             conn._send_keepalive_ping(state.payload)
             if state.timeout is not None:
                 self.schedule(conn, now + state.timeout)
             return  # without a timeout, the pong schedules the next ping
         # The pong is overdue.
-        if not conn._queue_full and conn._queue_stalls == state.stalls:
+        if not conn._inbox.full and conn._inbox.stalls == state.stalls:
             conn._spawn(conn._expire, "keepalive ping timeout")
             return
         # The queue was full meanwhile, so the pong may be unread: try again.
