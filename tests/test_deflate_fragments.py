@@ -17,7 +17,7 @@ import pytest
 from trio_ws.core import fragments
 from trio_ws.core.deflate import PerMessageDeflate
 
-from .raw import BINARY, CONTINUATION, TEXT, frame
+from .support.codec import BINARY, CONTINUATION, TEXT, frame
 from .test_deflate_fast import MiB, Sender, json_message, negotiated
 from .test_fragments_fast import kind_of
 
