@@ -1,8 +1,10 @@
 """Stream one large message through loopback in each direction.
 
-Reports, per direction, the throughput and the growth of this process's peak
-resident memory while the message moves (both ends run in this process, so
-the figure covers sender and receiver together). Not a test: run it by hand,
+Reports, per direction, the throughput, the growth of this process's peak
+resident memory while the message moves, and the CPU time it took (both
+ends run in this process, so the figures cover sender and receiver
+together). On a shared machine the CPU time per GiB is the steadier figure:
+the rate depends on what else runs. Not a test: run it by hand,
 
     python benchmarks/streaming.py [--size-mib 1024] [--chunk-kib 64] [--no-compression]
                                    [--data pattern|json|random]
@@ -73,9 +75,10 @@ async def run_direction(
     compression: bool = True,
     whole: bool = False,
     data: str = "pattern",
-) -> tuple[float, int]:
-    """Throughput and peak memory growth of one direction; *whole*: the same
-    bytes as whole messages of *chunk* bytes instead, for comparison."""
+) -> tuple[float, int, float]:
+    """Throughput, peak memory growth and CPU seconds per GiB (all threads)
+    of one direction; *whole*: the same bytes as whole messages of *chunk*
+    bytes instead, for comparison."""
     block = chunk_data(data, chunk)
     count = size // chunk
     received = 0
@@ -112,16 +115,17 @@ async def run_direction(
         ) as ws:
             baseline = rss("VmRSS")
             reset_peak()
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             await (send(ws) if client_sends else receive(ws))
             while received < count * chunk:
                 await trio.sleep(0.001)
             elapsed = time.perf_counter() - start
+            cpu = time.process_time() - cpu
             growth = rss("VmHWM") - baseline
             await ws.send_message("bye")
         nursery.cancel_scope.cancel()
     assert received == count * chunk
-    return count * chunk / MiB / elapsed, growth
+    return count * chunk / MiB / elapsed, growth, cpu / (count * chunk / MiB) * 1024
 
 
 def main() -> None:
@@ -141,13 +145,21 @@ def main() -> None:
     )
     compression = not args.no_compression
     for client_sends, label in [(True, "client -> server"), (False, "server -> client")]:
-        speed, growth = trio.run(
+        speed, growth, cpu = trio.run(
             run_direction, client_sends, size, chunk, compression, False, args.data
         )
-        print(f"{label}: {speed:8.1f} MiB/s, peak RSS growth {growth / MiB:6.2f} MiB")
+        print(
+            f"{label}: {speed:8.1f} MiB/s, peak RSS growth {growth / MiB:6.2f} MiB, "
+            f"CPU {cpu:6.2f} s/GiB"
+        )
         # The same bytes as whole 1 MiB messages, for the ratio.
-        whole, _ = trio.run(run_direction, client_sends, size, MiB, compression, True, args.data)
-        print(f"  whole 1 MiB messages: {whole:8.1f} MiB/s (streamed/whole {speed / whole:.2f})")
+        whole, _, whole_cpu = trio.run(
+            run_direction, client_sends, size, MiB, compression, True, args.data
+        )
+        print(
+            f"  whole 1 MiB messages: {whole:8.1f} MiB/s, CPU {whole_cpu:6.2f} s/GiB "
+            f"(streamed/whole: rate {speed / whole:.2f}, CPU cost {cpu / whole_cpu:.2f})"
+        )
 
 
 if __name__ == "__main__":

@@ -1,23 +1,32 @@
-"""Compressed fragmented messages on the fast branch, without sockets.
+"""Compressed fragmented messages on the fast branch.
 
 A message whose first frame has RSV1 and no FIN is inflated piece by piece
 (trio_ws.core.deflate.MessageInflater, driven through
 trio_ws.core.fragments.FragmentedMessage): whatever the cut into pieces, the
 chunks add up to the message, none is bigger than the chunk size, the size
 limit holds after decompression, and the connection's decompressor context
-carries on into the next message, whichever branch decodes it.
+carries on into the next message, whichever branch decodes it. Then the
+same through the protocol core (frames in, events out) and once end to end.
 """
 
 from __future__ import annotations
 
 import random
+import tracemalloc
 
 import pytest
+import trio
 
+import trio_ws
 from trio_ws.core import fragments
 from trio_ws.core.deflate import PerMessageDeflate
+from trio_ws.core.events import Chunk, Ping, ThreadJob, Violation
+from trio_ws.core.protocol import Protocol
+from trio_ws.core.size_limit import MessageSizeLimit
+from trio_ws.options import INFLATE_CHUNK_SIZE
 
-from .support.codec import BINARY, CONTINUATION, TEXT, frame
+from .conftest import HOST
+from .support.codec import BINARY, CONTINUATION, PING, TEXT, frame
 from .test_deflate_fast import MiB, Sender, json_message, negotiated
 from .test_fragments_fast import kind_of
 
@@ -221,3 +230,113 @@ def test_output_zlib_holds_back_at_a_full_chunk_still_comes(chunk_size: int) -> 
     assert b"".join(chunks) == data  # type: ignore[arg-type]
     assert max(len(c) for c in chunks) == chunk_size
     assert message.finished
+
+
+# -- through the protocol core: frames in, events out ------------------------------
+
+
+def events_of(protocol: Protocol, data: bytes) -> list[object]:
+    """Every event *data* makes, whole messages as themselves."""
+    protocol.receive_data(data)
+    events: list[object] = []
+    while (event := protocol.next_event()) is not None:
+        assert not isinstance(event, ThreadJob)
+        events.append(event)
+    return events
+
+
+def server_protocol(max_size: int = MiB, **kwargs: object) -> Protocol:
+    deflate = negotiated(max_size, **kwargs)  # type: ignore[arg-type]
+    limit = MessageSizeLimit(max_size)
+    return Protocol(client=False, size_limit=limit, deflate=deflate)
+
+
+def compressed_fragments(sender: Sender, data: bytes, count: int, opcode: int = BINARY) -> bytes:
+    """*data* compressed, as *count* frames (RSV1 on the first only)."""
+    payload = sender.compress(data)
+    step = -(-len(payload) // count)
+    parts = [payload[i : i + step] for i in range(0, len(payload), step)]
+    parts += [b""] * (count - len(parts))
+    out = b""
+    for i, part in enumerate(parts):
+        out += frame(
+            opcode if i == 0 else CONTINUATION, part, fin=i == count - 1, rsv=4 if i == 0 else 0
+        )
+    return out
+
+
+def test_the_core_inflates_compressed_fragments_in_bounded_chunks() -> None:
+    """Before, the general branch (wsproto) inflated each frame whole: 8 MiB
+    of zeros came as one chunk per frame, megabytes each."""
+    protocol, sender = server_protocol(16 * MiB), Sender()
+    data = bytes(8 * MiB)
+    events = events_of(protocol, compressed_fragments(sender, data, 3))
+    assert all(isinstance(e, Chunk) for e in events)
+    chunks = [e for e in events if isinstance(e, Chunk)]
+    assert b"".join(c.data for c in chunks) == data  # type: ignore[misc]
+    assert max(len(c.data) for c in chunks) == INFLATE_CHUNK_SIZE
+    assert [c.final for c in chunks].index(True) == len(chunks) - 1
+    # The context carries on into a whole compressed message after it.
+    text = json_message(5) * 30
+    assert events_of(protocol, frame(TEXT, sender.compress(text.encode()), rsv=4)) == [text]
+
+
+def test_a_ping_between_compressed_fragments() -> None:
+    protocol, sender = server_protocol(), Sender()
+    text = json_message(9) * 100
+    payload = sender.compress(text.encode())
+    data = frame(TEXT, payload[:100], fin=False, rsv=4) + frame(PING, b"hi")
+    data += frame(CONTINUATION, payload[100:])
+    events = events_of(protocol, data)
+    assert Ping(b"hi") in events
+    assert "".join(e.data for e in events if isinstance(e, Chunk)) == text  # type: ignore[misc]
+
+
+def test_a_compressed_fragmented_bomb_is_1009_within_the_budget() -> None:
+    protocol, sender = server_protocol(MiB), Sender()
+    wire = compressed_fragments(sender, bytes(64 * MiB), 4)  # about 64 KiB
+    tracemalloc.start()
+    try:
+        events = events_of(protocol, wire)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert isinstance(events[-1], Violation) and events[-1].code == 1009
+    assert sum(len(e.data) for e in events if isinstance(e, Chunk)) <= MiB
+    assert peak < 2 * MiB, peak
+
+
+def test_rsv1_on_a_continuation_frame_is_1002() -> None:
+    protocol, sender = server_protocol(), Sender()
+    payload = sender.compress(b"abc" * 100)
+    data = frame(BINARY, payload[:10], fin=False, rsv=4) + frame(CONTINUATION, payload[10:], rsv=4)
+    events = events_of(protocol, data)
+    assert isinstance(events[-1], Violation) and events[-1].code == 1002
+
+
+async def test_a_compressed_stream_arrives_in_bounded_chunks(nursery: trio.Nursery) -> None:
+    """trio_ws to trio_ws, defaults: a stream of well-compressing chunks is
+    inflated in chunks of at most INFLATE_CHUNK_SIZE (before, 1 KiB slices
+    through wsproto made chunks of up to a megabyte)."""
+    block = bytes(512 * 1024)
+    sizes: list[int] = []
+    received = trio.Event()
+
+    async def handler(request: trio_ws.WebSocketRequest) -> None:
+        ws = await request.accept()
+        async with ws.get_message_stream(max_size=None) as stream:
+            async for chunk in stream:
+                sizes.append(len(chunk))
+        received.set()
+        await ws.get_message()
+
+    server = await nursery.start(
+        lambda task_status: trio_ws.serve_websocket(handler, HOST, 0, None, task_status=task_status)
+    )
+    async with trio_ws.open_websocket(HOST, server.port, "/", use_ssl=False) as ws:
+        await ws.send_message_stream(block for _ in range(8))
+        with trio.fail_after(10):
+            await received.wait()
+        await ws.send_message("bye")
+    assert sum(sizes) == 8 * len(block)
+    assert max(sizes) <= INFLATE_CHUNK_SIZE
