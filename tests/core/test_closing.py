@@ -163,7 +163,7 @@ def test_deflated_helper_round_trips() -> None:
 
 def test_wsproto_is_made_only_when_needed() -> None:
     """An ordinary life (messages, fragments, pings, a close) never needs
-    wsproto's parser; a compressed fragment or a bad frame does."""
+    wsproto's parser; a frame the fast branch doubts does."""
     core = make(deflate=True)
     ordinary = (
         frame(TEXT, b"hi")
@@ -177,5 +177,7 @@ def test_wsproto_is_made_only_when_needed() -> None:
     assert len(feed(core, ordinary)) == 7
     assert not core.general_branch_made
     other = make(deflate=True)
-    feed(other, frame(TEXT, deflated(b"abc")[:2], fin=False, rsv=4))
+    feed(other, frame(TEXT, deflated(b"abc")[:2], fin=False, rsv=4) + frame(CONT, b"x"))
+    assert not other.general_branch_made  # compressed fragments: the fast branch too
+    feed(other, frame(TEXT, b"bad", rsv=2))
     assert other.general_branch_made
