@@ -26,10 +26,12 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import pytest
 from hypothesis import event, example, given, settings
 
 from ..fuzz.model import FRAGMENT_LIMIT, MAX_SIZE, Expectation, Inflate, expect
 from ..fuzz.properties import settings_kwargs
+from ..fuzz.strategies import deflate
 from ..support.codec import BINARY, CLOSE, CONT, PING, PONG, TEXT, Frame, close_frame, decode_frames
 from .endpoints import Outcome, run_core, run_wsproto
 from .streams import Stream, streams
@@ -333,3 +335,85 @@ def test_compressing_server_core_agrees_with_wsproto(stream: Stream) -> None:
 @given(stream=streams(masked=False, deflate=True))
 def test_compressing_client_core_agrees_with_wsproto(stream: Stream) -> None:
     compare(stream)
+
+
+# ------------------------------------------- each difference, on a minimal stream
+
+
+def _compressed_with_a_ping_inside() -> Stream:
+    body = deflate(b"hello hello hello")
+    items = (
+        Frame(TEXT, body[:3], rsv=4, fin=False),
+        Frame(PING, b"p"),
+        Frame(CONT, body[3:]),
+    )
+    return Stream(items, (), True, True)
+
+
+#: A minimal stream for every entry above, with the label it must get.
+DEMONSTRATIONS: dict[str, Stream] = {
+    "reason texts": plain(Frame(BINARY, b"x" * (MAX_SIZE + 1))),
+    "fragment limit 1008": plain(
+        Frame(TEXT, b"", fin=False),
+        *[Frame(CONT, b"", fin=False)] * FRAGMENT_LIMIT,
+        Frame(CONT, b"x"),
+    ),
+    "early 1009": plain(Frame(BINARY, b"", declared=2**40)),
+    # A masked frame to a client, cut inside its masking key.
+    "header judged when whole": plain(b"\x81\x85\x01", masked=False),
+    # A masked frame to a client that is also longer than the limit.
+    "either of two violations": plain(Frame(BINARY, b"x" * (MAX_SIZE + 1)), masked=False),
+    "wsproto deflate with control frames": _compressed_with_a_ping_inside(),
+    "bug: 1009 for a fragment's length with its top bit set": plain(
+        Frame(BINARY, b"ab", fin=False, encoding="64msb")
+    ),
+}
+
+
+def test_every_difference_is_demonstrated() -> None:
+    names = [name for name, _, _ in KNOWN_BUGS + INTENDED_DIFFERENCES]
+    assert sorted(DEMONSTRATIONS) == sorted(names)
+
+
+@pytest.mark.parametrize("name", sorted(DEMONSTRATIONS))
+def test_the_difference_occurs(name: str) -> None:
+    assert explain(run(DEMONSTRATIONS[name])) == name
+
+
+def test_what_each_difference_looks_like() -> None:
+    """The outcomes behind the names, spelled out."""
+    flood = run(DEMONSTRATIONS["fragment limit 1008"])
+    assert flood.core.ending() == "fail 1008" and flood.core.events == []
+    assert flood.oracle.events == [("message", TEXT, b"x")]
+    early = run(DEMONSTRATIONS["early 1009"])
+    assert early.core.ending() == "fail 1009" and early.oracle.ending() == "eof"
+    header = run(DEMONSTRATIONS["header judged when whole"])
+    assert header.core.ending() == "eof" and header.oracle.ending() == "fail 1002"
+    both = run(DEMONSTRATIONS["either of two violations"])
+    assert {both.core.ending(), both.oracle.ending()} == {"fail 1009", "fail 1002"}
+    inflated = run(DEMONSTRATIONS["wsproto deflate with control frames"])
+    assert inflated.core.events == [("ping", b"p"), ("message", TEXT, b"hello hello hello")]
+    assert inflated.oracle.events != inflated.core.events
+
+
+def test_a_real_disagreement_is_reported() -> None:
+    """The comparison can fail: a core that dropped a message is caught."""
+    good = run(plain(Frame(TEXT, b"one"), Frame(TEXT, b"two"), close_frame(1000)))
+    assert explain(good) == "same"
+    dropped = Outcome(good.core.events[1:], good.core.end, good.core.code)
+    with pytest.raises(AssertionError, match="disagree"):
+        explain(Run(good.stream, dropped, good.oracle))
+    wrong_code = Outcome(good.core.events, "close", 1001)
+    with pytest.raises(AssertionError, match="disagree"):
+        explain(Run(good.stream, wrong_code, good.oracle))
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="trio_ws bug: a non-final frame whose 64-bit length has its top bit set gets 1009, "
+    "a final one 1002 (RFC 6455 5.2: a protocol error); the fix is in trio_ws/core/fragments.py",
+)
+def test_a_fragment_length_with_its_top_bit_set_is_a_protocol_error() -> None:
+    # Wire bytes: 02 ff 80 00 00 00 00 00 00 02 <key> <2 masked bytes>
+    result = run(DEMONSTRATIONS["bug: 1009 for a fragment's length with its top bit set"])
+    assert result.core.ending() == result.oracle.ending() == "fail 1002"
