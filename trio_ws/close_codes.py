@@ -43,6 +43,7 @@ class _Registered(enum.IntEnum):
     TRY_AGAIN_LATER = TRY_AGAIN_LATER
     TLS_HANDSHAKE_FAILED = TLS_HANDSHAKE_FAILED
 
+
 #: Codes that end a connection quietly: ``async for`` stops without an error.
 #: 1005 is what a Close frame without a code means, and browsers send one for
 #: a plain ``ws.close()``: the peer said goodbye and gave no error, so it is

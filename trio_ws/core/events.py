@@ -43,16 +43,22 @@ class Pong:
 
 
 @dataclass(frozen=True, slots=True)
-class CloseReceived:
-    """The peer sent a Close frame: *code* (1005 if it gave none) and *reason*.
+class Close:
+    """A Close frame: *code* (1005 if it gave none) and *reason*.
 
-    After this the core reports nothing more. If the peer started the
+    From ``next_event()``, the peer's (log records describe ours with it
+    too). After the peer's the core reports nothing more. If the peer started the
     closing handshake, :meth:`~trio_ws.core.protocol.Protocol.close_frame`
     gives the echo to send.
     """
 
     code: int
     reason: str | None
+
+
+#: The name :class:`Close` had in the core's first commit, which other
+#: branches may already use.
+CloseReceived = Close
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,4 +102,4 @@ class ThreadJob:
 
 #: Everything :meth:`~trio_ws.core.protocol.Protocol.next_event` may return
 #: except ``None``.
-Event = str | bytes | Chunk | Ping | Pong | CloseReceived | Violation | ThreadJob
+Event = str | bytes | Chunk | Ping | Pong | Close | Violation | ThreadJob

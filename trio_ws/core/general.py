@@ -17,17 +17,17 @@ progress (:attr:`GeneralBranch.in_message`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from wsproto.extensions import Extension
 from wsproto.frame_protocol import FrameProtocol, Opcode, ParseFailed
 
 from ..close_codes import MESSAGE_TOO_BIG, POLICY_VIOLATION
-from .events import Chunk, CloseReceived, Ping, Pong, Violation
+from .events import Chunk, Close, Ping, Pong, Violation
 from .size_limit import MessageSizeLimit
 
 #: What the general branch reports (whole messages come as final chunks).
-GeneralEvent = Chunk | Ping | Pong | CloseReceived | Violation
+GeneralEvent = Chunk | Ping | Pong | Close | Violation
 
 
 class GeneralBranch:
@@ -35,7 +35,9 @@ class GeneralBranch:
 
     __slots__ = ("_limit", "_parser")
 
-    def __init__(self, *, client: bool, extensions: list[Extension], limit: MessageSizeLimit):
+    def __init__(
+        self, *, client: bool, extensions: Sequence[Extension], limit: MessageSizeLimit
+    ) -> None:
         # The limit goes last, so that it counts payload after decompression.
         self._parser = FrameProtocol(client, [*extensions, limit])
         self._limit = limit
@@ -53,7 +55,7 @@ class GeneralBranch:
     def events(self) -> Iterator[GeneralEvent]:
         """The events the bytes fed so far make, decoded lazily one at a time.
 
-        Ends after a :class:`CloseReceived` or a :class:`Violation`; nothing
+        Ends after a :class:`Close` or a :class:`Violation`; nothing
         may be fed after either.
         """
         try:
@@ -72,7 +74,7 @@ class GeneralBranch:
                 elif opcode is Opcode.CLOSE:
                     assert isinstance(payload, tuple)
                     code, reason = payload
-                    yield CloseReceived(int(code), reason or None)
+                    yield Close(int(code), reason or None)
                     return
         except ParseFailed as exc:
             reason = str(exc)

@@ -23,12 +23,12 @@ The closing state is one value, :attr:`Protocol.state` (:class:`State`).
 from __future__ import annotations
 
 import enum
-from collections.abc import Generator
+from collections.abc import Callable, Generator
+from functools import partial
 
-from ..close_codes import ABNORMAL_CLOSURE, NO_STATUS_RCVD, NORMAL_CLOSURE, TLS_HANDSHAKE_FAILED
-from ..close_codes import MAX_REASON_BYTES, receivable
+from .control import OPCODE_CLOSE, OPCODE_PING, OPCODE_PONG, close_payload, control_event
 from .deflate import PerMessageDeflate
-from .events import Chunk, CloseReceived, Event, Ping, Pong, ThreadJob, Violation
+from .events import Chunk, Close, Event, ThreadJob, Violation
 from .fragments import NEW_DATA, START, FragmentedMessage, fragment_kind, new_data_violation
 from .frames import (
     COMPRESSED,
@@ -54,10 +54,6 @@ Frame = tuple[bytes, bytes | bytearray]
 #: stream is open, which bounds one chunk to about 1 MiB however well the
 #: data compresses.
 STREAM_INFLATE_SLICE = 1024
-
-OPCODE_CLOSE = 0x8
-OPCODE_PING = 0x9
-OPCODE_PONG = 0xA
 
 #: First bytes of control frames the fast branch may decode: final, no RSV bit.
 _CONTROL = frozenset((0x80 | OPCODE_CLOSE, 0x80 | OPCODE_PING, 0x80 | OPCODE_PONG))
@@ -96,6 +92,7 @@ class Protocol:
         "client",
         "close_received",
         "close_sent",
+        "next_event",
         "state",
         "streaming",
     )
@@ -122,6 +119,16 @@ class Protocol:
         self._incoming: bytes | bytearray = trailing_data
         self._general: GeneralBranch | None = None  # made when first needed
         self._parser = self._parse()
+        #: ``next_event()``: the next event of the bytes received so far, or
+        #: ``None`` for "need more". A ``str`` or ``bytes`` is a whole
+        #: message; the other events are described in
+        #: :mod:`trio_ws.core.events`. A :class:`ThreadJob` must be run
+        #: (ideally in a worker thread) before the next call. After a
+        #: :class:`Close` or a :class:`Violation` the answer is always
+        #: ``None``. Each call decodes at most one frame's worth of work, so
+        #: the caller decides how many events it handles before it yields.
+        #: (A C-level partial, not a method: it is called once per message.)
+        self.next_event: Callable[[], Event | None] = partial(next, self._parser, None)
 
     # ------------------------------------------------------------ receiving
 
@@ -135,18 +142,6 @@ class Protocol:
         """
         self._incoming = self._incoming + data if self._incoming else data
 
-    def next_event(self) -> Event | None:
-        """The next event of the bytes received so far, or ``None`` for "need more".
-
-        A ``str`` or ``bytes`` is a whole message; the other events are
-        described in :mod:`trio_ws.core.events`. A :class:`ThreadJob` must be
-        run (ideally in a worker thread) before the next call. After a
-        :class:`CloseReceived` or a :class:`Violation` the answer is always
-        ``None``. Each call decodes at most one frame's worth of work, so
-        the caller decides how many events it handles before it yields.
-        """
-        return next(self._parser, None)
-
     def set_limit(self, max_size: int, *, streaming: bool) -> None:
         """Limit the messages that arrive from now on to *max_size* bytes;
         *streaming*: a message stream is open, so chunks, not whole messages."""
@@ -157,6 +152,12 @@ class Protocol:
     def in_message(self) -> bool:
         """Whether the general branch is in the middle of a data message."""
         return self._general is not None and self._general.in_message
+
+    @property
+    def general_branch_made(self) -> bool:
+        """Whether wsproto's parser has been needed yet (an idle connection,
+        or one that only ever saw the frames of the fast branch, has none)."""
+        return self._general is not None
 
     def _need(self) -> Generator[None, None, bytes | bytearray]:
         """Yield ``None`` until bytes arrive, then take them all."""
@@ -173,19 +174,24 @@ class Protocol:
             )
         return self._general
 
-    def _closed_by_peer(self, code: int, reason: str | None) -> CloseReceived:
+    def _closed_by_peer(self, code: int, reason: str | None) -> Close:
         self.close_received = (code, reason)
         if self.state is State.OPEN:
             self.state = State.REMOTE_CLOSING
         elif self.state is State.LOCAL_CLOSING:
             self.state = State.CLOSED
-        return CloseReceived(code, reason)
+        return Close(code, reason)
 
-    def _parse(self) -> Generator[Event | None, None, None]:  # noqa: C901
+    def _parse(self) -> Generator[Event | None, None, None]:
         """The receive state machine, one frame at a time (see :meth:`next_event`)."""
         data: bytes | bytearray = b""
         pos = 0
         masked = not self.client
+        # The size limit sees every frame the general branch decodes: its
+        # in_message is whether that branch is in the middle of a message.
+        limit = self._limit
+        # Whole compressed messages too, unless a message stream is open.
+        whole_kinds = SIMPLE_OR_COMPRESSED if self._deflate is not None else SIMPLE
         left = 0  # bytes of the current frame still to give the general branch
         # A simple binary frame longer than one read, unmasked piece by piece:
         # gathered into one message, or handed on as chunks while streaming.
@@ -242,9 +248,11 @@ class Protocol:
                 pos += step
                 left -= step
                 deflate = self._deflate
-                if deflate is not None and min(
-                    step * deflate.inflate_ratio, self._limit.remaining()
-                ) >= deflate.options.thread_threshold:
+                if (
+                    deflate is not None
+                    and min(step * deflate.inflate_ratio, limit.remaining())
+                    >= deflate.options.thread_threshold
+                ):
                     job = ThreadJob(general.collect)
                     yield job
                     assert job.done, "a ThreadJob must be run before the next event"
@@ -252,7 +260,7 @@ class Protocol:
                 else:
                     events = general.events()
                 for event in events:
-                    if isinstance(event, CloseReceived):
+                    if isinstance(event, Close):
                         yield self._closed_by_peer(event.code, event.reason)
                         return
                     yield event
@@ -268,7 +276,7 @@ class Protocol:
             header, size = extent
             end = pos + size
             first = data[pos]
-            if fragmented is not None or (first & 0x8F < 0x81 and not self.in_message):
+            if fragmented is not None or (first & 0x8F < 0x81 and not limit.in_message):
                 # Possibly part of a fragmented message (no FIN, or a continuation).
                 kind = fragment_kind(
                     data, pos, header, size, masked=masked, in_progress=fragmented is not None
@@ -280,7 +288,7 @@ class Protocol:
                     if kind == START:
                         fragmented = FragmentedMessage(first & 0x0F)
                     assert fragmented is not None
-                    violation = fragmented.frame(size - header, self._limit.max_size)
+                    violation = fragmented.frame(size - header, limit.max_size)
                     if violation is not None:
                         yield Violation(*violation)  # before any payload is read
                         return
@@ -301,10 +309,10 @@ class Protocol:
                 if end <= len(data) and bool(second & 0x80) is masked and second & 0x7F < 126:
                     key = masking_key(data, pos, header, masked)
                     payload = bytes(payload_copy(memoryview(data)[pos + header : end], key))
-                    control = _control_event(first & 0x0F, payload)
+                    control = control_event(first & 0x0F, payload)
                     if control is not None:
                         pos = end
-                        if isinstance(control, CloseReceived):
+                        if isinstance(control, Close):
                             yield self._closed_by_peer(control.code, control.reason)
                             return
                         yield control
@@ -312,10 +320,10 @@ class Protocol:
                 left = size  # incomplete, or wrong: the general branch decides
                 continue
             opcode = None
-            if fragmented is None and not self.in_message:
-                kinds = SIMPLE_OR_COMPRESSED if self._deflate and not self.streaming else SIMPLE
+            if fragmented is None and not limit.in_message:
+                kinds = SIMPLE if self.streaming else whole_kinds
                 opcode = simple_opcode(
-                    data, pos, header, end, masked=masked, limit=self._limit.max_size, kinds=kinds
+                    data, pos, header, end, masked=masked, limit=limit.max_size, kinds=kinds
                 )
             message: str | bytes | None = None
             if opcode is not None and end <= len(data):
@@ -448,35 +456,3 @@ class Protocol:
         if self.state is not State.CLOSED:
             self.state = State.FAILED
         return frame
-
-
-def close_payload(code: int, reason: str | None) -> bytes:
-    """A Close frame's payload: the code and the reason, cut at a character
-    boundary to fit (RFC 6455 5.5.1). 1005 means no code at all."""
-    if code == NO_STATUS_RCVD:
-        return b""
-    if code in (ABNORMAL_CLOSURE, TLS_HANDSHAKE_FAILED):
-        code = NORMAL_CLOSURE  # local conditions, never sent
-    text = (reason or "").encode()
-    if len(text) > MAX_REASON_BYTES:
-        text = text[:MAX_REASON_BYTES].decode(errors="ignore").encode()
-    return code.to_bytes(2, "big") + text
-
-
-def _control_event(opcode: int, payload: bytes) -> Ping | Pong | CloseReceived | None:
-    """The event of a well-formed control frame, or ``None`` if the general
-    branch should judge it (a Close frame with a bad code or reason)."""
-    if opcode == OPCODE_PING:
-        return Ping(payload)
-    if opcode == OPCODE_PONG:
-        return Pong(payload)
-    if not payload:
-        return CloseReceived(NO_STATUS_RCVD, None)
-    code = int.from_bytes(payload[:2], "big")
-    if len(payload) < 2 or not receivable(code):
-        return None
-    try:
-        reason = payload[2:].decode()
-    except UnicodeDecodeError:
-        return None
-    return CloseReceived(code, reason or None)
