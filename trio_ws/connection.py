@@ -30,7 +30,7 @@ from .close_codes import (
 )
 from .core.deflate import PerMessageDeflate
 from .core.events import Chunk, Close, Ping, Pong, ThreadJob, Violation
-from .core.frames import control_payload
+from .core.frames import OPCODE_BINARY, OPCODE_TEXT, control_payload
 from .core.protocol import Frame, Protocol, State
 from .core.size_limit import MessageSizeLimit
 from .exceptions import ConnectionClosed, MessageTypeError
@@ -380,7 +380,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
     async def _queue_message(self, text: bool, payload: bytes, compressed: bool, size: int) -> None:
         """Frame a whole message and hand it to the writer (see FrameWriter.send)."""
         self._log.message(">", text, size)
-        frame = self._core.message_frame(text, payload, compressed=compressed)
+        frame = self._core.encode(OPCODE_TEXT if text else OPCODE_BINARY, payload, rsv1=compressed)
         if compressed and size >= WRITE_NOW_AFTER_COMPRESSING:
             # Compressing took far longer than a write: holding the frame for
             # company would leave the peer idle while we compress the next one.
@@ -742,28 +742,25 @@ class WebSocketConnection(trio.abc.AsyncResource):
             handled += 1
             if handled % FRAMES_PER_YIELD == 0:
                 await trio.lowlevel.checkpoint()  # fairness to other connections
-            kind = type(event)
-            if kind is str or kind is bytes:
-                assert isinstance(event, (str, bytes))
-                self._log.message("<", kind is str, len(event))
-                await self._deliver_whole(event)
-            elif kind is Chunk:
-                assert isinstance(event, Chunk)
+            # The most frequent first; no assert per message (they cost).
+            if isinstance(event, (str, bytes)):
+                self._log.message("<", isinstance(event, str), len(event))
+                if inbox.stream is None:
+                    await inbox.deliver(event)
+                else:
+                    await self._deliver_whole(event)
+            elif isinstance(event, Chunk):
                 self._log.frame("<", event)
                 await inbox.take_chunk(event.data, event.final)
-            elif kind is ThreadJob:
-                assert isinstance(event, ThreadJob)
+            elif isinstance(event, ThreadJob):
                 await trio.to_thread.run_sync(event.run)
-            elif kind is Ping:
-                assert isinstance(event, Ping)
+            elif isinstance(event, Ping):
                 self._log.frame("<", event)
                 self._answer_ping(event.payload)
-            elif kind is Pong:
-                assert isinstance(event, Pong)
+            elif isinstance(event, Pong):
                 self._log.frame("<", event)
                 self._acknowledge(event.payload)
-            elif kind is Close:
-                assert isinstance(event, Close)
+            elif isinstance(event, Close):
                 self._log.frame("<", event)
                 await self._peer_closed(event)
                 return
@@ -773,12 +770,10 @@ class WebSocketConnection(trio.abc.AsyncResource):
                 return
 
     async def _deliver_whole(self, message: str | bytes) -> None:
-        """Deliver a whole message; a message stream open (perhaps opened
-        while the message was gathered) gets it, as it would a first chunk."""
+        """Hand a whole message to the open message stream (perhaps opened
+        while the message was gathered), as it would get a first chunk."""
         stream = self._inbox.stream
-        if stream is None:
-            await self._inbox.deliver(message)
-            return
+        assert stream is not None
         await stream.feed(message, True)
         if self._inbox.stream is stream:
             self._inbox.end_stream()

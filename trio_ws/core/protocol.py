@@ -100,6 +100,7 @@ class Protocol:
         "client",
         "close_received",
         "close_sent",
+        "encode",
         "next_event",
         "state",
         "streaming",
@@ -127,6 +128,10 @@ class Protocol:
         self._incoming: bytes | bytearray = trailing_data
         self._general: GeneralBranch | None = None  # made when first needed
         self._parser = self._parse()
+        #: ``encode(opcode, payload, *, rsv1=False, fin=True)``: the frame of
+        #: a data message whose (maybe compressed: *rsv1*) *payload* is
+        #: given, masked on a client. (A C-level partial: once per message.)
+        self.encode: Callable[..., Frame] = partial(encode_message, mask=client)
         #: ``next_event()``: the next event of the bytes received so far, or
         #: ``None`` for "need more". A ``str`` or ``bytes`` is a whole
         #: message; the other events are described in
@@ -395,7 +400,7 @@ class Protocol:
     def compress(self, payload: bytes, text: bool) -> bytes:
         """*payload* compressed as a whole message; a pure step that may run
         in a worker thread (see :meth:`needs_thread`). The result must be
-        framed with :meth:`message_frame` and sent before the next one."""
+        framed with :attr:`encode` and sent before the next one."""
         deflate = self._deflate
         assert deflate is not None
         return deflate.compress_message(payload) if text else deflate.compress_binary(payload)
@@ -404,11 +409,6 @@ class Protocol:
         """Whether compressing *size* bytes should run in a worker thread."""
         deflate = self._deflate
         return deflate is not None and size >= deflate.options.thread_threshold
-
-    def message_frame(self, text: bool, payload: bytes, *, compressed: bool = False) -> Frame:
-        """The frame of a whole message whose (maybe compressed) *payload* is given."""
-        opcode = OPCODE_TEXT if text else OPCODE_BINARY
-        return encode_message(opcode, payload, rsv1=compressed, mask=self.client)
 
     def fragment_frame(
         self, text: bool, payload: bytes, *, first: bool, fin: bool, deflate: bool
