@@ -7,7 +7,7 @@ reading the socket and TCP flow control slows the peer down: nothing is
 dropped and nothing is buffered without bound.
 
 Senders queue whole frames in a bounded write buffer that one writer task
-drains (see :mod:`trio_ws.writer`), so frames never interleave, back-to-back
+drains (see :mod:`trio_ws.socket_io`), so frames never interleave, back-to-back
 messages share system calls, and a sender waits only when the buffer is full.
 """
 
@@ -17,7 +17,7 @@ import contextlib
 import logging
 import os
 from collections import OrderedDict
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 
 import trio
@@ -38,21 +38,21 @@ from .core.size_limit import MessageSizeLimit
 from .exceptions import ConnectionClosed, MessageTypeError
 from .handshake import Headers
 from .inbox import Inbox, MessageStream
+from .lifecycle import UNCONTENDED, Lifecycle, fast_lock
 from .logs import ConnectionLogger
 from .options import (
     CANCELLED_CLOSE_GRACE,
     DEFAULT,
     DEFERRED_MESSAGES,
     FRAMES_PER_YIELD,
-    READS_PER_YIELD,
     WRITE_BUFFER_SIZE,
     WRITE_NOW_AFTER_COMPRESSING,
     ConnectionOptions,
     _Default,
 )
 from .outgoing import PreparedMessage
+from .socket_io import FrameWriter
 from .values import CloseReason, Endpoint, socket_endpoints
-from .writer import FrameWriter, plain_socket
 
 logger = logging.getLogger("trio_ws.connection")
 
@@ -82,11 +82,9 @@ class WebSocketConnection(trio.abc.AsyncResource):
     """
 
     # No per-instance __dict__: with this many attributes it would cost more
-    # than a kilobyte per connection. __weakref__: keepalive holds them weakly.
+    # than a kilobyte per connection. __weakref__: users may hold them weakly.
     __slots__ = (
         "__weakref__",
-        "_close_callbacks",
-        "_close_reason",
         "_core",
         "_deferred",
         "_deferred_size",
@@ -94,20 +92,15 @@ class WebSocketConnection(trio.abc.AsyncResource):
         "_inbox",
         "_is_client",
         "_keepalive",
-        "_latency",
+        "_life",
         "_local",
         "_log",
         "_message_lock",
-        "_nursery",
         "_options",
         "_path",
         "_pings",
-        "_reader_done",
-        "_reads_unyielded",
         "_remote",
         "_skipped",
-        "_socket",
-        "_stream",
         "_subprotocol",
         "_writer",
     )
@@ -126,7 +119,6 @@ class WebSocketConnection(trio.abc.AsyncResource):
         deflate: PerMessageDeflate | None = None,
         endpoints: tuple[Endpoint | str, Endpoint | str] | None = None,
     ) -> None:
-        self._stream = stream
         self._options = options
         size_limit = size_limit or MessageSizeLimit(options.max_message_size)
         # The protocol, sans-I/O. Frames that came in the same read as the
@@ -134,8 +126,6 @@ class WebSocketConnection(trio.abc.AsyncResource):
         self._core = Protocol(
             client=is_client, size_limit=size_limit, deflate=deflate, trailing_data=trailing_data
         )
-        self._socket = plain_socket(stream)  # read directly when there is one
-        self._reads_unyielded = 0
         self._is_client = is_client
         self._path = path
         self._subprotocol = subprotocol
@@ -144,30 +134,26 @@ class WebSocketConnection(trio.abc.AsyncResource):
         self._local, self._remote = endpoints or socket_endpoints(stream)
         self._log = ConnectionLogger(logger, self._remote, path)
         self._log.debug("open (%s)", "client" if is_client else "server")
+        self._life = Lifecycle(self, self._log)  # close state, close callbacks, tasks
 
         # trio.Lock is fair: messages are queued in the order they were sent.
         # Only messages take it, so pongs and Close may go between fragments.
         self._message_lock = trio.Lock()
-        self._writer = FrameWriter(stream, self._write_failed)
+        self._writer = FrameWriter(stream, self._write_failed, options.receive_buffer_size)
         self._inbox = Inbox[_Violation](
-            self, options.message_queue_size, size_limit, options.max_message_size
+            self._life, options.message_queue_size, size_limit, options.max_message_size
         )
         self._pings: OrderedDict[bytes, trio.Event] = OrderedDict()
-        self._close_reason: CloseReason | None = None
-        self._reader_done = trio.Event()
-        self._latency: float | None = None  # set by keepalive
         self._keepalive = (
             None
             if options.ping_interval is None
-            else keepalive.KeepaliveState(options.ping_interval, options.ping_timeout)
+            else _Keepalive(self, options.ping_interval, options.ping_timeout)
         )
-        self._nursery: trio.Nursery | None = None  # where the reader runs
         # try_send_message: messages waiting for a stream to finish, their
         # payload bytes, and the messages refused for want of room.
         self._deferred: list[tuple[PreparedMessage, bool]] | None = None  # made when needed
         self._deferred_size = 0
         self._skipped = 0
-        self._close_callbacks: dict[Callable[[WebSocketConnection], object], None] | None = None
 
     def __str__(self) -> str:
         """``client-<n>`` or ``server-<n>``, a short id as in trio-websocket.
@@ -185,7 +171,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         Set as soon as either side starts the closing handshake (or the
         transport is lost), so a closing connection already reports it.
         """
-        return self._close_reason
+        return self._life.reason
 
     @property
     def skipped_messages(self) -> int:
@@ -207,28 +193,16 @@ class WebSocketConnection(trio.abc.AsyncResource):
         an exception from one is logged and the others still run. Rooms use
         this to forget a connection without polling.
         """
-        if self._close_reason is not None:
-            self._call_close_callback(callback)
-        else:
-            if self._close_callbacks is None:
-                self._close_callbacks = {}
-            self._close_callbacks[callback] = None
+        self._life.add_close_callback(callback)
 
     def remove_close_callback(self, callback: Callable[[WebSocketConnection], object]) -> None:
         """Forget *callback*, registered by :meth:`add_close_callback`, if it was."""
-        if self._close_callbacks is not None:
-            self._close_callbacks.pop(callback, None)
-
-    def _call_close_callback(self, callback: Callable[[WebSocketConnection], object]) -> None:
-        try:
-            callback(self)
-        except Exception:
-            self._log.exception("close callback %r failed", callback)
+        self._life.remove_close_callback(callback)
 
     @property
     def latency(self) -> float | None:
         """Round-trip time, in seconds, of the last keepalive ping, or ``None``."""
-        return self._latency
+        return None if self._keepalive is None else self._keepalive.latency
 
     @property
     def is_client(self) -> bool:
@@ -282,7 +256,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         item = await self._inbox.get()
         if isinstance(item, _Violation):
             self._fail(item)
-            raise ConnectionClosed(self._reason())
+            raise ConnectionClosed(self._life.final_reason())
         return item
 
     async def get_text(self) -> str:
@@ -332,7 +306,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         stream = self._inbox.open_stream(limit)
         if isinstance(stream, _Violation):
             self._fail(stream)
-            raise ConnectionClosed(self._reason())
+            raise ConnectionClosed(self._life.final_reason())
         try:
             yield stream
         finally:
@@ -387,7 +361,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         # queued before any other sender runs: the lock would order nothing,
         # and taking it costs about a tenth of the small-message rate.
         waits = self._message_lock.locked() or self._writer.full or threaded
-        async with _fast(self._message_lock) if waits else _UNCONTENDED:
+        async with fast_lock(self._message_lock) if waits else UNCONTENDED:
             await self._wait_for_room()
             if deflate is not None:
                 if threaded:
@@ -454,7 +428,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
                 return False
             if not self._deferred:
                 self._deferred = []
-                self._spawn(self._send_deferred)
+                self._life.spawn(self._send_deferred)
             self._deferred.append((prepared, compress))
             self._deferred_size += len(prepared)
             return True
@@ -469,7 +443,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
 
     async def _send_deferred(self) -> None:
         """Queue the messages try_send_message held back, once the lock is free."""
-        async with _fast(self._message_lock):
+        async with fast_lock(self._message_lock):
             deferred, self._deferred, self._deferred_size = self._deferred or [], None, 0
             with contextlib.suppress(ConnectionClosed):
                 self._check_open()
@@ -498,7 +472,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         is dropped (1006).
         ``compress`` is as for :meth:`send_message`.
         """
-        async with _fast(self._message_lock):
+        async with fast_lock(self._message_lock):
             is_text = text
             started = False  # frames are out: only a final frame or a close ends them
             deflate = False  # set by the first chunk
@@ -575,7 +549,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         finally:
             unanswered = self._pings.pop(payload, None) is not None
         if unanswered:
-            raise ConnectionClosed(self._reason())
+            raise ConnectionClosed(self._life.final_reason())
 
     async def pong(self, payload: bytes | None = None) -> None:
         """Send an unsolicited pong, for example as a unidirectional heartbeat.
@@ -586,8 +560,8 @@ class WebSocketConnection(trio.abc.AsyncResource):
 
     def _check_open(self) -> None:
         state, failed = self._core.state, self._writer.failed
-        if state is not State.OPEN or self._close_reason is not None or failed:
-            raise ConnectionClosed(self._reason())
+        if state is not State.OPEN or self._life.reason is not None or failed:
+            raise ConnectionClosed(self._life.final_reason())
 
     async def _wait_for_room(self) -> None:
         """Wait for room in the write buffer; raise if the connection is closed.
@@ -615,7 +589,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         self._writer.put(*frame)
 
     def _write_failed(self, why: str) -> None:
-        self._set_reason(ABNORMAL_CLOSURE, why)
+        self._life.set_reason(ABNORMAL_CLOSURE, why)
         self._log.debug("writing failed: %s", why)
 
     def _answer_ping(self, payload: bytes) -> None:
@@ -633,8 +607,8 @@ class WebSocketConnection(trio.abc.AsyncResource):
 
     async def _abort(self, why: str) -> None:
         """Drop the transport: the byte stream can no longer be trusted (1006)."""
-        self._set_reason(ABNORMAL_CLOSURE, why)
-        await trio.aclose_forcefully(self._stream)
+        self._life.set_reason(ABNORMAL_CLOSURE, why)
+        await self._writer.drop()
 
     def _send_close(
         self, code: int, reason: str | None, *, set_reason: bool = False, echo: bool = False
@@ -647,7 +621,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         wanted = State.REMOTE_CLOSING if echo else State.OPEN
         if self._core.state is wanted and not self._writer.failed:
             if set_reason:
-                self._set_reason(code, reason)
+                self._life.set_reason(code, reason)
             self._put_close(self._core.close_frame(code, reason), code, reason)
 
     def _put_close(self, frame: Frame | None, code: int, reason: str | None) -> None:
@@ -680,10 +654,10 @@ class WebSocketConnection(trio.abc.AsyncResource):
         must not wait, such as a broadcast closing a slow consumer.
         """
         check_sendable(code)
-        if self._close_reason is None:
-            self._set_reason(code, reason)
+        if self._life.reason is None:
+            self._life.set_reason(code, reason)
             self._send_close(code, reason)
-            self._spawn(self._close, code, reason)
+            self._life.spawn(self._close, code, reason)
 
     async def _close(self, code: int, reason: str | None) -> bool:
         """Close as :meth:`aclose` does; return whether it finished in time."""
@@ -691,13 +665,13 @@ class WebSocketConnection(trio.abc.AsyncResource):
         self._inbox.close()  # drop queued messages; wake blocked readers
         try:
             with trio.move_on_after(self._options.disconnect_timeout):
-                if self._close_reason is None:
-                    self._set_reason(code, reason)
+                if self._life.reason is None:
+                    self._life.set_reason(code, reason)
                     self._send_close(code, reason)
-                await self._reader_done.wait()
+                await self._life.wait_reader_done()
                 return True
             self._log.debug("closing handshake timed out; dropping transport")
-            await trio.aclose_forcefully(self._stream)
+            await self._writer.drop()
             # A connection we failed has no handshake to finish: not a timeout.
             return self._core.state is State.FAILED
         except ConnectionClosed:
@@ -707,18 +681,8 @@ class WebSocketConnection(trio.abc.AsyncResource):
             # Close frame still goes out if the transport takes it at once.
             with trio.CancelScope(shield=True), trio.move_on_after(CANCELLED_CLOSE_GRACE):
                 await self._writer.finish()
-            await trio.aclose_forcefully(self._stream)
+            await self._writer.drop()
             raise
-
-    def _set_reason(self, code: int, reason: str | None) -> None:
-        if self._close_reason is None:
-            self._close_reason = CloseReason(code, reason)
-            callbacks, self._close_callbacks = self._close_callbacks, None
-            for callback in callbacks or ():
-                self._call_close_callback(callback)
-
-    def _reason(self) -> CloseReason:
-        return self._close_reason or CloseReason(ABNORMAL_CLOSURE, None)
 
     # ------------------------------------------------------------ reader task
 
@@ -728,18 +692,10 @@ class WebSocketConnection(trio.abc.AsyncResource):
         Neither raises (except Cancelled), so the nursery is safe. Keepalive
         needs no task of its own: see :mod:`trio_ws.keepalive`.
         """
-        self._nursery = nursery
-        nursery.start_soon(self._reader_task)
+        self._life.start(nursery, self._reader_task)
         self._writer.start(nursery)  # it starts a task whenever there is work
         if self._keepalive is not None:
-            when = trio.current_time() + self._keepalive.interval
-            keepalive.timer().schedule(self, when)
-
-    def _spawn(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
-        """Run *fn* in the connection's nursery, unless the connection is over."""
-        if self._nursery is not None:
-            with contextlib.suppress(RuntimeError):  # the nursery has closed
-                self._nursery.start_soon(fn, *args)
+            self._keepalive.start()
 
     def _send_keepalive_ping(self, payload: bytes) -> None:
         frame = None if self._writer.failed else self._core.ping_frame(payload)
@@ -750,11 +706,9 @@ class WebSocketConnection(trio.abc.AsyncResource):
     async def _expire(self, why: str) -> None:
         """Close a connection whose peer stopped answering (1011), not waiting on it."""
         self._log.debug("closing connection: %s", why)
-        self._set_reason(INTERNAL_ERROR, why)
+        self._life.set_reason(INTERNAL_ERROR, why)
         self._send_close(INTERNAL_ERROR, why)
-        with trio.move_on_after(self._options.disconnect_timeout):
-            await self._writer.drain()
-        await trio.aclose_forcefully(self._stream)
+        await self._writer.drop(after=self._options.disconnect_timeout)
 
     # Ctrl-C reaches the main task at a checkpoint, never mid-frame here.
     @trio.lowlevel.enable_ki_protection
@@ -773,25 +727,15 @@ class WebSocketConnection(trio.abc.AsyncResource):
         except Exception:  # a bug here must not crash the user's nursery
             self._log.exception("unexpected error in WebSocket reader task")
         finally:
-            self._set_reason(ABNORMAL_CLOSURE, None)
+            self._life.set_reason(ABNORMAL_CLOSURE, None)
             self._inbox.finish()
             for waiter in self._pings.values():
                 waiter.set()
             try:
-                with (
-                    trio.CancelScope(shield=True),
-                    trio.move_on_after(self._options.disconnect_timeout),
-                ):
-                    await self._writer.finish()  # our Close, or the echo of the peer's
-                    self._writer.stop()
-                    await self._stream.aclose()
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                # A cancelled aclose() dropped the transport while this
-                # closed it gracefully (TLS sends close_notify): closed anyway.
-                pass
+                await self._writer.close_transport(self._options.disconnect_timeout)
             finally:
-                self._reader_done.set()
-            self._log.debug("closed: %s", self._reason())
+                self._life.finish_reader()
+            self._log.debug("closed: %s", self._life.final_reason())
 
     async def _read_frames(self) -> None:
         """Read the transport and act on what the protocol core makes of it.
@@ -813,7 +757,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
             core.streaming = inbox.stream is not None
             event = core.next_event()
             if event is None:
-                data = await self._receive()
+                data = await self._writer.receive()
                 if not data:
                     return  # transport lost without a closing handshake: 1006
                 core.receive_data(data)
@@ -862,41 +806,9 @@ class WebSocketConnection(trio.abc.AsyncResource):
         if self._inbox.stream is stream:
             self._inbox.end_stream()
 
-    async def _receive(self) -> bytes | bytearray:
-        """The next bytes from the transport; empty at its end.
-
-        A plain socket is read directly, waiting for it to be readable only
-        when it is empty: trio's ``receive_some`` also yields a scheduler
-        pass after each read, which on the path from the peer's frame to
-        ``get_message()`` is a pass too many. A run of reads that never had
-        to wait still yields every READS_PER_YIELD reads.
-        """
-        size = self._options.receive_buffer_size
-        sock = self._socket
-        if sock is None:
-            return await self._stream.receive_some(size)
-        if self._reads_unyielded >= READS_PER_YIELD:
-            self._reads_unyielded = 0
-            await trio.lowlevel.checkpoint()
-        while True:
-            try:
-                # A closed socket answers -1 (EBADF below), never a stale number.
-                data = os.read(sock.fileno(), size)
-            except BlockingIOError:
-                data = None  # wait below: inside the except, the exception and
-                # its traceback would stay alive as long as the connection idles
-            except OSError as exc:  # reset by the peer, or closed under us
-                raise trio.BrokenResourceError(str(exc)) from exc
-            if data is None:
-                self._reads_unyielded = 0
-                await trio.lowlevel.wait_readable(sock)
-                continue
-            self._reads_unyielded += 1
-            return data
-
     def _acknowledge(self, payload: bytes) -> None:
         if self._keepalive is not None:
-            keepalive.timer().pong(self, payload)
+            self._keepalive.pong(payload)
         if payload not in self._pings:
             return  # an unsolicited pong
         while self._pings:
@@ -908,7 +820,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
     async def _peer_closed(self, event: Close) -> None:
         """The peer's Close frame: echo it if the peer started the handshake."""
         if self._core.state is State.REMOTE_CLOSING:
-            self._set_reason(event.code, event.reason)
+            self._life.set_reason(event.code, event.reason)
             self._send_close(event.code, event.reason, echo=True)
         if self._is_client:
             # RFC 6455 7.1.1: the server closes the TCP connection first.
@@ -939,60 +851,36 @@ class WebSocketConnection(trio.abc.AsyncResource):
         violation.handled.set()  # wakes the reader, if it still waits
         core = self._core
         if core.state is not State.FAILED:
-            self._set_reason(violation.code, violation.reason)
+            self._life.set_reason(violation.code, violation.reason)
             frame = core.fail(violation.code, violation.reason)
             if not self._writer.failed:
                 self._put_close(frame, violation.code, violation.reason)
 
     async def _linger(self) -> None:
-        """Let the peer read our Close frame before the TCP connection goes.
-
-        Closing a socket with unread input makes the kernel send RST, which
-        can destroy our Close frame in flight. So half-close where the
-        transport allows it and read (discarding) until the peer closes.
-        """
-        with trio.move_on_after(self._options.disconnect_timeout):
-            await self._writer.drain()
-            if isinstance(self._stream, trio.abc.HalfCloseableStream) and not self._writer.failed:
-                await self._stream.send_eof()
-            while await self._stream.receive_some(self._options.receive_buffer_size):
-                pass
+        """Let the peer read our Close frame before the TCP connection goes."""
+        await self._writer.linger(self._options.disconnect_timeout)
 
 
-class _fast:
-    """``async with _fast(lock)``: hold *lock*, with no run-loop pass if it is free.
+class _Keepalive(keepalive.KeepaliveState):
+    """The keepalive timer's handle on one connection (see :mod:`trio_ws.keepalive`)."""
 
-    ``async with lock`` always yields to the scheduler; on the send path that
-    doubled the passes per message. It stays a cancellation point, and fair:
-    a lock that is free has no waiters to overtake.
-    """
+    __slots__ = ("_conn",)
 
-    __slots__ = ("lock",)
+    def __init__(self, conn: WebSocketConnection, interval: float, timeout: float | None) -> None:
+        super().__init__(interval, timeout)
+        self._conn = conn
 
-    def __init__(self, lock: trio.Lock) -> None:
-        self.lock = lock
+    def over(self) -> bool:
+        return self._conn._life.reader_done or self._conn.closed is not None
 
-    async def __aenter__(self) -> None:
-        await trio.lowlevel.checkpoint_if_cancelled()
-        try:
-            self.lock.acquire_nowait()
-        except trio.WouldBlock:
-            await self.lock.acquire()
+    def queue_full(self) -> bool:
+        return self._conn._inbox.full
 
-    async def __aexit__(self, *exc_info: object) -> None:
-        self.lock.release()
+    def queue_stalls(self) -> int:
+        return self._conn._inbox.stalls
 
+    def send_ping(self, payload: bytes) -> None:
+        self._conn._send_keepalive_ping(payload)
 
-class _Uncontended:
-    """The lock-free stand-in for :class:`_fast` in ``send_message``."""
-
-    __slots__ = ()
-
-    async def __aenter__(self) -> None:
-        pass
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        pass
-
-
-_UNCONTENDED = _Uncontended()
+    def expire(self, why: str) -> None:
+        self._conn._life.spawn(self._conn._expire, why)

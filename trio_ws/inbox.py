@@ -20,13 +20,13 @@ from __future__ import annotations
 import contextlib
 import sys
 from collections.abc import AsyncIterator, Callable
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, TypeVar
 
 import trio
 
-from .close_codes import ABNORMAL_CLOSURE
 from .core.size_limit import MessageSizeLimit
 from .exceptions import ConnectionClosed
+from .lifecycle import Lifecycle
 from .values import CloseReason
 
 Chunk = str | bytes
@@ -35,13 +35,6 @@ Message = str | bytes
 #: What the reader may queue besides messages (the connection's marker of a
 #: protocol violation): the inbox keeps it in order and hands it back as is.
 Marker = TypeVar("Marker")
-
-
-class Closable(Protocol):
-    """What the inbox needs of its connection: why it closed, if it did."""
-
-    @property
-    def closed(self) -> CloseReason | None: ...
 
 
 class MessageStream:
@@ -130,9 +123,9 @@ class Inbox(Generic[Marker]):
 
     __slots__ = (
         "_in",
+        "_life",
         "_max_message_size",
         "_out",
-        "_owner",
         "_size_limit",
         "backlog",
         "full",
@@ -143,12 +136,12 @@ class Inbox(Generic[Marker]):
 
     def __init__(
         self,
-        owner: Closable,
+        life: Lifecycle[Any],
         capacity: int,
         size_limit: MessageSizeLimit,
         max_message_size: int,
     ) -> None:
-        self._owner = owner
+        self._life = life  # why the connection closed, for ConnectionClosed
         self._in, self._out = trio.open_memory_channel[Message | Marker](capacity)
         self._size_limit = size_limit
         self._max_message_size = max_message_size
@@ -162,10 +155,6 @@ class Inbox(Generic[Marker]):
         self.full = False
         #: How many times the reader has had to wait so (keepalive asks).
         self.stalls = 0
-
-    def reason(self) -> CloseReason:
-        """Why the connection closed; 1006 if nothing said so yet."""
-        return self._owner.closed or CloseReason(ABNORMAL_CLOSURE, None)
 
     # ------------------------------------------------------ the application's side
 
@@ -185,7 +174,7 @@ class Inbox(Generic[Marker]):
                     return item
             item = await self._out.receive()
         except (trio.EndOfChannel, trio.ClosedResourceError):
-            raise ConnectionClosed(self.reason()) from None
+            raise ConnectionClosed(self._life.final_reason()) from None
         self.backlog -= 1
         return item
 
@@ -202,17 +191,19 @@ class Inbox(Generic[Marker]):
         try:
             whole = self._out.receive_nowait()
         except (trio.EndOfChannel, trio.ClosedResourceError):
-            raise ConnectionClosed(self.reason()) from None
+            raise ConnectionClosed(self._life.final_reason()) from None
         except trio.WouldBlock:
             # Part of the next message may be assembled already: it goes first.
-            stream = MessageStream(self.reason, join(self.parts) if self.parts else None)
+            stream = MessageStream(
+                self._life.final_reason, join(self.parts) if self.parts else None
+            )
             self.parts = []
             self._size_limit.max_size = sys.maxsize if max_size is None else max_size
             self.stream = stream
             return stream
         self.backlog -= 1
         if isinstance(whole, (str, bytes)):
-            return MessageStream(self.reason, whole, whole=True)
+            return MessageStream(self._life.final_reason, whole, whole=True)
         return whole
 
     def close_stream(self, stream: MessageStream) -> None:

@@ -44,15 +44,21 @@ class Pong:
 
 @dataclass(frozen=True, slots=True)
 class Close:
-    """The peer sent a Close frame: *code* (1005 if it gave none) and *reason*.
+    """A Close frame: *code* (1005 if it gave none) and *reason*.
 
-    After this the core reports nothing more. If the peer started the
+    From ``next_event()``, the peer's (log records describe ours with it
+    too). After the peer's the core reports nothing more. If the peer started the
     closing handshake, :meth:`~trio_ws.core.protocol.Protocol.close_frame`
     gives the echo to send.
     """
 
     code: int
     reason: str | None
+
+
+#: The name :class:`Close` had in the core's first commit, which other
+#: branches may already use.
+CloseReceived = Close
 
 
 @dataclass(frozen=True, slots=True)

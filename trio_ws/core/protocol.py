@@ -11,8 +11,8 @@ runs in a worker thread the jobs the core hands it.
 Two branches decode frames. The fast branch here handles the frames a
 healthy connection sends: whole text and binary messages, compressed or not
 (inflated by :mod:`trio_ws.core.deflate`, bomb-safe), binary payloads
-longer than one read (gathered piece by piece), uncompressed fragmented
-messages (:mod:`trio_ws.core.fragments`, chunk by chunk) and well-formed
+longer than one read (gathered piece by piece), fragmented messages,
+compressed or not (:mod:`trio_ws.core.fragments`, chunk by chunk) and well-formed
 pings, pongs and Close frames. Everything else goes to the general branch,
 wsproto's parser (:mod:`trio_ws.core.general`), created only when the first
 such frame arrives.
@@ -23,19 +23,13 @@ The closing state is one value, :attr:`Protocol.state` (:class:`State`).
 from __future__ import annotations
 
 import enum
-from collections.abc import Generator
+from collections.abc import Callable, Generator
+from functools import partial
 
-from ..close_codes import (
-    ABNORMAL_CLOSURE,
-    MAX_REASON_BYTES,
-    NO_STATUS_RCVD,
-    NORMAL_CLOSURE,
-    TLS_HANDSHAKE_FAILED,
-    receivable,
-)
 from ..options import INFLATE_CHUNK_SIZE
+from .control import OPCODE_CLOSE, OPCODE_PING, OPCODE_PONG, close_payload, control_event
 from .deflate import PerMessageDeflate
-from .events import Chunk, Close, Event, Ping, Pong, ThreadJob, Violation
+from .events import Chunk, Close, Event, ThreadJob, Violation
 from .fragments import (
     NEW_DATA,
     START,
@@ -68,10 +62,6 @@ Frame = tuple[bytes, bytes | bytearray]
 #: stream is open, which bounds one chunk to about 1 MiB however well the
 #: data compresses.
 STREAM_INFLATE_SLICE = 1024
-
-OPCODE_CLOSE = 0x8
-OPCODE_PING = 0x9
-OPCODE_PONG = 0xA
 
 #: First bytes of control frames the fast branch may decode: final, no RSV bit.
 _CONTROL = frozenset((0x80 | OPCODE_CLOSE, 0x80 | OPCODE_PING, 0x80 | OPCODE_PONG))
@@ -110,6 +100,7 @@ class Protocol:
         "client",
         "close_received",
         "close_sent",
+        "next_event",
         "state",
         "streaming",
     )
@@ -136,6 +127,16 @@ class Protocol:
         self._incoming: bytes | bytearray = trailing_data
         self._general: GeneralBranch | None = None  # made when first needed
         self._parser = self._parse()
+        #: ``next_event()``: the next event of the bytes received so far, or
+        #: ``None`` for "need more". A ``str`` or ``bytes`` is a whole
+        #: message; the other events are described in
+        #: :mod:`trio_ws.core.events`. A :class:`ThreadJob` must be run
+        #: (ideally in a worker thread) before the next call. After a
+        #: :class:`Close` or a :class:`Violation` the answer is always
+        #: ``None``. Each call decodes at most one frame's worth of work, so
+        #: the caller decides how many events it handles before it yields.
+        #: (A C-level partial, not a method: it is called once per message.)
+        self.next_event: Callable[[], Event | None] = partial(next, self._parser, None)
 
     # ------------------------------------------------------------ receiving
 
@@ -149,18 +150,6 @@ class Protocol:
         """
         self._incoming = self._incoming + data if self._incoming else data
 
-    def next_event(self) -> Event | None:
-        """The next event of the bytes received so far, or ``None`` for "need more".
-
-        A ``str`` or ``bytes`` is a whole message; the other events are
-        described in :mod:`trio_ws.core.events`. A :class:`ThreadJob` must be
-        run (ideally in a worker thread) before the next call. After a
-        :class:`Close` or a :class:`Violation` the answer is always
-        ``None``. Each call decodes at most one frame's worth of work, so
-        the caller decides how many events it handles before it yields.
-        """
-        return next(self._parser, None)
-
     def set_limit(self, max_size: int, *, streaming: bool) -> None:
         """Limit the messages that arrive from now on to *max_size* bytes;
         *streaming*: a message stream is open, so chunks, not whole messages."""
@@ -171,6 +160,12 @@ class Protocol:
     def in_message(self) -> bool:
         """Whether the general branch is in the middle of a data message."""
         return self._general is not None and self._general.in_message
+
+    @property
+    def general_branch_made(self) -> bool:
+        """Whether wsproto's parser has been needed yet (an idle connection,
+        or one that only ever saw the frames of the fast branch, has none)."""
+        return self._general is not None
 
     def _need(self) -> Generator[None, None, bytes | bytearray]:
         """Yield ``None`` until bytes arrive, then take them all."""
@@ -200,6 +195,11 @@ class Protocol:
         data: bytes | bytearray = b""
         pos = 0
         masked = not self.client
+        # The size limit sees every frame the general branch decodes: its
+        # in_message is whether that branch is in the middle of a message.
+        limit = self._limit
+        # Whole compressed messages too, unless a message stream is open.
+        whole_kinds = SIMPLE_OR_COMPRESSED if self._deflate is not None else SIMPLE
         left = 0  # bytes of the current frame still to give the general branch
         # A simple binary frame longer than one read, unmasked piece by piece:
         # gathered into one message, or handed on as chunks while streaming.
@@ -254,7 +254,7 @@ class Protocol:
                 deflate = self._deflate
                 if (
                     deflate is not None
-                    and min(step * deflate.inflate_ratio, self._limit.remaining())
+                    and min(step * deflate.inflate_ratio, limit.remaining())
                     >= deflate.options.thread_threshold
                 ):
                     job = ThreadJob(general.collect)
@@ -280,7 +280,7 @@ class Protocol:
             header, size = extent
             end = pos + size
             first = data[pos]
-            if fragmented is not None or (first & 0x8F < 0x81 and not self.in_message):
+            if fragmented is not None or (first & 0x8F < 0x81 and not limit.in_message):
                 # Possibly part of a fragmented message (no FIN, or a continuation).
                 kind = fragment_kind(
                     data,
@@ -301,7 +301,7 @@ class Protocol:
                             inflater = self._deflate.message_inflater(INFLATE_CHUNK_SIZE)
                         fragmented = FragmentedMessage(first & 0x0F, inflater)
                     assert fragmented is not None
-                    violation = fragmented.frame(size - header, self._limit.max_size)
+                    violation = fragmented.frame(size - header, limit.max_size)
                     if violation is not None:
                         yield Violation(*violation)  # before any payload is read
                         return
@@ -319,7 +319,7 @@ class Protocol:
                 if end <= len(data) and bool(second & 0x80) is masked and second & 0x7F < 126:
                     key = masking_key(data, pos, header, masked)
                     payload = bytes(payload_copy(memoryview(data)[pos + header : end], key))
-                    control = _control_event(first & 0x0F, payload)
+                    control = control_event(first & 0x0F, payload)
                     if control is not None:
                         pos = end
                         if isinstance(control, Close):
@@ -330,10 +330,10 @@ class Protocol:
                 left = size  # incomplete, or wrong: the general branch decides
                 continue
             opcode = None
-            if fragmented is None and not self.in_message:
-                kinds = SIMPLE_OR_COMPRESSED if self._deflate and not self.streaming else SIMPLE
+            if fragmented is None and not limit.in_message:
+                kinds = SIMPLE if self.streaming else whole_kinds
                 opcode = simple_opcode(
-                    data, pos, header, end, masked=masked, limit=self._limit.max_size, kinds=kinds
+                    data, pos, header, end, masked=masked, limit=limit.max_size, kinds=kinds
                 )
             message: str | bytes | None = None
             if opcode is not None and end <= len(data):
@@ -482,35 +482,3 @@ def _fragment_events(
         if chunk or message.finished:
             yield Chunk(chunk, message.finished)
     return True
-
-
-def close_payload(code: int, reason: str | None) -> bytes:
-    """A Close frame's payload: the code and the reason, cut at a character
-    boundary to fit (RFC 6455 5.5.1). 1005 means no code at all."""
-    if code == NO_STATUS_RCVD:
-        return b""
-    if code in (ABNORMAL_CLOSURE, TLS_HANDSHAKE_FAILED):
-        code = NORMAL_CLOSURE  # local conditions, never sent
-    text = (reason or "").encode()
-    if len(text) > MAX_REASON_BYTES:
-        text = text[:MAX_REASON_BYTES].decode(errors="ignore").encode()
-    return code.to_bytes(2, "big") + text
-
-
-def _control_event(opcode: int, payload: bytes) -> Ping | Pong | Close | None:
-    """The event of a well-formed control frame, or ``None`` if the general
-    branch should judge it (a Close frame with a bad code or reason)."""
-    if opcode == OPCODE_PING:
-        return Ping(payload)
-    if opcode == OPCODE_PONG:
-        return Pong(payload)
-    if not payload:
-        return Close(NO_STATUS_RCVD, None)
-    code = int.from_bytes(payload[:2], "big")
-    if len(payload) < 2 or not receivable(code):
-        return None
-    try:
-        reason = payload[2:].decode()
-    except UnicodeDecodeError:
-        return None
-    return Close(code, reason or None)
