@@ -11,8 +11,8 @@ runs in a worker thread the jobs the core hands it.
 Two branches decode frames. The fast branch here handles the frames a
 healthy connection sends: whole text and binary messages, compressed or not
 (inflated by :mod:`trio_ws.core.deflate`, bomb-safe), binary payloads
-longer than one read (gathered piece by piece), uncompressed fragmented
-messages (:mod:`trio_ws.core.fragments`, chunk by chunk) and well-formed
+longer than one read (gathered piece by piece), fragmented messages,
+compressed or not (:mod:`trio_ws.core.fragments`, chunk by chunk) and well-formed
 pings, pongs and Close frames. Everything else goes to the general branch,
 wsproto's parser (:mod:`trio_ws.core.general`), created only when the first
 such frame arrives.
@@ -351,6 +351,16 @@ class Protocol:
                     message = result
                 else:
                     message = decode_message(data, pos + header, end, opcode, key)
+            elif opcode is not None and opcode & COMPRESSED and self._inflate_here(size - header):
+                # Split across reads, too small for a thread: as if fragmented.
+                inflater = self._deflate.message_inflater(INFLATE_CHUNK_SIZE)  # type: ignore[union-attr]
+                fragmented = FragmentedMessage(opcode & 0x0F, inflater)
+                fragmented.frame(size - header, limit.max_size)  # its one fragment
+                key = masking_key(data, pos, header, masked)
+                frag_fin = True
+                frag_left, frag_offset = size - header, 0
+                pos += header
+                continue
             elif opcode == OPCODE_BINARY:
                 # Text is left to wsproto, which rejects bad UTF-8 as soon as
                 # it arrives; a binary payload has nothing to check.
@@ -365,6 +375,14 @@ class Protocol:
             pos = end
             yield message
 
+    def _inflate_here(self, payload_size: int) -> bool:
+        """Whether inflating *payload_size* bytes is work for this thread (the
+        last message's ratio guesses it, the size limit caps it)."""
+        deflate = self._deflate
+        assert deflate is not None
+        work = min(payload_size * deflate.inflate_ratio, self._limit.max_size)
+        return work < deflate.options.thread_threshold
+
     def _inflate(
         self, data: bytes | bytearray, start: int, end: int, opcode: int, key: bytes | None
     ) -> Generator[ThreadJob, None, str | bytes | Violation]:
@@ -376,7 +394,7 @@ class Protocol:
         payload = view if key is None else payload_copy(view, key)
         text = opcode & 0x0F == OPCODE_TEXT
         limit = self._limit.max_size
-        if min(len(payload) * deflate.inflate_ratio, limit) >= deflate.options.thread_threshold:
+        if not self._inflate_here(len(payload)):
             job = ThreadJob(deflate.inflate_message, payload, text, limit)
             yield job
             assert job.done, "a ThreadJob must be run before the next event"
