@@ -114,7 +114,7 @@ def run_core(reads: list[bytes], *, client: bool, deflate: bool, max_size: int) 
             out.events.append(("ping", event.payload))
         elif isinstance(event, core_events.Pong):
             out.events.append(("pong", event.payload))
-        elif isinstance(event, core_events.CloseReceived):
+        elif isinstance(event, core_events.Close):
             out.end, out.code, out.reason = "close", event.code, event.reason
             return out
         else:
