@@ -37,9 +37,13 @@ from .support.peers import raw_client
 MiB = 2**20
 
 
-def kind_of(data: bytes, *, masked: bool = True, in_progress: bool = False) -> int | None:
+def kind_of(
+    data: bytes, *, masked: bool = True, in_progress: bool = False, compressed: bool = False
+) -> int | None:
     header, size = frames.frame_extent(data, 0)  # type: ignore[misc]
-    return protocol.fragment_kind(data, 0, header, size, masked=masked, in_progress=in_progress)
+    return protocol.fragment_kind(
+        data, 0, header, size, masked=masked, in_progress=in_progress, compressed=compressed
+    )
 
 
 @pytest.mark.parametrize(

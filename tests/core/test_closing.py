@@ -18,7 +18,7 @@ from tests.support.codec import (
 from trio_ws.core.events import Close
 from trio_ws.core.protocol import State
 
-from .drive import deflated, feed, make
+from .drive import deflated, feed, make, normalised
 
 PEER_CLOSE = frame(CLOSE, close_payload(1000, b"bye"))
 
@@ -163,7 +163,7 @@ def test_deflated_helper_round_trips() -> None:
 
 def test_wsproto_is_made_only_when_needed() -> None:
     """An ordinary life (messages, fragments, pings, a close) never needs
-    wsproto's parser; a compressed fragment or a bad frame does."""
+    wsproto's parser; a frame the fast branch doubts does."""
     core = make(deflate=True)
     ordinary = (
         frame(TEXT, b"hi")
@@ -177,5 +177,9 @@ def test_wsproto_is_made_only_when_needed() -> None:
     assert len(feed(core, ordinary)) == 7
     assert not core.general_branch_made
     other = make(deflate=True)
-    feed(other, frame(TEXT, deflated(b"abc")[:2], fin=False, rsv=4))
+    packed = deflated(b"abc")
+    fragments = frame(TEXT, packed[:2], fin=False, rsv=4) + frame(CONT, packed[2:])
+    assert normalised(feed(other, fragments)) == [("message", "abc")]
+    assert not other.general_branch_made  # compressed fragments: the fast branch too
+    feed(other, frame(TEXT, b"bad", rsv=2))
     assert other.general_branch_made

@@ -26,10 +26,18 @@ import enum
 from collections.abc import Callable, Generator
 from functools import partial
 
+from ..options import INFLATE_CHUNK_SIZE
 from .control import OPCODE_CLOSE, OPCODE_PING, OPCODE_PONG, close_payload, control_event
 from .deflate import PerMessageDeflate
 from .events import Chunk, Close, Event, ThreadJob, Violation
-from .fragments import NEW_DATA, START, FragmentedMessage, fragment_kind, new_data_violation
+from .fragments import (
+    NEW_DATA,
+    START,
+    FragmentedMessage,
+    fragment_kind,
+    is_compressed,
+    new_data_violation,
+)
 from .frames import (
     COMPRESSED,
     CONTINUATION,
@@ -228,12 +236,8 @@ class Protocol:
                 frag_offset += step
                 frag_left -= step
                 done = frag_fin and not frag_left
-                chunk = fragmented.payload(piece, done)
-                if isinstance(chunk, tuple):
-                    yield Violation(*chunk)
+                if not (yield from _fragment_events(fragmented, piece, done)):
                     return
-                if chunk or done:
-                    yield Chunk(chunk, done)
                 if done:
                     fragmented = None
                 continue
@@ -279,14 +283,23 @@ class Protocol:
             if fragmented is not None or (first & 0x8F < 0x81 and not limit.in_message):
                 # Possibly part of a fragmented message (no FIN, or a continuation).
                 kind = fragment_kind(
-                    data, pos, header, size, masked=masked, in_progress=fragmented is not None
+                    data,
+                    pos,
+                    header,
+                    size,
+                    masked=masked,
+                    in_progress=fragmented is not None,
+                    compressed=self._deflate is not None,
                 )
                 if kind == NEW_DATA:
                     yield Violation(*new_data_violation())
                     return
                 if kind is not None:
                     if kind == START:
-                        fragmented = FragmentedMessage(first & 0x0F)
+                        inflater = None
+                        if self._deflate is not None and is_compressed(data, pos):
+                            inflater = self._deflate.message_inflater(INFLATE_CHUNK_SIZE)
+                        fragmented = FragmentedMessage(first & 0x0F, inflater)
                     assert fragmented is not None
                     violation = fragmented.frame(size - header, limit.max_size)
                     if violation is not None:
@@ -297,11 +310,8 @@ class Protocol:
                     frag_left, frag_offset = size - header, 0
                     pos += header
                     if not frag_left and frag_fin:  # an empty last frame
-                        chunk = fragmented.payload(b"", True)
-                        if isinstance(chunk, tuple):
-                            yield Violation(*chunk)
+                        if not (yield from _fragment_events(fragmented, b"", True)):
                             return
-                        yield Chunk(chunk, True)
                         fragmented = None
                     continue
             if first in _CONTROL:
@@ -456,3 +466,19 @@ class Protocol:
         if self.state is not State.CLOSED:
             self.state = State.FAILED
         return frame
+
+
+def _fragment_events(
+    message: FragmentedMessage, piece: bytes | bytearray, final: bool
+) -> Generator[Chunk | Violation, None, bool]:
+    """The events of one *piece* of a fragmented message's payload (*final*:
+    its last); ``False`` once a violation ended them. A compressed piece
+    inflates lazily, one bounded chunk per event, so nothing is inflated
+    ahead of what the consumer takes."""
+    for chunk in message.chunks(piece, final):
+        if isinstance(chunk, tuple):
+            yield Violation(*chunk)
+            return False
+        if chunk or message.finished:
+            yield Chunk(chunk, message.finished)
+    return True
