@@ -31,6 +31,8 @@ class Stream:
     masked: bool
     #: The sender compressed (permessage-deflate was negotiated).
     deflate: bool
+    #: trio_ws reads through a message stream (chunks, never whole messages).
+    streaming: bool = False
 
     @property
     def data(self) -> bytes:
@@ -44,7 +46,8 @@ class Stream:
     def describe(self) -> str:
         """The stream as hex, one item a line, and where it was cut."""
         lines = [bytes(item).hex(" ") for item in self.items]
-        return "\n".join(lines) + f"\ncut at {sorted(set(self.cuts))}"
+        how = ", read as a message stream" if self.streaming else ""
+        return "\n".join(lines) + f"\ncut at {sorted(set(self.cuts))}{how}"
 
 
 _PLAIN_GOOD = [gen.messages, gen.messages, gen.messages, gen.control_between]
@@ -83,4 +86,4 @@ def streams(draw: st.DrawFn, *, masked: bool, deflate: bool) -> Stream:
         cuts = tuple(range(1, size))
     else:
         cuts = tuple(draw(st.lists(st.integers(1, max(1, size - 1)), max_size=12)))
-    return Stream(tuple(items), cuts, masked, deflate)
+    return Stream(tuple(items), cuts, masked, deflate, draw(st.integers(0, 3)) == 0)

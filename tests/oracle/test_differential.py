@@ -258,7 +258,9 @@ def run(stream: Stream) -> Run:
     """*stream* through both endpoints."""
     client = not stream.masked
     reads = stream.reads()
-    core = run_core(reads, client=client, deflate=stream.deflate, max_size=MAX_SIZE)
+    core = run_core(
+        reads, client=client, deflate=stream.deflate, max_size=MAX_SIZE, streaming=stream.streaming
+    )
     oracle = run_wsproto(reads, client=client, deflate=stream.deflate, max_size=MAX_SIZE)
     return Run(stream, core, oracle)
 
