@@ -23,7 +23,6 @@ import trio
 
 from .close_codes import ABNORMAL_CLOSURE, INTERNAL_ERROR
 from .core.events import Close, Ping, Pong
-from .core.frames import OPCODE_BINARY, OPCODE_TEXT
 from .core.protocol import Frame, Protocol, State
 from .exceptions import ConnectionClosed
 from .inbox import Inbox
@@ -137,7 +136,7 @@ class Outbox:
     async def _queue_message(self, text: bool, payload: bytes, compressed: bool, size: int) -> None:
         """Frame a whole message and hand it to the writer (see FrameWriter.send)."""
         self._log.message(">", text, size)
-        frame = self._core.encode(OPCODE_TEXT if text else OPCODE_BINARY, payload, rsv1=compressed)
+        frame = self._core.message_frame(text, payload, compressed=compressed)
         if compressed and size >= WRITE_NOW_AFTER_COMPRESSING:
             # Compressing took far longer than a write: holding the frame for
             # company would leave the peer idle while we compress the next one.

@@ -123,7 +123,7 @@ def test_no_ping_or_pong_once_closing() -> None:
 
 def test_a_clients_frames_are_masked() -> None:
     core = make(client=True)
-    assert wire(core.encode(TEXT, b"hi")) == (TEXT, True, True, 0, b"hi")
+    assert wire(core.message_frame(True, b"hi")) == (TEXT, True, True, 0, b"hi")
     assert wire(core.ping_frame(b"")) == (PING, True, True, 0, b"")
     assert wire(core.close_frame(1000)) == (CLOSE, True, True, 0, close_payload(1000))
 
@@ -142,7 +142,7 @@ def test_the_send_policy_and_compressed_frames() -> None:
     text = b"compress me " * 20
     assert core.send_deflate(text, True, False) is None  # the caller said not to
     assert core.send_deflate(text, True, True) is not None
-    frame_ = core.encode(TEXT, core.compress(text, True), rsv1=True)
+    frame_ = core.message_frame(True, core.compress(text, True), compressed=True)
     opcode, fin, _, rsv, payload = wire(frame_)
     assert (opcode, fin, rsv) == (TEXT, True, 4) and len(payload) < len(text)
     # What a peer with the same parameters inflates it to: the message.

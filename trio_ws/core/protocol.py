@@ -128,10 +128,6 @@ class Protocol:
         self._incoming: bytes | bytearray = trailing_data
         self._general: GeneralBranch | None = None  # made when first needed
         self._parser = self._parse()
-        #: ``encode(opcode, payload, *, rsv1=False, fin=True)``: the frame of
-        #: a data message whose (maybe compressed: *rsv1*) *payload* is
-        #: given, masked on a client. (A C-level partial: once per message.)
-        self.encode: Callable[..., Frame] = partial(encode_message, mask=client)
         #: ``next_event()``: the next event of the bytes received so far, or
         #: ``None`` for "need more". A ``str`` or ``bytes`` is a whole
         #: message; the other events are described in
@@ -351,9 +347,16 @@ class Protocol:
                     message = result
                 else:
                     message = decode_message(data, pos + header, end, opcode, key)
-            elif opcode is not None and opcode & COMPRESSED and self._inflate_here(size - header):
-                # Split across reads, too small for a thread: as if fragmented.
-                inflater = self._deflate.message_inflater(INFLATE_CHUNK_SIZE)  # type: ignore[union-attr]
+            elif opcode == OPCODE_TEXT or (
+                opcode is not None and opcode & COMPRESSED and self._inflate_here(size - header)
+            ):
+                # Split across reads (and, if compressed, too small for a
+                # thread): decoded as a message of one fragment, its UTF-8
+                # checked (and its payload inflated) piece by piece.
+                assert opcode is not None
+                inflater = None
+                if opcode & COMPRESSED:
+                    inflater = self._deflate.message_inflater(INFLATE_CHUNK_SIZE)  # type: ignore[union-attr]
                 fragmented = FragmentedMessage(opcode & 0x0F, inflater)
                 fragmented.frame(size - header, limit.max_size)  # its one fragment
                 key = masking_key(data, pos, header, masked)
@@ -362,8 +365,8 @@ class Protocol:
                 pos += header
                 continue
             elif opcode == OPCODE_BINARY:
-                # Text is left to wsproto, which rejects bad UTF-8 as soon as
-                # it arrives; a binary payload has nothing to check.
+                # A binary payload has nothing to check: gathered whole, or
+                # handed on read by read while a message stream is open.
                 key = masking_key(data, pos, header, masked)
                 pos += header
                 piece_left, gathered = size - header, 0
@@ -418,7 +421,7 @@ class Protocol:
     def compress(self, payload: bytes, text: bool) -> bytes:
         """*payload* compressed as a whole message; a pure step that may run
         in a worker thread (see :meth:`needs_thread`). The result must be
-        framed with :attr:`encode` and sent before the next one."""
+        framed with :meth:`message_frame` and sent before the next one."""
         deflate = self._deflate
         assert deflate is not None
         return deflate.compress_message(payload) if text else deflate.compress_binary(payload)
@@ -427,6 +430,11 @@ class Protocol:
         """Whether compressing *size* bytes should run in a worker thread."""
         deflate = self._deflate
         return deflate is not None and size >= deflate.options.thread_threshold
+
+    def message_frame(self, text: bool, payload: bytes, *, compressed: bool = False) -> Frame:
+        """The frame of a whole message whose (maybe compressed) *payload* is given."""
+        opcode = OPCODE_TEXT if text else OPCODE_BINARY
+        return encode_message(opcode, payload, rsv1=compressed, mask=self.client)
 
     def fragment_frame(
         self, text: bool, payload: bytes, *, first: bool, fin: bool, deflate: bool
