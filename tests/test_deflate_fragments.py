@@ -364,3 +364,15 @@ def test_a_bomb_split_across_reads_is_1009_within_the_budget() -> None:
     events += events_of(protocol, data[1000:])
     assert isinstance(events[-1], Violation) and events[-1].code == 1009
     assert sum(len(e.data) for e in events if isinstance(e, Chunk)) <= MiB
+
+
+@pytest.mark.parametrize("period", [256, 300, 700])
+def test_the_probe_sees_repeats_further_apart_than_250_bytes(period: int) -> None:
+    """A 512-byte probe window reaches back only 250 bytes in zlib, so
+    binary records repeating every 256 bytes (which deflate shrinks 250
+    times) were judged incompressible and sent plain."""
+    record = random.Random(period).randbytes(period)
+    data = record * (64 * 1024 // period)
+    deflate = negotiated()
+    assert deflate.should_compress(data, text=False)
+    assert len(deflate.compress_binary(data)) < len(data) / 20
