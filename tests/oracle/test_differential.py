@@ -11,9 +11,10 @@ the same, unless one of the :data:`INTENDED_DIFFERENCES` below explains the
 difference. Each entry says why it is intended, and each is shown to occur
 by a hand-made stream further down, so the list cannot go stale silently.
 
-The entries do not just excuse the core: each also requires the core's
-outcome to be one the independent RFC model (:func:`tests.fuzz.model.expect`)
-accepts, which matters most where wsproto itself is wrong. A difference that
+The entries do not just excuse the core: each but "reason texts" (where the
+codes agree) also requires the core's outcome to be one the independent RFC
+model (:func:`tests.fuzz.model.expect`) accepts, which matters most where
+wsproto itself is wrong. A difference that
 is a trio_ws bug goes into :data:`KNOWN_BUGS` with a strict xfail test until
 it is fixed (the one found so far, a fragment's 64-bit length with its top
 bit set answered with 1009, is fixed and kept as a plain test).
