@@ -16,6 +16,7 @@ import itertools
 import os
 from dataclasses import dataclass
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from wsproto.connection import Connection, ConnectionType
@@ -179,33 +180,14 @@ def check(
     assert read_back(data, cuts, client=client, extensions=extensions) == expected(sends, code)
 
 
+@pytest.mark.parametrize(
+    "client, compress",
+    [(False, False), (True, False), (False, True), (True, True)],
+    ids=["server", "client", "compressing-server", "compressing-client"],
+)
 @CI
 @given(conversation=conversations())
-def test_server_frames_read_back_by_wsproto(
-    conversation: tuple[list[Send], tuple[int, ...], int],
+def test_frames_read_back_by_wsproto(
+    client: bool, compress: bool, conversation: tuple[list[Send], tuple[int, ...], int]
 ) -> None:
-    check(*conversation, client=False, compress=False)
-
-
-@CI
-@given(conversation=conversations())
-def test_client_frames_read_back_by_wsproto(
-    conversation: tuple[list[Send], tuple[int, ...], int],
-) -> None:
-    check(*conversation, client=True, compress=False)
-
-
-@CI
-@given(conversation=conversations())
-def test_compressed_server_frames_read_back_by_wsproto(
-    conversation: tuple[list[Send], tuple[int, ...], int],
-) -> None:
-    check(*conversation, client=False, compress=True)
-
-
-@CI
-@given(conversation=conversations())
-def test_compressed_client_frames_read_back_by_wsproto(
-    conversation: tuple[list[Send], tuple[int, ...], int],
-) -> None:
-    check(*conversation, client=True, compress=True)
+    check(*conversation, client=client, compress=compress)
