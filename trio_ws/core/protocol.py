@@ -34,6 +34,7 @@ from .fragments import (
     NEW_DATA,
     START,
     FragmentedMessage,
+    fragment_events,
     fragment_kind,
     is_compressed,
     new_data_violation,
@@ -237,7 +238,7 @@ class Protocol:
                 frag_offset += step
                 frag_left -= step
                 done = frag_fin and not frag_left
-                if not (yield from _fragment_events(fragmented, piece, done)):
+                if not (yield from fragment_events(fragmented, piece, done)):
                     return
                 if done:
                     fragmented = None
@@ -311,7 +312,7 @@ class Protocol:
                     frag_left, frag_offset = size - header, 0
                     pos += header
                     if not frag_left and frag_fin:  # an empty last frame
-                        if not (yield from _fragment_events(fragmented, b"", True)):
+                        if not (yield from fragment_events(fragmented, b"", True)):
                             return
                         fragmented = None
                     continue
@@ -492,19 +493,3 @@ class Protocol:
         if self.state is not State.CLOSED:
             self.state = State.FAILED
         return frame
-
-
-def _fragment_events(
-    message: FragmentedMessage, piece: bytes | bytearray, final: bool
-) -> Generator[Chunk | Violation, None, bool]:
-    """The events of one *piece* of a fragmented message's payload (*final*:
-    its last); ``False`` once a violation ended them. A compressed piece
-    inflates lazily, one bounded chunk per event, so nothing is inflated
-    ahead of what the consumer takes."""
-    for chunk in message.chunks(piece, final):
-        if isinstance(chunk, tuple):
-            yield Violation(*chunk)
-            return False
-        if chunk or message.finished:
-            yield Chunk(chunk, message.finished)
-    return True
