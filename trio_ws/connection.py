@@ -1,22 +1,22 @@
-"""An open WebSocket connection: its reader task, message queue and sends.
+"""An open WebSocket connection: the public API, and the reader task.
 
-One background reader task per connection reads the transport, feeds wsproto
-and pushes each complete message into a Trio memory channel of capacity
-``message_queue_size``. When the channel is full the reader waits, so it stops
-reading the socket and TCP flow control slows the peer down: nothing is
-dropped and nothing is buffered without bound.
+One background reader task per connection reads the transport, hands the
+bytes to the protocol core (:mod:`trio_ws.core`) and pushes each complete
+message into the bounded inbox (:mod:`trio_ws.inbox`), a Trio memory channel
+of capacity ``message_queue_size``. When the channel is full the reader
+waits, so it stops reading the socket and TCP flow control slows the peer
+down: nothing is dropped and nothing is buffered without bound.
 
 Senders queue whole frames in a bounded write buffer that one writer task
 drains (see :mod:`trio_ws.socket_io`), so frames never interleave, back-to-back
 messages share system calls, and a sender waits only when the buffer is full.
+Whether and why the connection closed is kept by :mod:`trio_ws.lifecycle`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
-from collections import OrderedDict
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 
@@ -143,7 +143,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         self._inbox = Inbox[_Violation](
             self._life, options.message_queue_size, size_limit, options.max_message_size
         )
-        self._pings: OrderedDict[bytes, trio.Event] = OrderedDict()
+        self._pings = keepalive.PingWaiters()
         self._keepalive = (
             None
             if options.ping_interval is None
@@ -533,21 +533,12 @@ class WebSocketConnection(trio.abc.AsyncResource):
         :class:`ConnectionClosed` as soon as the connection closes.
         Cancelling the call stops the wait; the pong, when it comes, is ignored.
         """
-        if payload is not None:
-            payload = control_payload(payload)
-        if payload is None:
-            payload = os.urandom(4)
-            while payload in self._pings:
-                payload = os.urandom(4)
-        elif payload in self._pings:
-            raise ValueError(f"a ping with payload {payload!r} is already in flight")
-        waiter = trio.Event()
-        self._pings[payload] = waiter
+        payload, waiter = self._pings.add(None if payload is None else control_payload(payload))
         try:
             await self._send_control(Ping(payload))
             await waiter.wait()
         finally:
-            unanswered = self._pings.pop(payload, None) is not None
+            unanswered = self._pings.remove(payload)
         if unanswered:
             raise ConnectionClosed(self._life.final_reason())
 
@@ -686,17 +677,6 @@ class WebSocketConnection(trio.abc.AsyncResource):
 
     # ------------------------------------------------------------ reader task
 
-    def _start(self, nursery: trio.Nursery) -> None:
-        """Start the reader in *nursery*, which also runs the writer when needed.
-
-        Neither raises (except Cancelled), so the nursery is safe. Keepalive
-        needs no task of its own: see :mod:`trio_ws.keepalive`.
-        """
-        self._life.start(nursery, self._reader_task)
-        self._writer.start(nursery)  # it starts a task whenever there is work
-        if self._keepalive is not None:
-            self._keepalive.start()
-
     def _send_keepalive_ping(self, payload: bytes) -> None:
         frame = None if self._writer.failed else self._core.ping_frame(payload)
         if frame is not None:
@@ -729,8 +709,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         finally:
             self._life.set_reason(ABNORMAL_CLOSURE, None)
             self._inbox.finish()
-            for waiter in self._pings.values():
-                waiter.set()
+            self._pings.release_all()
             try:
                 await self._writer.close_transport(self._options.disconnect_timeout)
             finally:
@@ -809,13 +788,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
     def _acknowledge(self, payload: bytes) -> None:
         if self._keepalive is not None:
             self._keepalive.pong(payload)
-        if payload not in self._pings:
-            return  # an unsolicited pong
-        while self._pings:
-            key, waiter = self._pings.popitem(last=False)
-            waiter.set()
-            if key == payload:
-                break
+        self._pings.acknowledge(payload)
 
     async def _peer_closed(self, event: Close) -> None:
         """The peer's Close frame: echo it if the peer started the handshake."""
@@ -859,6 +832,29 @@ class WebSocketConnection(trio.abc.AsyncResource):
     async def _linger(self) -> None:
         """Let the peer read our Close frame before the TCP connection goes."""
         await self._writer.linger(self._options.disconnect_timeout)
+
+
+def start_connection(connection: WebSocketConnection, nursery: trio.Nursery) -> None:
+    """Start *connection*'s reader in *nursery*, which also runs its writer when needed.
+
+    For the modules that make connections (client, server); not public API.
+    Neither task raises (except Cancelled), so the nursery is safe.
+    Keepalive needs no task of its own: see :mod:`trio_ws.keepalive`.
+    """
+    connection._life.start(nursery, connection._reader_task)
+    connection._writer.start(nursery)  # it starts a task whenever there is work
+    if connection._keepalive is not None:
+        connection._keepalive.start()
+
+
+async def close_connection(connection: WebSocketConnection, code: int) -> bool:
+    """Close *connection* as ``aclose(code)`` does; return whether the closing
+    handshake finished within ``disconnect_timeout``.
+
+    For the client's context manager, which raises DisconnectionTimeout
+    otherwise; not public API. Cancellation is as for ``aclose()``.
+    """
+    return await connection._close(code, None)
 
 
 class _Keepalive(keepalive.KeepaliveState):

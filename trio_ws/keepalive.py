@@ -1,5 +1,8 @@
 """Keepalive: ping the peer regularly, measure latency, detect a vanished peer.
 
+(The application's own pings waiting for their pongs, :class:`PingWaiters`,
+are kept here too.)
+
 A peer that disappears without closing TCP (a pulled cable, a crashed NAT)
 leaves a half-open connection that would otherwise wait forever. Every
 ``ping_interval`` seconds a connection sends a ping; if its pong takes longer
@@ -28,6 +31,7 @@ import logging
 import math
 import os
 import weakref
+from collections import OrderedDict
 
 import trio
 
@@ -154,6 +158,57 @@ class KeepaliveTimer:
         state.payload = None
         self.schedule(state, now + state.interval)
         return True
+
+
+class PingWaiters:
+    """The application's own pings (``ping()``) still waiting for their pong.
+
+    Kept next to keepalive because a pong may answer either. The table is
+    made on the first ping: most connections never send one, and an empty
+    ``OrderedDict`` costs about 140 bytes.
+    """
+
+    __slots__ = ("_waiting",)
+
+    def __init__(self) -> None:
+        self._waiting: OrderedDict[bytes, trio.Event] | None = None  # oldest first
+
+    def add(self, payload: bytes | None) -> tuple[bytes, trio.Event]:
+        """Register a ping with *payload* (``None``: a random one not in flight).
+
+        Raises ``ValueError`` if a ping with *payload* is in flight already.
+        """
+        waiting = self._waiting
+        if waiting is None:
+            waiting = self._waiting = OrderedDict()
+        if payload is None:
+            payload = os.urandom(4)
+            while payload in waiting:
+                payload = os.urandom(4)
+        elif payload in waiting:
+            raise ValueError(f"a ping with payload {payload!r} is already in flight")
+        waiter = waiting[payload] = trio.Event()
+        return payload, waiter
+
+    def remove(self, payload: bytes) -> bool:
+        """Forget the ping; True if no pong had answered it (the connection closed)."""
+        return self._waiting is not None and self._waiting.pop(payload, None) is not None
+
+    def acknowledge(self, payload: bytes) -> None:
+        """A pong: it answers the ping with *payload* and every ping sent before it."""
+        waiting = self._waiting
+        if not waiting or payload not in waiting:
+            return  # an unsolicited pong
+        while waiting:
+            key, waiter = waiting.popitem(last=False)
+            waiter.set()
+            if key == payload:
+                break
+
+    def release_all(self) -> None:
+        """The connection closed: wake every waiting ping (it stays unanswered)."""
+        for waiter in (self._waiting or {}).values():
+            waiter.set()
 
 
 _TIMER: trio.lowlevel.RunVar[KeepaliveTimer] = trio.lowlevel.RunVar("trio_ws.keepalive")

@@ -59,6 +59,12 @@ ROWS: list[tuple[str, bytes, dict[str, object], list[object]]] = [
         {},
         [Violation(1002, "8-byte payload length with non-zero MSB")],
     ),
+    (
+        "a fragment's 64-bit length with its top bit set",  # was 1009 (the size limit)
+        bytes(Frame(BINARY, b"abc", fin=False, encoding="64msb")),
+        {},
+        [Violation(1002, "8-byte payload length with non-zero MSB")],
+    ),
     ("RSV2 set", frame(TEXT, b"a", rsv=2), {}, [Violation(1002, "Reserved bit set unexpectedly")]),
     (
         "RSV1 without deflate",

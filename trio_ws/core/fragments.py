@@ -42,6 +42,7 @@ _FIN = 0x80
 _RSV1 = 0x40
 _MASKED = 0x80
 _LENGTH = 0x7F
+_LENGTH_TOP_BIT = 1 << 63
 
 #: What :func:`fragment_kind` answers.
 START = 1  # the first frame of a fragmented message (text or binary, no FIN)
@@ -66,7 +67,8 @@ def fragment_kind(
 
     ``None`` if the frame is not for this module: control frames, frames
     with RSV bits other than that one (violations), masked the wrong way or
-    with a length not in its shortest form (wsproto reports those), final
+    with a length not in its shortest form or a 64-bit length with its top
+    bit set (wsproto reports those as protocol errors), final
     text or binary frames (whole messages), and continuation frames with no
     message in progress. A text or binary frame during a message is
     :data:`NEW_DATA` whatever else is wrong with it.
@@ -83,6 +85,7 @@ def fragment_kind(
         or bool(second & _MASKED) is not masked
         or (payload < 126) is not ((second & _LENGTH) < 126)
         or (payload < 0x10000) is not ((second & _LENGTH) < 127)
+        or payload >= _LENGTH_TOP_BIT  # RFC 6455 5.2: the top bit must be 0
     ):
         return None
     if opcode == CONTINUATION:
