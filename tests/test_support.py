@@ -6,6 +6,9 @@ RFC 6455's own examples and against each other (encode, then decode).
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -77,3 +80,23 @@ def test_the_answer_fits_the_request() -> None:
     answer = accept_answer(request)
     assert header_values(answer, b"sec-websocket-accept") == [accept_token(key)]
     assert answer.startswith(b"HTTP/1.1 101 ") and answer.endswith(b"\r\n\r\n")
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_the_oracles_share_no_code_with_trio_ws() -> None:
+    """The codec and handshake helper import nothing of trio_ws; the RFC model
+    reads only its public settings (trio_ws.options), none of its logic."""
+    here = Path(__file__).parent
+    for path in sorted((here / "support").glob("*.py")):
+        assert not {n for n in _imports(path) if n.split(".")[0] == "trio_ws"}, path
+    model = {n for n in _imports(here / "fuzz" / "model.py") if n.split(".")[0] == "trio_ws"}
+    assert model == {"trio_ws.options"}

@@ -52,6 +52,8 @@ class Outcome:
     reason: str | None = None
     #: Bytes of the stream fed to the endpoint before it ended.
     fed: int = 0
+    #: Worker-thread jobs the core handed out (run inline here).
+    jobs: int = 0
 
     def ending(self) -> str:
         return self.end if self.code is None else f"{self.end} {self.code}"
@@ -108,6 +110,7 @@ def run_core(
             out.fed += len(data)
             protocol.receive_data(data)
         elif isinstance(event, core_events.ThreadJob):
+            out.jobs += 1
             event.run()
         elif isinstance(event, (str, bytes)):
             out.events.append(_message(event))

@@ -15,10 +15,15 @@ from dataclasses import dataclass
 from hypothesis import strategies as st
 
 from ..fuzz import strategies as gen
+from ..fuzz.model import MAX_SIZE
 from ..support.codec import Frame, close_frame
 
 #: Streams up to this long may be fed one byte per read.
 BYTEWISE_LIMIT = 2048
+#: A limit the bombs fit in, for compressed streams now and then: after one
+#: has inflated, the core's ratio guess sends the next inflating into a
+#: ThreadJob (the worker-thread path), which the small limit never reaches.
+LARGE_MAX_SIZE = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,8 @@ class Stream:
     deflate: bool
     #: trio_ws reads through a message stream (chunks, never whole messages).
     streaming: bool = False
+    #: ``max_message_size`` of the reader.
+    max_size: int = MAX_SIZE
 
     @property
     def data(self) -> bytes:
@@ -86,4 +93,8 @@ def streams(draw: st.DrawFn, *, masked: bool, deflate: bool) -> Stream:
         cuts = tuple(range(1, size))
     else:
         cuts = tuple(draw(st.lists(st.integers(1, max(1, size - 1)), max_size=12)))
-    return Stream(tuple(items), cuts, masked, deflate, draw(st.integers(0, 3)) == 0)
+    streaming = draw(st.integers(0, 3)) == 0
+    large = deflate and draw(st.integers(0, 4)) == 0
+    return Stream(
+        tuple(items), cuts, masked, deflate, streaming, LARGE_MAX_SIZE if large else MAX_SIZE
+    )
