@@ -49,7 +49,7 @@ NO_PUBLIC_CONSTRUCTOR = {
     "trio_ws.WebSocketConnection",
     "trio_ws.WebSocketRequest",
     "trio_ws.broker.EngineSession",
-    "trio_ws.streaming.MessageStream",
+    "trio_ws.inbox.MessageStream",
 }
 
 # The type of the private "use the default" sentinel, with the "|" that joins

@@ -3,6 +3,7 @@ before any network traffic where the call makes that possible."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator
 from functools import partial
 
@@ -12,7 +13,7 @@ import trio
 import trio_ws
 
 from .conftest import HOST, echo_handler
-from .raw import http_exchange
+from .support.peers import http_exchange
 
 
 @pytest.fixture
@@ -360,3 +361,27 @@ async def test_options_given_to_serve_websocket_reach_its_connections(
         with pytest.raises(trio_ws.ConnectionClosed) as info:
             await ws.get_message()
         assert info.value.reason.code == 1009
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="typing.Unpack is 3.11+ at run time")
+def test_options_are_typed_for_type_checkers() -> None:
+    """Each public function's ``**options`` unpacks the typed dict of what it takes."""
+    import typing
+
+    from trio_ws.client import ClientKeywords
+    from trio_ws.options import SessionKeywords, StreamKeywords
+    from trio_ws.server import ServerKeywords
+
+    expected = {
+        trio_ws.open_websocket_url: ClientKeywords,
+        trio_ws.open_websocket: ClientKeywords,
+        trio_ws.connect_websocket_url: ClientKeywords,
+        trio_ws.connect_websocket: ClientKeywords,
+        trio_ws.reconnecting_websocket: ClientKeywords,
+        trio_ws.wrap_client_stream: StreamKeywords,
+        trio_ws.serve_websocket: ServerKeywords,
+        trio_ws.WebSocketServer.__init__: ServerKeywords,
+        trio_ws.wrap_server_stream: SessionKeywords,
+    }
+    for function, keywords in expected.items():
+        assert typing.get_type_hints(function)["options"] == typing.Unpack[keywords], function

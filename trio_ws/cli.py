@@ -20,7 +20,12 @@ from .client import open_websocket_url
 from .connection import WebSocketConnection
 from .exceptions import ConnectionClosed, HandshakeError
 from .groups import one_error
-from .options import CLI_PIPE_LINGER_MAX, CLI_QUIET_SECONDS, DEFAULT_SHUTDOWN_TIMEOUT
+from .options import (
+    CLI_PIPE_LINGER_MAX,
+    CLI_QUIET_SECONDS,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_SHUTDOWN_TIMEOUT,
+)
 from .runner import RunnerConfig, run_runner
 from .server import WebSocketRequest, serve_websocket
 
@@ -222,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8765)
     serve.add_argument("--certfile", help="PEM certificate chain: serve wss://")
     serve.add_argument("--keyfile", help="PEM private key, if not in the certificate file")
-    serve.add_argument("--max-message-size", type=int, default=2**20)
+    serve.add_argument("--max-message-size", type=int, default=DEFAULT_MAX_MESSAGE_SIZE)
 
     sub.add_parser("demo", help="run a server and a client in one process, then exit")
 

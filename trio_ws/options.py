@@ -116,6 +116,11 @@ DEFAULT_COMPRESSION: DeflateOptions | None = DeflateOptions()
 BYTES_PER_FRAGMENT = 64
 MIN_FRAGMENTS = 1024
 
+#: Largest chunk a compressed fragmented message is inflated into at a
+#: time: the memory one piece of it costs however well it compresses, and
+#: the most a message stream's consumer is handed at once.
+INFLATE_CHUNK_SIZE = 64 * KiB
+
 #: The reader yields to other tasks after this many frames from one read, so
 #: a read full of tiny frames cannot monopolise the Trio thread.
 FRAMES_PER_YIELD = 256
@@ -294,6 +299,7 @@ class ConnectionOptions:
 
 
 _FIELDS = frozenset(field.name for field in fields(ConnectionOptions))
+_DEFAULTS = ConnectionOptions()
 
 
 def connection_options(
@@ -311,8 +317,17 @@ def connection_options(
         if name not in accepted:
             raise TypeError(f"{function}() got an unexpected keyword argument {name!r}")
     chosen = {name: value for name, value in keywords.items() if name in _FIELDS}
+    if not chosen:
+        return _DEFAULTS  # frozen: every connection with the defaults can share one
     return ConnectionOptions(**cast("dict[str, Any]", chosen))
 
+
+#: reconnecting_websocket() waits a random part of a delay that starts at
+#: RECONNECT_INITIAL_DELAY seconds and grows by RECONNECT_FACTOR after each
+#: failed attempt, up to RECONNECT_MAX_DELAY.
+RECONNECT_INITIAL_DELAY = 1.0
+RECONNECT_MAX_DELAY = 60.0
+RECONNECT_FACTOR = 2.0
 
 #: The runner restarts a worker that died after this many seconds, doubling
 #: the delay on each further death up to RESTART_MAX_DELAY; a worker that

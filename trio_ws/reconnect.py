@@ -28,6 +28,7 @@ from .close_codes import NORMAL_CLOSURE, leaving_code
 from .connection import WebSocketConnection
 from .exceptions import ConnectionRejected, ConnectionTimeout, HandshakeError
 from .groups import one_error
+from .options import RECONNECT_FACTOR, RECONNECT_INITIAL_DELAY, RECONNECT_MAX_DELAY
 
 if sys.version_info >= (3, 11):  # resolvable at run time too, for the docs
     from typing import Unpack
@@ -140,9 +141,9 @@ def reconnecting_websocket(
     url: str,
     ssl_context: ssl.SSLContext | None = None,
     *,
-    initial_delay: float = 1.0,
-    max_delay: float = 60.0,
-    factor: float = 2.0,
+    initial_delay: float = RECONNECT_INITIAL_DELAY,
+    max_delay: float = RECONNECT_MAX_DELAY,
+    factor: float = RECONNECT_FACTOR,
     **options: Unpack[ClientKeywords],
 ) -> AbstractAsyncContextManager[Reconnector]:
     """Connect to *url*, and again each time the connection is lost.

@@ -14,7 +14,7 @@ from typing import Any
 import trio
 
 from .close_codes import ABNORMAL_CLOSURE
-from .connection import WebSocketConnection
+from .connection import WebSocketConnection, start_connection
 from .core.deflate import NAME, PerMessageDeflate
 from .core.size_limit import MessageSizeLimit
 from .exceptions import ConnectionClosed, HandshakeError
@@ -203,7 +203,7 @@ class WebSocketRequest:
             deflate=deflate,
             endpoints=(self._local, self._remote),
         )
-        connection._start(self._nursery)
+        start_connection(connection, self._nursery)
         self._outcome.connection = connection
         if self._outcome.on_accept is not None:
             self._outcome.on_accept(connection)

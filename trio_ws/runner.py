@@ -34,6 +34,7 @@ import trio
 
 from .listeners import reserve_port
 from .options import (
+    DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_SHUTDOWN_TIMEOUT,
     RESTART_INITIAL_DELAY,
     RESTART_MAX_DELAY,
@@ -79,7 +80,7 @@ class RunnerConfig:
     port: int = 8765
     workers: int = 1
     shutdown_timeout: float = DEFAULT_SHUTDOWN_TIMEOUT
-    max_message_size: int = 2**20
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
 
     def worker_command(self, port: int, ready_fd: int) -> list[str]:
         return [
@@ -314,7 +315,7 @@ def _worker_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--shutdown-timeout", type=float, default=DEFAULT_SHUTDOWN_TIMEOUT)
-    parser.add_argument("--max-message-size", type=int, default=2**20)
+    parser.add_argument("--max-message-size", type=int, default=DEFAULT_MAX_MESSAGE_SIZE)
     parser.add_argument("--ready-fd", type=int)
     return parser
 
