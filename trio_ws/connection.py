@@ -1,14 +1,16 @@
-"""An open WebSocket connection: its reader task, message queue and sends.
+"""An open WebSocket connection: the public API, and the reader task.
 
-One background reader task per connection reads the transport, feeds wsproto
-and pushes each complete message into a Trio memory channel of capacity
-``message_queue_size``. When the channel is full the reader waits, so it stops
-reading the socket and TCP flow control slows the peer down: nothing is
-dropped and nothing is buffered without bound.
+One background reader task per connection reads the transport, hands the
+bytes to the protocol core (:mod:`trio_ws.core`) and pushes each complete
+message into the bounded inbox (:mod:`trio_ws.inbox`), a Trio memory channel
+of capacity ``message_queue_size``. When the channel is full the reader
+waits, so it stops reading the socket and TCP flow control slows the peer
+down: nothing is dropped and nothing is buffered without bound.
 
 Senders queue whole frames in a bounded write buffer that one writer task
 drains (see :mod:`trio_ws.socket_io`), so frames never interleave, back-to-back
 messages share system calls, and a sender waits only when the buffer is full.
+Whether and why the connection closed is kept by :mod:`trio_ws.lifecycle`.
 """
 
 from __future__ import annotations
