@@ -17,6 +17,7 @@ from collections.abc import Collection, Iterable
 from .close_codes import TRY_AGAIN_LATER
 from .connection import WebSocketConnection
 from .exceptions import ConnectionClosed
+from .flusher import current_flusher
 from .outgoing import PreparedMessage
 
 __all__ = ["DEFAULT_POLICY", "BroadcastResult", "SlowConsumer", "broadcast"]
@@ -131,4 +132,6 @@ def broadcast_prepared(
         else:
             connection.close_nowait(TRY_AGAIN_LATER, SLOW_CONSUMER_REASON)
             closed += 1
+    if queued:
+        current_flusher().broadcast_ended()  # the next ones share writes with this
     return BroadcastResult(queued, skipped, closed, not_open)

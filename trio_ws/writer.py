@@ -29,11 +29,13 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import trio
 
+from .flusher import Flusher, current_flusher
 from .options import (
+    BATCH_BYTES,
     CORK_BYTES,
     CORK_FRAMES,
     CORK_LONG_PASS,
@@ -86,6 +88,8 @@ class FrameWriter:
         self._progress = trio.lowlevel.ParkingLot()
         self._stopping = False
         self._unyielded = 0  # frames queued by send() without a schedule point
+        self._batched = False  # _pieces wait for the run's flusher (put_batched)
+        self._flusher: Flusher | None = None  # that flusher, once asked for
         self.failed = False
 
     @property
@@ -118,6 +122,70 @@ class FrameWriter:
             pieces = self._write_now(pieces)
         if pieces:
             self.queue(*pieces)
+
+    def put_batched(self, *pieces: Piece) -> None:
+        """Queue one frame of a fan-out, to share a write with the next; never blocks.
+
+        For :func:`trio_ws.broadcast` (see :mod:`trio_ws.flusher`): on an
+        idle plain socket, while the run's flusher is hot, the frame waits
+        for it, and goes out with the frames queued here meanwhile in one
+        system call, unless BATCH_BYTES wait so; otherwise this is
+        :meth:`put`, which writes it at once.
+        """
+        if self.failed or self._stopping:
+            return  # dropped, as by queue()
+        if not self._batched:
+            if self._socket is None or self._nursery is None or self._pieces or self._running:
+                self.queue(*pieces)
+                return
+            if self._flusher is None:
+                self._flusher = current_flusher()
+            if not self._flusher.hot:
+                rest = self._write_now(pieces)  # as put() does: nothing to wait for
+                if rest:
+                    self.queue(*rest)
+                return
+            # Should a writer task take these over, they have waited already.
+            self._first_queued = -math.inf
+        self._pieces.extend(pieces)
+        for piece in pieces:
+            self._queued += len(piece)
+        if self._queued >= BATCH_BYTES:
+            self._batched = True
+            self.flush_batched()  # enough to be worth a system call of its own
+        elif not self._batched:
+            self._batched = True
+            assert self._flusher is not None  # asked for above
+            self._flusher.add(self)
+
+    def flush_batched(self) -> None:
+        """Write the frames :meth:`put_batched` held, with one ``writev``.
+
+        Called by the flusher; never raises. What the socket does not take
+        at once goes to a writer task, as after :meth:`put`. Does nothing if
+        a writer task (or :meth:`finish`) took the frames over meanwhile.
+        """
+        if not self._batched:
+            return
+        self._batched = False
+        if self._running or not self._pieces:
+            return
+        try:
+            pieces, queued = self._pieces, self._queued
+            self._pieces, self._queued = [], 0
+            if len(pieces) <= _IOV_MAX:
+                rest = self._write_now(pieces, total=queued)
+            else:
+                rest = self._write_now(pieces[:_IOV_MAX]) + tuple(pieces[_IOV_MAX:])
+            if rest:
+                self.queue(*rest)  # a writer task waits until the socket takes it
+            elif self._late is not None:
+                late, self._late = self._late, None
+                self.queue(late)
+        except Exception as exc:  # the connection's nursery closed: it is gone
+            self._give_up(repr(exc))
+        if len(self._progress):
+            self._progress.unpark_all()
 
     def start(self, nursery: trio.Nursery) -> None:
         """Run writer tasks in *nursery* from now on."""
@@ -257,21 +325,26 @@ class FrameWriter:
             if rest:
                 await trio.lowlevel.wait_writable(self._socket)
 
-    def _write_now(self, pieces: tuple[Piece, ...], *, raising: bool = False) -> tuple[Piece, ...]:
+    def _write_now(
+        self, pieces: Sequence[Piece], *, raising: bool = False, total: int = -1
+    ) -> tuple[Piece, ...]:
         """Write what the socket takes without blocking; return the rest.
 
         A failing socket is left for the writer task to find (it passes
-        *raising*), so that there is one way to fail.
+        *raising*), so that there is one way to fail. *total*, if given, is
+        the size of *pieces*, so that a complete write needs no counting.
         """
         assert self._socket is not None
         try:
             written = os.writev(self._socket.fileno(), pieces)
         except BlockingIOError:
-            return pieces
+            return tuple(pieces)
         except OSError as exc:
             if raising:
                 raise trio.BrokenResourceError(str(exc)) from exc
-            return pieces
+            return tuple(pieces)
+        if written == total:
+            return ()
         rest: list[Piece] = []
         for piece in pieces:
             if written >= len(piece):
@@ -332,8 +405,13 @@ class FrameWriter:
 
     async def _fail(self, why: str) -> None:
         """Give up on the transport: the peer can no longer find frame boundaries."""
+        self._give_up(why)
+        await trio.aclose_forcefully(self._stream)
+
+    def _give_up(self, why: str) -> None:
+        """:meth:`_fail` but for closing the stream, which its caller leaves to the reader."""
         self.failed = True
         self._pieces, self._queued, self._writing, self._late = [], 0, 0, None
+        self._batched = False
         self._progress.unpark_all()
         self._on_failure(why)
-        await trio.aclose_forcefully(self._stream)
