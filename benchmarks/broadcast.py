@@ -78,7 +78,7 @@ def rss(pid: int) -> int:
 # ---------------------------------------------------------------- servers
 
 
-def serve_trio_ws(seconds: float, size: int) -> None:
+def serve_trio_ws(seconds: float, size: int, interval: float) -> None:
     import trio
 
     import trio_ws
@@ -112,7 +112,7 @@ def serve_trio_ws(seconds: float, size: int) -> None:
                 totals["closed"] += result.closed
                 totals["not_open"] += result.not_open
                 seq += 1
-                await trio.sleep(0)
+                await trio.sleep(interval)
             await trio.sleep(0.5)  # what is still queued goes out
             cpu = cpu_seconds() - cpu
             print(
@@ -127,7 +127,7 @@ def serve_trio_ws(seconds: float, size: int) -> None:
     trio.run(main)
 
 
-def serve_websockets(seconds: float, size: int) -> None:
+def serve_websockets(seconds: float, size: int, interval: float) -> None:
     from websockets.asyncio.server import ServerConnection, broadcast, serve
 
     connections: set[ServerConnection] = set()
@@ -153,7 +153,7 @@ def serve_websockets(seconds: float, size: int) -> None:
                 broadcast(connections, message(seq, size))
                 inside += time.perf_counter() - before
                 seq += 1
-                await asyncio.sleep(0)
+                await asyncio.sleep(interval)
             await asyncio.sleep(0.5)  # what is still buffered goes out
             cpu = cpu_seconds() - cpu
             print(
@@ -315,7 +315,7 @@ def run_one(
 ) -> dict[str, Any]:
     children: list[Child] = []
     try:
-        host = Child("serve", server, str(args.seconds), str(size))
+        host = Child("serve", server, str(args.seconds), str(size), str(args.interval))
         children.append(host)
         port = int(host.line(30))
         per_client = subscribers // args.clients
@@ -424,6 +424,13 @@ def main() -> None:
         help="then a run with 10%% idle and big messages, so that enough is published "
         "per idle subscriber to overflow the kernel's socket buffers (0 0: none)",
     )
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=0.0,
+        help="seconds the publisher sleeps between broadcasts (default 0: one scheduler "
+        "pass, as fast as it can; a longer one measures the latency of lone messages)",
+    )
     parser.add_argument("--quick", action="store_true", help="2 s runs")
     parser.add_argument("--json", type=Path, help="also write the rows here")
     args = parser.parse_args()
@@ -447,8 +454,8 @@ def main() -> None:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "serve":
         raise_fd_limit(20_000)
-        seconds, size = float(sys.argv[3]), int(sys.argv[4])
-        (serve_trio_ws if sys.argv[2] == "trio_ws" else serve_websockets)(seconds, size)
+        seconds, size, interval = float(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+        (serve_trio_ws if sys.argv[2] == "trio_ws" else serve_websockets)(seconds, size, interval)
     elif len(sys.argv) > 1 and sys.argv[1] == "subscribe":
         raise_fd_limit(20_000)
         port, count, idle = map(int, sys.argv[2:5])
