@@ -567,7 +567,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         deflate = self._deflate if compress else None
         if deflate is not None and not deflate.should_compress(prepared.payload, prepared.is_text):
             deflate = None  # the sending policy of send_message applies here too
-        self._writer.put_batched(*prepared.frame(deflate, mask=self._is_client))
+        self._writer.put_batched(prepared.frame(deflate, mask=self._is_client))
 
     async def _send_deferred(self) -> None:
         """Queue the messages try_send_message held back, once the lock is free."""

@@ -123,7 +123,7 @@ class FrameWriter:
         if pieces:
             self.queue(*pieces)
 
-    def put_batched(self, *pieces: Piece) -> None:
+    def put_batched(self, frame: tuple[Piece, ...]) -> None:
         """Queue one frame of a fan-out, to share a write with the next; never blocks.
 
         For :func:`trio_ws.broadcast` (see :mod:`trio_ws.flusher`): on an
@@ -136,19 +136,19 @@ class FrameWriter:
             return  # dropped, as by queue()
         if not self._batched:
             if self._socket is None or self._nursery is None or self._pieces or self._running:
-                self.queue(*pieces)
+                self.queue(*frame)
                 return
             if self._flusher is None:
                 self._flusher = current_flusher()
             if not self._flusher.hot:
-                rest = self._write_now(pieces)  # as put() does: nothing to wait for
+                rest = self._write_now(frame)  # as put() does: nothing to wait for
                 if rest:
                     self.queue(*rest)
                 return
             # Should a writer task take these over, they have waited already.
             self._first_queued = -math.inf
-        self._pieces.extend(pieces)
-        for piece in pieces:
+        self._pieces += frame
+        for piece in frame:
             self._queued += len(piece)
         if self._queued >= BATCH_BYTES:
             self._batched = True
