@@ -97,7 +97,11 @@ def broadcast(
     (see :class:`SlowConsumer`); closed or closing connections are counted
     and passed over. The call is synchronous: nothing in it waits on a
     peer, so no client can delay the caller or the other clients, and it is
-    not a schedule point. It iterates over a snapshot of *connections*
+    not a schedule point. A broadcast that follows another closely leaves
+    its frames in the write buffers for a few scheduler passes, so that
+    each connection gets several messages in one system call (see
+    :doc:`/topics/broadcast`); a lone one is written before this returns.
+    It iterates over a snapshot of *connections*
     unless that is already a frozenset or tuple, so a connection closing
     (and leaving a room) meanwhile does not disturb it.
     """

@@ -144,12 +144,13 @@ CORK_LONG_PASS = 0.0002
 CORK_FRAMES = 32
 
 #: Right after a broadcast, the frames try_send_message (and so a broadcast)
-#: queues on an idle plain socket wait FLUSH_PASSES scheduler passes for
-#: company, and are then written with one system call per connection (see
-#: trio_ws.flusher), while fewer than BATCH_BYTES wait so; past that they are
-#: written at once. BATCH_BYTES is far below WRITE_BUFFER_SIZE, so that
+#: queues on an idle plain socket wait in the write buffer for company: the
+#: first frame queued on that connection in a later scheduler pass writes
+#: them all with one system call, and so does the flusher task after
+#: FLUSH_PASSES passes (see trio_ws.flusher). Past BATCH_BYTES waiting they
+#: are written at once. BATCH_BYTES is far below WRITE_BUFFER_SIZE, so that
 #: waiting never makes a connection look full.
-FLUSH_PASSES = 2
+FLUSH_PASSES = 3
 BATCH_BYTES = 16 * KiB
 
 #: Queued frames smaller than this are joined into one write; bigger ones

@@ -88,7 +88,7 @@ class FrameWriter:
         self._progress = trio.lowlevel.ParkingLot()
         self._stopping = False
         self._unyielded = 0  # frames queued by send() without a schedule point
-        self._batched = False  # _pieces wait for the run's flusher (put_batched)
+        self._held: int | None = None  # the flusher's pass since which _pieces wait
         self._flusher: Flusher | None = None  # that flusher, once asked for
         self.failed = False
 
@@ -128,13 +128,15 @@ class FrameWriter:
 
         For :func:`trio_ws.broadcast` (see :mod:`trio_ws.flusher`): on an
         idle plain socket, while the run's flusher is hot, the frame waits
-        for it, and goes out with the frames queued here meanwhile in one
-        system call, unless BATCH_BYTES wait so; otherwise this is
-        :meth:`put`, which writes it at once.
+        for company, and the first frame queued here in a later scheduler
+        pass writes them all (so does the flusher, if none comes, and so
+        does reaching BATCH_BYTES). Otherwise this is :meth:`put`, which
+        writes it at once.
         """
         if self.failed or self._stopping:
             return  # dropped, as by queue()
-        if not self._batched:
+        held = self._held
+        if held is None:
             if self._socket is None or self._nursery is None or self._pieces or self._running:
                 self.queue(*frame)
                 return
@@ -150,24 +152,29 @@ class FrameWriter:
         self._pieces += frame
         for piece in frame:
             self._queued += len(piece)
-        if self._queued >= BATCH_BYTES:
-            self._batched = True
-            self.flush_batched()  # enough to be worth a system call of its own
-        elif not self._batched:
-            self._batched = True
-            assert self._flusher is not None  # asked for above
+        assert self._flusher is not None  # asked for when the first frame was held
+        if self._queued >= BATCH_BYTES or (held is not None and held != self._flusher.passes):
+            self._write_held()  # enough for a call of its own, or company from a later pass
+        elif held is None:
+            self._held = self._flusher.passes
             self._flusher.add(self)
 
-    def flush_batched(self) -> None:
-        """Write the frames :meth:`put_batched` held, with one ``writev``.
+    def flush_batched(self, since: int) -> None:
+        """Write the frames held since the flusher's pass *since*, if still held.
 
-        Called by the flusher; never raises. What the socket does not take
-        at once goes to a writer task, as after :meth:`put`. Does nothing if
-        a writer task (or :meth:`finish`) took the frames over meanwhile.
+        Called by the flusher; never raises.
         """
-        if not self._batched:
-            return
-        self._batched = False
+        if self._held == since:
+            self._write_held()
+
+    def _write_held(self) -> None:
+        """Write what :meth:`put_batched` held, with one ``writev``; never raises.
+
+        What the socket does not take at once goes to a writer task, as
+        after :meth:`put`. Does nothing if a writer task (or :meth:`finish`)
+        took the frames over meanwhile.
+        """
+        self._held = None
         if self._running or not self._pieces:
             return
         try:
@@ -412,6 +419,6 @@ class FrameWriter:
         """:meth:`_fail` but for closing the stream, which its caller leaves to the reader."""
         self.failed = True
         self._pieces, self._queued, self._writing, self._late = [], 0, 0, None
-        self._batched = False
+        self._held = None
         self._progress.unpark_all()
         self._on_failure(why)
