@@ -137,3 +137,36 @@ async def test_direct_sends_keep_their_place_among_batched_broadcasts(
         broadcast(server.connections, "d")
         received = await receive(clients, 5)
     assert received == [["a", "b", "direct", "c", "d"]] * CLIENTS
+
+
+async def test_a_held_message_nothing_joins_is_written_a_few_passes_later(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with fanout(nursery) as (server, clients):
+        writes = Writes(monkeypatch)
+        broadcast(server.connections, "first")  # written at once
+        broadcast(server.connections, "second")  # waits for company that never comes
+        assert writes.count == CLIENTS
+        assert await receive(clients, 2) == [["first", "second"]] * CLIENTS
+        assert writes.count == 2 * CLIENTS
+
+
+async def test_closing_writes_held_messages_before_the_close(nursery: trio.Nursery) -> None:
+    async with fanout(nursery) as (server, clients):
+        received: list[list[object]] = [[] for _ in clients]
+
+        async def collect(ws: trio_ws.WebSocketConnection, into: list[object]) -> None:
+            with contextlib.suppress(trio_ws.ConnectionClosed):
+                while True:
+                    into.append(await ws.get_message())
+
+        with trio.fail_after(10):
+            async with trio.open_nursery() as inner:
+                for ws, into in zip(clients, received, strict=True):
+                    inner.start_soon(collect, ws, into)
+                broadcast(server.connections, "a")
+                broadcast(server.connections, "b")  # held when the closing starts
+                for ws in server.connections:
+                    inner.start_soon(ws.aclose)
+    assert received == [["a", "b"]] * CLIENTS
+    assert all(ws.closed is not None and ws.closed.code == 1000 for ws in clients)
