@@ -43,7 +43,7 @@ from .options import FLUSH_PASSES
 class Batched(Protocol):
     """What the flusher needs of a writer (``FrameWriter``)."""
 
-    def flush_batched(self, since: int) -> None:
+    def flush_batched(self, since: int | None) -> None:
         """Write the frames held since pass *since*, if it still holds those; never raises."""
 
 

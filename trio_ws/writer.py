@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import trio
 
@@ -124,71 +124,46 @@ class FrameWriter:
             self.queue(*pieces)
 
     def put_batched(self, frame: tuple[Piece, ...]) -> None:
-        """Queue one frame of a fan-out, to share a write with the next; never blocks.
+        """Queue a frame of a fan-out, to share a write with the next; never blocks.
 
-        For :func:`trio_ws.broadcast` (see :mod:`trio_ws.flusher`): on an
-        idle plain socket, while the run's flusher is hot, the frame waits
-        for company, and the first frame queued here in a later scheduler
-        pass writes them all (so does the flusher, if none comes, and so
-        does reaching BATCH_BYTES). Otherwise this is :meth:`put`, which
-        writes it at once.
+        While the run's flusher is hot (see :mod:`trio_ws.flusher`), on an
+        idle plain socket, the frame waits: a frame queued in a later
+        scheduler pass, the flusher or BATCH_BYTES writes them all in one
+        call. Otherwise this is :meth:`put`.
         """
-        if self.failed or self._stopping:
-            return  # dropped, as by queue()
-        held = self._held
-        if held is None:
-            if self._socket is None or self._nursery is None or self._pieces or self._running:
-                self.queue(*frame)
-                return
+        if self._held is None:
             if self._flusher is None:
                 self._flusher = current_flusher()
-            if not self._flusher.hot:
-                rest = self._write_now(frame)  # as put() does: nothing to wait for
-                if rest:
-                    self.queue(*rest)
+            if not self._flusher.hot or self._pieces or self._running or self.failed:
+                self.put(*frame)
                 return
-            # Should a writer task take these over, they have waited already.
-            self._first_queued = -math.inf
+            if self._socket is None or self._nursery is None or self._stopping:
+                self.put(*frame)
+                return
+            self._first_queued = -math.inf  # a writer task taking these over writes at once
+        assert self._flusher is not None
         self._pieces += frame
         for piece in frame:
             self._queued += len(piece)
-        assert self._flusher is not None  # asked for when the first frame was held
-        if self._queued >= BATCH_BYTES or (held is not None and held != self._flusher.passes):
-            self._write_held()  # enough for a call of its own, or company from a later pass
-        elif held is None:
-            self._held = self._flusher.passes
+        held, passes = self._held, self._flusher.passes
+        if held is None and self._queued < BATCH_BYTES:
+            self._held = passes
             self._flusher.add(self)
+        elif held != passes or self._queued >= BATCH_BYTES:
+            self.flush_batched(held)  # company from a later pass, or enough for a call
 
-    def flush_batched(self, since: int) -> None:
-        """Write the frames held since the flusher's pass *since*, if still held.
-
-        Called by the flusher; never raises.
-        """
-        if self._held == since:
-            self._write_held()
-
-    def _write_held(self) -> None:
-        """Write what :meth:`put_batched` held, with one ``writev``; never raises.
-
-        What the socket does not take at once goes to a writer task, as
-        after :meth:`put`. Does nothing if a writer task (or :meth:`finish`)
-        took the frames over meanwhile.
-        """
+    def flush_batched(self, since: int | None) -> None:
+        """Write the frames held since the flusher's pass *since*, if they still
+        are, in one call (what the socket does not take, as :meth:`put` does);
+        never raises."""
+        if self._held != since:
+            return
         self._held = None
         if self._running or not self._pieces:
-            return
+            return  # a writer task (or finish()) took them over
+        pieces, self._pieces, self._queued = self._pieces, [], 0
         try:
-            pieces, queued = self._pieces, self._queued
-            self._pieces, self._queued = [], 0
-            if len(pieces) <= _IOV_MAX:
-                rest = self._write_now(pieces, total=queued)
-            else:
-                rest = self._write_now(pieces[:_IOV_MAX]) + tuple(pieces[_IOV_MAX:])
-            if rest:
-                self.queue(*rest)  # a writer task waits until the socket takes it
-            elif self._late is not None:
-                late, self._late = self._late, None
-                self.queue(late)
+            self.put(*pieces)
         except Exception as exc:  # the connection's nursery closed: it is gone
             self._give_up(repr(exc))
         if len(self._progress):
@@ -332,26 +307,21 @@ class FrameWriter:
             if rest:
                 await trio.lowlevel.wait_writable(self._socket)
 
-    def _write_now(
-        self, pieces: Sequence[Piece], *, raising: bool = False, total: int = -1
-    ) -> tuple[Piece, ...]:
+    def _write_now(self, pieces: tuple[Piece, ...], *, raising: bool = False) -> tuple[Piece, ...]:
         """Write what the socket takes without blocking; return the rest.
 
         A failing socket is left for the writer task to find (it passes
-        *raising*), so that there is one way to fail. *total*, if given, is
-        the size of *pieces*, so that a complete write needs no counting.
+        *raising*), so that there is one way to fail.
         """
         assert self._socket is not None
         try:
             written = os.writev(self._socket.fileno(), pieces)
         except BlockingIOError:
-            return tuple(pieces)
+            return pieces
         except OSError as exc:
             if raising:
                 raise trio.BrokenResourceError(str(exc)) from exc
-            return tuple(pieces)
-        if written == total:
-            return ()
+            return pieces
         rest: list[Piece] = []
         for piece in pieces:
             if written >= len(piece):
@@ -416,7 +386,7 @@ class FrameWriter:
         await trio.aclose_forcefully(self._stream)
 
     def _give_up(self, why: str) -> None:
-        """:meth:`_fail` but for closing the stream, which its caller leaves to the reader."""
+        """:meth:`_fail` but for closing the stream (left to the reader)."""
         self.failed = True
         self._pieces, self._queued, self._writing, self._late = [], 0, 0, None
         self._held = None
