@@ -1,15 +1,17 @@
-"""Run the fuzzing properties of tests/test_fuzz.py for much longer.
+"""Run the fuzzing properties of tests/test_fuzz.py, and the differential
+test of tests/oracle, for much longer.
 
-The properties, generators and the RFC 6455 model live in ``tests/fuzzing.py``;
+The properties, generators and the RFC 6455 model live in ``tests/fuzz/``;
 this script drives them with Hypothesis in random (not derandomized) batches
 until it has run ``--examples`` examples per property or ``--seconds`` have
 passed, then prints a summary: examples run, outcomes seen, time per example
 and, for a failure, the shrunk failing example and its error.
 
-Run it from the repository root, so that ``tests.fuzzing`` is importable::
+Run it from the repository root, so that ``tests.fuzz`` is importable::
 
     PYTHONPATH=. python benchmarks/fuzz_long.py --examples 5000 --seconds 600
     PYTHONPATH=. python benchmarks/fuzz_long.py --property server_frames --seconds 60
+    PYTHONPATH=. python benchmarks/fuzz_long.py --property oracle_server_deflate --seconds 60
 
 ``--seed`` makes a run reproducible. The exit status is 1 if any property
 failed.
@@ -23,18 +25,31 @@ import random
 import sys
 import time
 import traceback
+from functools import partial
 from typing import Any
 
 from hypothesis import given, seed, settings
 
-from tests import fuzzing
+from tests.fuzz.properties import PROPERTIES, settings_kwargs
+from tests.oracle.streams import streams
+from tests.oracle.test_differential import compare
+
+#: The fuzzing properties, and the differential test of tests/oracle (trio_ws's
+#: protocol core against bare wsproto, no sockets: thousands of examples a minute).
+ALL = {
+    **PROPERTIES,
+    "oracle_server": (partial(streams, masked=True, deflate=False), compare),
+    "oracle_client": (partial(streams, masked=False, deflate=False), compare),
+    "oracle_server_deflate": (partial(streams, masked=True, deflate=True), compare),
+    "oracle_client_deflate": (partial(streams, masked=False, deflate=True), compare),
+}
 
 
 def run_property(
     name: str, examples: int, deadline: float, batch: int, rng: random.Random, verbose: bool
 ) -> dict[str, Any]:
     """Run *name* in batches until *examples* or *deadline*; return its summary."""
-    strategy, check = fuzzing.PROPERTIES[name]
+    strategy, check = ALL[name]
     outcomes: collections.Counter[str] = collections.Counter()
     failure: str | None = None
     started = time.monotonic()
@@ -47,7 +62,7 @@ def run_property(
 
     while ran < examples and time.monotonic() < deadline:
         size = min(batch, examples - ran)
-        test = settings(**fuzzing.settings_kwargs(size, derandomize=False))(given(strategy())(body))
+        test = settings(**settings_kwargs(size, derandomize=False))(given(strategy())(body))
         batch_seed = rng.getrandbits(64)
         try:
             # A seed per batch makes a failing batch reproducible on its own.
@@ -70,7 +85,7 @@ def main() -> int:
     parser.add_argument(
         "--property",
         action="append",
-        choices=sorted(fuzzing.PROPERTIES),
+        choices=sorted(ALL),
         help="run only this property (repeatable); default: all",
     )
     parser.add_argument("--batch", type=int, default=500, help="examples per Hypothesis run")
@@ -78,7 +93,7 @@ def main() -> int:
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args()
 
-    names = args.property or list(fuzzing.PROPERTIES)
+    names = args.property or list(ALL)
     run_seed = args.seed if args.seed is not None else random.SystemRandom().getrandbits(32)
     rng = random.Random(run_seed)
     print(

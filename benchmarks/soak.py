@@ -46,9 +46,7 @@ Run from the repository root::
 from __future__ import annotations
 
 import argparse
-import base64
 import collections
-import hashlib
 import json
 import logging
 import math
@@ -68,8 +66,12 @@ import trio
 
 import trio_ws
 
+# The raw clients speak through the test suite's own (independent) codec.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from tests.support.codec import BINARY, decode_frame, frame
+from tests.support.handshake import accept_token, new_key, upgrade_request
+
 HOST = "127.0.0.1"
-GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 KINDS = ("clean", "reset", "violation", "half_open", "slow_handshake")
 DEFAULT_MIX = "clean=60,reset=15,violation=5,half_open=10,slow_handshake=10"
 
@@ -185,30 +187,6 @@ async def serve(args: argparse.Namespace) -> None:
 # ============================================================ raw client bits
 
 
-def upgrade_request(path: str = "/") -> tuple[bytes, bytes]:
-    key = base64.b64encode(os.urandom(16))
-    request = (
-        f"GET {path} HTTP/1.1\r\nHost: {HOST}\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key.decode()}\r\n"
-        "Sec-WebSocket-Version: 13\r\n\r\n"
-    ).encode()
-    return request, base64.b64encode(hashlib.sha1(key + GUID).digest())
-
-
-def masked_frame(opcode: int, payload: bytes) -> bytes:
-    n = len(payload)
-    head = bytes([0x80 | opcode])
-    if n < 126:
-        head += bytes([0x80 | n])
-    elif n < 1 << 16:
-        head += bytes([0x80 | 126]) + struct.pack("!H", n)
-    else:
-        head += bytes([0x80 | 127]) + struct.pack("!Q", n)
-    key = os.urandom(4)
-    masked = bytes(b ^ key[i % 4] for i, b in enumerate(payload))
-    return head + key + masked
-
-
 class RawPeer:
     """Just enough of a WebSocket client to misbehave in specific ways."""
 
@@ -222,8 +200,9 @@ class RawPeer:
         return bool(data)
 
     async def handshake(self, path: str = "/") -> None:
-        request, token = upgrade_request(path)
-        await self.stream.send_all(request)
+        key = new_key()
+        token = accept_token(key)
+        await self.stream.send_all(upgrade_request(path, key=key))
         while b"\r\n\r\n" not in self.buffer:
             if not await self.fill():
                 raise EOFError("server closed during the handshake")
@@ -235,24 +214,14 @@ class RawPeer:
 
     async def frame(self) -> tuple[int, bytes]:
         """The next (unmasked) frame from the server."""
-        while True:
-            if len(self.buffer) >= 2:
-                n, at = self.buffer[1] & 0x7F, 2
-                if n == 126 and len(self.buffer) >= 4:
-                    (n,), at = struct.unpack("!H", self.buffer[2:4]), 4
-                elif n == 127 and len(self.buffer) >= 10:
-                    (n,), at = struct.unpack("!Q", self.buffer[2:10]), 10
-                if n < 126 or at > 2:
-                    if len(self.buffer) >= at + n:
-                        opcode = self.buffer[0] & 0x0F
-                        payload = bytes(self.buffer[at : at + n])
-                        del self.buffer[: at + n]
-                        return opcode, payload
+        while (wire := decode_frame(self.buffer)) is None:
             if not await self.fill():
                 raise EOFError("server closed the connection")
+        del self.buffer[: wire.size]
+        return wire.opcode, wire.payload
 
     async def echo(self, payload: bytes) -> None:
-        await self.stream.send_all(masked_frame(0x2, payload))
+        await self.stream.send_all(frame(BINARY, payload))
         while True:
             opcode, data = await self.frame()
             if opcode == 0x2:
@@ -380,7 +349,7 @@ class Driver:
             peer = RawPeer(stream)
             await peer.handshake()
             await peer.echo(b"before")
-            await stream.send_all(masked_frame(0x3, b"reserved opcode"))
+            await stream.send_all(frame(0x3, b"reserved opcode"))
             code = await peer.wait_until_closed(until_close_frame=True)
         self.stats.outcome("violation", f"server closed with {code}")
 
@@ -397,7 +366,7 @@ class Driver:
     async def slow_handshake(self, slot: Slot) -> None:
         stream = await trio.open_tcp_stream(HOST, self.port)
         try:
-            request, _ = upgrade_request()
+            request = upgrade_request()
             await stream.send_all(request[: len(request) // 2])
             await self.park("slow_handshake", slot, RawPeer(stream))
         finally:

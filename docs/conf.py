@@ -45,7 +45,7 @@ NO_PUBLIC_CONSTRUCTOR = {
     "trio_ws.Reconnector",
     "trio_ws.WebSocketConnection",
     "trio_ws.WebSocketRequest",
-    "trio_ws.streaming.MessageStream",
+    "trio_ws.inbox.MessageStream",
 }
 
 # The type of the private "use the default" sentinel, with the "|" that joins

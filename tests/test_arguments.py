@@ -12,7 +12,7 @@ import trio
 import trio_ws
 
 from .conftest import HOST, echo_handler
-from .raw import http_exchange
+from .support.peers import http_exchange
 
 
 @pytest.fixture

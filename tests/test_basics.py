@@ -14,7 +14,8 @@ import trio_ws
 from trio_ws.options import DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_MESSAGE_QUEUE_SIZE
 
 from .conftest import HOST, echo_handler
-from .raw import Reader, accept_answer, serve_raw
+from .support.handshake import accept_answer
+from .support.peers import Reader, serve_raw
 
 
 async def test_echo_text_and_bytes(echo_server: trio_ws.WebSocketServer) -> None:

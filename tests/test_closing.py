@@ -13,17 +13,9 @@ import trio.testing
 import trio_ws
 
 from .conftest import HOST, CloseRecorder, echo_handler
-from .raw import (
-    CLOSE,
-    PING,
-    TEXT,
-    Reader,
-    accept_answer,
-    close_payload,
-    frame,
-    raw_client,
-    serve_raw,
-)
+from .support.codec import CLOSE, PING, TEXT, close_payload, frame
+from .support.handshake import accept_answer
+from .support.peers import Reader, raw_client, serve_raw
 
 
 async def test_pending_ping_raises_when_connection_is_lost(nursery: trio.Nursery) -> None:
@@ -241,7 +233,7 @@ async def test_server_initiated_close_is_echoed(nursery: trio.Nursery) -> None:
 
 async def test_reader_keeps_reading_while_a_send_is_blocked(nursery: trio.Nursery) -> None:
     """A ping must not make the reader wait behind a send the peer is not reading."""
-    from .raw import BINARY, PONG
+    from .support.codec import BINARY, PONG
 
     release = trio.Event()
 

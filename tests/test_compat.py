@@ -16,7 +16,7 @@ import trio.testing
 import trio_ws
 
 from .conftest import HOST, echo_handler
-from .raw import Reader, raw_client, serve_raw
+from .support.peers import Reader, raw_client, serve_raw
 
 
 class ListHandler(logging.Handler):

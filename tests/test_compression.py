@@ -17,7 +17,9 @@ import trio_ws
 from trio_ws import DeflateOptions
 
 from .conftest import HOST, echo_handler
-from .raw import BINARY, TEXT, Reader, accept_answer, frame, raw_client, serve_raw
+from .support.codec import BINARY, TEXT, frame
+from .support.handshake import accept_answer
+from .support.peers import Reader, raw_client, serve_raw
 
 MiB = 2**20
 

@@ -14,7 +14,7 @@ import trio_ws
 from trio_ws.options import DEFAULT_SERVER_HEADER, DEFAULT_USER_AGENT
 
 from .conftest import HOST, echo_handler
-from .raw import http_exchange, raw_client
+from .support.peers import http_exchange, raw_client
 
 
 async def test_request_hook_hands_state_to_the_handler(nursery: trio.Nursery) -> None:

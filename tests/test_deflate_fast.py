@@ -27,7 +27,9 @@ from trio_ws.core.deflate import PerMessageDeflate
 from trio_ws.core.size_limit import MessageSizeLimit
 
 from .conftest import HOST, echo_handler
-from .raw import BINARY, CONTINUATION, TEXT, Reader, accept_answer, frame, raw_client, serve_raw
+from .support.codec import BINARY, CONTINUATION, TEXT, frame
+from .support.handshake import accept_answer
+from .support.peers import Reader, raw_client, serve_raw
 
 MiB = 2**20
 TAIL = b"\x00\x00\xff\xff"

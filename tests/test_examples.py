@@ -14,7 +14,7 @@ import trio
 
 import trio_ws
 
-from .raw import http_exchange
+from .support.peers import http_exchange
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"

@@ -22,14 +22,19 @@ from trio_ws.core import fragments as protocol
 from trio_ws.core import frames
 
 from .conftest import HOST, echo_handler
-from .raw import BINARY, CLOSE, CONTINUATION, PING, PONG, TEXT, frame, raw_client
+from .support.codec import BINARY, CLOSE, CONTINUATION, PING, PONG, TEXT, Frame, frame
+from .support.peers import raw_client
 
 MiB = 2**20
 
 
-def kind_of(data: bytes, *, masked: bool = True, in_progress: bool = False) -> int | None:
+def kind_of(
+    data: bytes, *, masked: bool = True, in_progress: bool = False, compressed: bool = False
+) -> int | None:
     header, size = frames.frame_extent(data, 0)  # type: ignore[misc]
-    return protocol.fragment_kind(data, 0, header, size, masked=masked, in_progress=in_progress)
+    return protocol.fragment_kind(
+        data, 0, header, size, masked=masked, in_progress=in_progress, compressed=compressed
+    )
 
 
 @pytest.mark.parametrize(
@@ -56,7 +61,7 @@ def test_fragment_kinds(data: bytes, in_progress: bool, expected: int | None) ->
 
 def test_a_length_not_in_its_shortest_form_is_left_to_wsproto() -> None:
     # 5 bytes announced in the 16-bit form.
-    data = bytes((0x01, 0x80 | 126)) + struct.pack("!H", 5) + bytes(4) + b"abcde"
+    data = bytes(Frame(TEXT, b"abcde", fin=False, key=bytes(4), encoding="16"))
     assert kind_of(data) is None
 
 

@@ -1,4 +1,4 @@
-"""Masking and whole-message framing, against the reference in tests/raw.py."""
+"""Masking and whole-message framing, against the test-side codec in tests/support."""
 
 from __future__ import annotations
 
@@ -8,13 +8,10 @@ import pytest
 
 from trio_ws.core import frames
 
-from .raw import frame as reference_frame
+from .support.codec import frame as reference_frame
+from .support.codec import mask as naive_mask
 
 SIZES = [0, 1, 3, 4, 5, 125, 126, 511, 512, 513, 4097, 65535, 65536, 70001]
-
-
-def naive_mask(data: bytes, key: bytes) -> bytes:
-    return bytes(b ^ key[i % 4] for i, b in enumerate(data))
 
 
 @pytest.mark.parametrize("size", SIZES)

@@ -3,7 +3,7 @@
 Each property runs every example in its own ``trio.run`` (Hypothesis's
 ``@given`` does not mix with pytest-trio, so these are plain ``def`` tests)
 against a fresh trio_ws echo server or client on 127.0.0.1. The model of what
-RFC 6455 requires, the generators and the checks live in ``tests/fuzzing.py``
+RFC 6455 requires, the generators and the checks live in ``tests/fuzz/``
 and are shared with ``benchmarks/fuzz_long.py``, which runs the same
 properties for much longer.
 
@@ -37,23 +37,34 @@ from hypothesis import event, example, given, settings
 
 import trio_ws
 
-from . import fuzzing as fz
-from .fuzzing import (
-    BINARY,
-    CLOSE,
-    CONT,
-    PING,
-    PONG,
-    TEXT,
+from .fuzz.handshake_cases import (
+    ERROR_STATUSES,
     AnswerCase,
-    Frame,
-    FrameCase,
     RequestCase,
-    close_frame,
+    answer_cases,
+    check_client_heads,
+    check_server_heads,
+    request_cases,
 )
+from .fuzz.leaks import live_tasks, run_isolated, settle
+from .fuzz.model import FRAGMENT_LIMIT, VALID_CLOSE_CODES, expect, valid_utf8
+from .fuzz.properties import settings_kwargs
+from .fuzz.raw_peers import (
+    Handlers,
+    check_client_frames,
+    check_server_deflate,
+    check_server_frames,
+    check_server_stream,
+    start_server,
+    well_behaved_client,
+)
+from .fuzz.strategies import INVALID_UTF8, DeflateCase, FrameCase, deflate_cases, frame_cases
+from .support.codec import BINARY, CLOSE, CONT, PING, PONG, TEXT, Frame, close_frame
+from .support.handshake import upgrade_request
+from .support.peers import HOST
 
 EXAMPLES = int(os.environ.get("TRIO_WS_FUZZ_EXAMPLES", "75"))
-CI = settings(**fz.settings_kwargs(EXAMPLES, derandomize=True))
+CI = settings(**settings_kwargs(EXAMPLES, derandomize=True))
 
 
 def no_logged_errors(caplog: pytest.LogCaptureFixture) -> None:
@@ -134,10 +145,10 @@ SERVER_EXAMPLES = [
 
 
 @CI
-@given(frames=fz.frame_cases(masked=True))
+@given(frames=frame_cases(masked=True))
 def test_server_survives_fuzzed_frames(caplog: pytest.LogCaptureFixture, frames: FrameCase) -> None:
     caplog.clear()
-    event(fz.check_server_frames(frames))
+    event(check_server_frames(frames))
     no_logged_errors(caplog)
 
 
@@ -168,10 +179,10 @@ CLIENT_EXAMPLES = [
 
 
 @CI
-@given(frames=fz.frame_cases(masked=False))
+@given(frames=frame_cases(masked=False))
 def test_client_survives_fuzzed_frames(caplog: pytest.LogCaptureFixture, frames: FrameCase) -> None:
     caplog.clear()
-    event(fz.check_client_frames(frames))
+    event(check_client_frames(frames))
     no_logged_errors(caplog)
 
 
@@ -182,19 +193,15 @@ for _example in CLIENT_EXAMPLES:
 
 
 @CI
-@given(case=fz.request_cases())
-@example(RequestCase(fz.upgrade_request(), frozenset([101])))
-@example(RequestCase(fz.upgrade_request().replace(b"GET", b"PUT"), frozenset([405])))
-@example(
-    RequestCase(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\r\n\r\n", fz.ERROR_STATUSES)
-)
-@example(
-    RequestCase(fz.upgrade_request(extra=b"X-Big: " + b"a" * 30000 + b"\r\n"), frozenset([431]))
-)
-@example(RequestCase(fz.upgrade_request()[:40], frozenset([None, 400]), eof=True))
+@given(case=request_cases())
+@example(RequestCase(upgrade_request(), frozenset([101])))
+@example(RequestCase(upgrade_request().replace(b"GET", b"PUT"), frozenset([405])))
+@example(RequestCase(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\r\n\r\n", ERROR_STATUSES))
+@example(RequestCase(upgrade_request(extra=b"X-Big: " + b"a" * 30000 + b"\r\n"), frozenset([431])))
+@example(RequestCase(upgrade_request()[:40], frozenset([None, 400]), eof=True))
 @example(
     RequestCase(
-        fz.upgrade_request().replace(b"Version: 13", b"Version: 8"),
+        upgrade_request().replace(b"Version: 13", b"Version: 8"),
         frozenset([426]),
         version_mismatch=True,
     )
@@ -203,12 +210,12 @@ def test_server_answers_fuzzed_requests(
     caplog: pytest.LogCaptureFixture, case: RequestCase
 ) -> None:
     caplog.clear()
-    event(fz.check_server_heads(case))
+    event(check_server_heads(case))
     no_logged_errors(caplog)
 
 
 @CI
-@given(case=fz.answer_cases())
+@given(case=answer_cases())
 @example(
     AnswerCase(
         b"HTTP/1.1 101 Switching Protocols",
@@ -223,7 +230,7 @@ def test_server_answers_fuzzed_requests(
 @example(AnswerCase(b"garbage", (), None, b"", "error", None))
 def test_client_handles_fuzzed_answers(caplog: pytest.LogCaptureFixture, case: AnswerCase) -> None:
     caplog.clear()
-    event(fz.check_client_heads(case))
+    event(check_client_heads(case))
     no_logged_errors(caplog)
 
 
@@ -234,66 +241,64 @@ def test_slow_and_silent_handshakes_are_dropped_without_leaks() -> None:
     """Half a request, or nothing at all, is dropped at ``connect_timeout``."""
 
     async def main() -> str:
-        handlers = fz.Handlers()
+        handlers = Handlers()
         async with trio.open_nursery() as nursery:
-            port = await fz.start_server(nursery, handlers, connect_timeout=0.3)
-            baseline = len(fz.live_tasks())
+            port = await start_server(nursery, handlers, connect_timeout=0.3)
+            baseline = len(live_tasks())
             with trio.fail_after(10):
-                streams = [await trio.open_tcp_stream(fz.HOST, port) for _ in range(10)]
+                streams = [await trio.open_tcp_stream(HOST, port) for _ in range(10)]
                 for i, stream in enumerate(streams):
-                    await stream.send_all(fz.upgrade_request()[: i * 7])
-                await fz.well_behaved_client(port)  # served meanwhile
+                    await stream.send_all(upgrade_request()[: i * 7])
+                await well_behaved_client(port)  # served meanwhile
                 for stream in streams:
                     assert await stream.receive_some(100) == b""  # dropped, no answer
                     await stream.aclose()
-                await fz.settle(baseline, handlers)
+                await settle(baseline, handlers)
             assert handlers.calls == 1  # the well-behaved client only
             handlers.stopping = True
             nursery.cancel_scope.cancel()
         return "ok"
 
-    fz.run_isolated(main)
+    run_isolated(main)
 
 
 def test_fuzz_model_sanity() -> None:
     """The RFC model itself, on hand-made cases (so the fuzzing checks the right thing)."""
-    [e] = fz.expect(bytes(Frame(TEXT, b"hi")) + bytes(close_frame(1000)), masked=True)
+    [e] = expect(bytes(Frame(TEXT, b"hi")) + bytes(close_frame(1000)), masked=True)
     assert e.messages == [(TEXT, b"hi")] and e.close and e.close_code == 1000
-    [e] = fz.expect(
-        bytes(Frame(TEXT, b"\xe2\x82", fin=False)) + bytes(Frame(PING, b"")), masked=True
-    )
+    [e] = expect(bytes(Frame(TEXT, b"\xe2\x82", fin=False)) + bytes(Frame(PING, b"")), masked=True)
     assert not e.violation and e.eof and e.pings == [b""]
-    e = fz.expect(bytes(Frame(TEXT, b"\xe2\x82(", fin=False)), masked=True)[0]
+    e = expect(bytes(Frame(TEXT, b"\xe2\x82(", fin=False)), masked=True)[0]
     assert e.violation == {1007}
-    [e] = fz.expect(bytes(Frame(BINARY, b"", declared=2**40)), masked=True)
+    [e] = expect(bytes(Frame(BINARY, b"", declared=2**40)), masked=True)
     assert e.violation == {1009} and not e.eof
-    [e] = fz.expect(bytes(Frame(BINARY, b"x", masked=False)), masked=True)
+    [e] = expect(bytes(Frame(BINARY, b"x", masked=False)), masked=True)
     assert e.violation == {1002}
-    [e] = fz.expect(bytes(close_frame(1013)), masked=True)
+    [e] = expect(bytes(close_frame(1013)), masked=True)
     assert e.close and e.violation == {1002}  # either is fine
     # Invalid UTF-8 in a first fragment: fail at once, or by the end of the message.
     stream = [Frame(TEXT, b"\xed\xa0", fin=False), Frame(PING, b"1"), Frame(CONT, b"\x80")]
-    alternatives = fz.expect(b"".join(map(bytes, stream)), masked=True)
+    alternatives = expect(b"".join(map(bytes, stream)), masked=True)
     strict, last = alternatives[0], alternatives[-1]
     assert all(e.violation == {1007} for e in alternatives)
     assert strict.pings == [] and last.pings == [b"1"]
-    assert fz.valid_utf8("€𝄞".encode()) and not fz.valid_utf8(b"\xf4\x90\x80\x80")
-    for bad in fz.INVALID_UTF8:
-        assert not fz.valid_utf8(b"a" + bad + b"z")
+    assert valid_utf8("€𝄞".encode()) and not valid_utf8(b"\xf4\x90\x80\x80")
+    for bad in INVALID_UTF8:
+        assert not valid_utf8(b"a" + bad + b"z")
 
 
 def test_close_constants_match_rfc() -> None:
-    assert 1004 not in fz.VALID_CLOSE_CODES and 1005 not in fz.VALID_CLOSE_CODES
+    assert 1004 not in VALID_CLOSE_CODES and 1005 not in VALID_CLOSE_CODES
     assert trio_ws.ConnectionClosed  # the public names the fuzzing relies on
 
 
 @CI
-@given(case=fz.deflate_cases())
+@given(case=deflate_cases())
 def test_compressing_server_survives_fuzzed_frames(
-    caplog: pytest.LogCaptureFixture, case: fz.DeflateCase
+    caplog: pytest.LogCaptureFixture, case: DeflateCase
 ) -> None:
     caplog.clear()
-    event(fz.check_server_deflate(case))
+    event(check_server_deflate(case))
     no_logged_errors(caplog)
 
 
@@ -313,29 +318,29 @@ def test_orphan_continuation_after_a_long_message_fails_with_1002_on_the_server(
     # With max_message_size=256 the server used to send Close 1009 "message of at
     # least 258 bytes exceeds limit of 256".
     frames = case(Frame(BINARY, b"z" * 250, **M), Frame(CONT, b"12345678", **M))
-    assert fz.check_server_frames(frames) == "fail-1002"
+    assert check_server_frames(frames) == "fail-1002"
 
 
 def test_orphan_continuation_after_a_long_message_fails_with_1002_on_the_client() -> None:
     # Same frames, unmasked, from a server: 82 7e 00 fa <250 bytes> 80 08 <8 bytes>.
     frames = case(Frame(BINARY, b"z" * 250, **U), Frame(CONT, b"12345678", **U))
-    assert fz.check_client_frames(frames) == "fail-1002"
+    assert check_client_frames(frames) == "fail-1002"
 
 
 def test_orphan_continuation_alone_fails_with_1002() -> None:
     """The same frame without a long message before it is reported correctly."""
-    assert fz.check_server_frames(case(Frame(CONT, b"12345678", **M))) == "fail-1002"
-    assert fz.check_client_frames(case(Frame(CONT, b"12345678", **U))) == "fail-1002"
+    assert check_server_frames(case(Frame(CONT, b"12345678", **M))) == "fail-1002"
+    assert check_client_frames(case(Frame(CONT, b"12345678", **U))) == "fail-1002"
 
 
 @CI
-@given(frames=fz.frame_cases(masked=True))
+@given(frames=frame_cases(masked=True))
 def test_streaming_server_survives_fuzzed_frames(
     caplog: pytest.LogCaptureFixture, frames: FrameCase
 ) -> None:
     """The same, with a handler that echoes through get_message_stream/send_message_stream."""
     caplog.clear()
-    event(fz.check_server_stream(frames))
+    event(check_server_stream(frames))
     no_logged_errors(caplog)
 
 
@@ -353,7 +358,7 @@ async def send_fragments(split: bool, count: int = 600) -> str | trio_ws.CloseRe
     whose limit is 1024 fragments; *split* delivers every frame in two reads."""
     client, server = trio.testing.memory_stream_pair()
     async with trio.open_nursery() as nursery:
-        await client.send_all(fz.upgrade_request())
+        await client.send_all(upgrade_request())
         request = await trio_ws.wrap_server_stream(
             nursery, server, max_message_size=256, compression=None, ping_interval=None
         )
@@ -380,7 +385,7 @@ async def send_fragments(split: bool, count: int = 600) -> str | trio_ws.CloseRe
 
 
 def test_600_fragments_in_one_read_are_accepted() -> None:
-    assert fz.FRAGMENT_LIMIT == 1024
+    assert FRAGMENT_LIMIT == 1024
     assert trio.run(send_fragments, False) == "x"
 
 

@@ -9,7 +9,8 @@ import trio.testing
 import trio_ws
 
 from .conftest import HOST, echo_handler
-from .raw import Reader, accept_answer, http_exchange, serve_raw, upgrade_request
+from .support.handshake import accept_answer, upgrade_request
+from .support.peers import Reader, http_exchange, serve_raw
 
 PROMPTLY = 5  # seconds; every connect_timeout below is much longer
 

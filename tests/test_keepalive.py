@@ -9,7 +9,8 @@ import trio.testing
 import trio_ws
 
 from .conftest import HOST, echo_handler
-from .raw import Reader, accept_answer, serve_raw
+from .support.handshake import accept_answer
+from .support.peers import Reader, serve_raw
 
 
 async def test_latency_is_measured(
@@ -45,7 +46,7 @@ async def test_half_open_peer_is_detected(
 async def test_server_detects_vanished_client(
     nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
 ) -> None:
-    from .raw import raw_client
+    from .support.peers import raw_client
 
     ended: list[int] = []
 

@@ -9,19 +9,9 @@ import trio.testing
 import trio_ws
 
 from .conftest import HOST
-from .raw import (
-    BINARY,
-    CLOSE,
-    CONTINUATION,
-    PING,
-    TEXT,
-    Reader,
-    accept_answer,
-    close_payload,
-    frame,
-    raw_client,
-    serve_raw,
-)
+from .support.codec import BINARY, CLOSE, CONTINUATION, PING, TEXT, close_payload, frame
+from .support.handshake import accept_answer
+from .support.peers import Reader, raw_client, serve_raw
 
 MiB = 2**20
 
@@ -243,7 +233,7 @@ async def test_frames_sent_with_the_101_answer_are_delivered(nursery: trio.Nurse
 
 async def test_frames_sent_with_the_request_are_delivered(nursery: trio.Nursery) -> None:
     from .conftest import echo_handler
-    from .raw import upgrade_request
+    from .support.handshake import upgrade_request
 
     server = await nursery.start(trio_ws.serve_websocket, echo_handler, HOST, 0, None)
     async with await trio.open_tcp_stream(HOST, server.port) as stream:

@@ -14,8 +14,8 @@ import trio
 
 import trio_ws
 
-from .raw import http_exchange
 from .redis_server import RedisServer
+from .support.peers import http_exchange
 from .test_examples import ROOT, Program
 
 WORKERS = ["--workers", "2", "--port", "0", "--shutdown-timeout", "2"]

@@ -9,7 +9,8 @@ import trio.testing
 import trio_ws
 
 from .conftest import HOST, echo_handler
-from .raw import http_exchange, upgrade_request
+from .support.handshake import upgrade_request
+from .support.peers import http_exchange
 
 
 async def start(

@@ -316,7 +316,8 @@ async def test_stream_opened_while_a_long_binary_frame_arrives_gets_it(
     """The stream gets the message whose first bytes were read before it opened."""
     import os
 
-    from .raw import BINARY, TEXT, frame, raw_client
+    from .support.codec import BINARY, TEXT, frame
+    from .support.peers import raw_client
 
     got: list[object] = []
     header_read = trio.Event()

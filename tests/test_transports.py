@@ -11,7 +11,7 @@ import trio
 import trio_ws
 
 from .conftest import HOST, echo_handler
-from .raw import Reader
+from .support.peers import Reader
 
 
 async def test_unix_socket_both_sides(nursery: trio.Nursery, tmp_path: Path) -> None:

@@ -12,7 +12,9 @@ import trio
 import trio_ws
 
 from .conftest import HOST
-from .raw import CLOSE, Reader, accept_answer, close_payload, frame, serve_raw
+from .support.codec import CLOSE, close_payload, frame
+from .support.handshake import accept_answer
+from .support.peers import Reader, serve_raw
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,8 @@ import trio.testing
 import trio_ws
 
 from .conftest import HOST
-from .raw import PING, PONG, frame, raw_client
+from .support.codec import PING, PONG, frame
+from .support.peers import raw_client
 
 
 class CountingStream(trio.abc.HalfCloseableStream):
@@ -108,7 +109,8 @@ async def test_sends_after_the_peer_resets_fail_with_1006(nursery: trio.Nursery)
     import socket
     import struct
 
-    from .raw import Reader, accept_answer, serve_raw
+    from .support.handshake import accept_answer
+    from .support.peers import Reader, serve_raw
 
     async def reset(stream: trio.SocketStream, reader: Reader, head: bytes) -> None:
         await stream.send_all(accept_answer(head))

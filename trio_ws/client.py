@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import trio
 
 from .close_codes import NORMAL_CLOSURE, leaving_code
-from .connection import WebSocketConnection
+from .connection import WebSocketConnection, close_connection, start_connection
 from .core.deflate import NegotiationError, PerMessageDeflate
 from .core.size_limit import MessageSizeLimit
 from .exceptions import ConnectionTimeout, DisconnectionTimeout, HandshakeError
@@ -397,7 +397,7 @@ async def _handshake(
         size_limit=limit,
         deflate=deflate,
     )
-    connection._start(nursery)
+    start_connection(connection, nursery)
     return connection
 
 
@@ -445,7 +445,7 @@ async def _owned_connection(
                         error = exc
                         code = leaving_code(exc)
                     try:
-                        finished_in_time = await connection._close(code, None)
+                        finished_in_time = await close_connection(connection, code)
                     except BaseException as exc:
                         error = error or exc
         except BaseException as exc:

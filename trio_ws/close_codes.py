@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from wsproto.frame_protocol import CloseReason as _Code
+import enum
 
 from .core.frames import MAX_CONTROL_PAYLOAD
 
@@ -17,9 +17,32 @@ POLICY_VIOLATION = 1008
 MESSAGE_TOO_BIG = 1009
 MANDATORY_EXT = 1010
 INTERNAL_ERROR = 1011
+SERVICE_RESTART = 1012
 #: IANA-registered: "try again later". Sent to a consumer too slow for a
 #: broadcast, which should reconnect (after a pause) and resynchronise.
 TRY_AGAIN_LATER = 1013
+TLS_HANDSHAKE_FAILED = 1015
+
+
+class _Registered(enum.IntEnum):
+    """The codes with a registered name (RFC 6455 7.4.1 and IANA), as
+    trio-websocket names them; 1014 has none there, so none here."""
+
+    NORMAL_CLOSURE = NORMAL_CLOSURE
+    GOING_AWAY = GOING_AWAY
+    PROTOCOL_ERROR = PROTOCOL_ERROR
+    UNSUPPORTED_DATA = UNSUPPORTED_DATA
+    NO_STATUS_RCVD = NO_STATUS_RCVD
+    ABNORMAL_CLOSURE = ABNORMAL_CLOSURE
+    INVALID_FRAME_PAYLOAD_DATA = INVALID_FRAME_PAYLOAD_DATA
+    POLICY_VIOLATION = POLICY_VIOLATION
+    MESSAGE_TOO_BIG = MESSAGE_TOO_BIG
+    MANDATORY_EXT = MANDATORY_EXT
+    INTERNAL_ERROR = INTERNAL_ERROR
+    SERVICE_RESTART = SERVICE_RESTART
+    TRY_AGAIN_LATER = TRY_AGAIN_LATER
+    TLS_HANDSHAKE_FAILED = TLS_HANDSHAKE_FAILED
+
 
 #: Codes that end a connection quietly: ``async for`` stops without an error.
 #: 1005 is what a Close frame without a code means, and browsers send one for
@@ -32,7 +55,7 @@ NORMAL_CODES = frozenset({NORMAL_CLOSURE, GOING_AWAY, NO_STATUS_RCVD})
 MAX_REASON_BYTES = MAX_CONTROL_PAYLOAD - 2
 
 #: Codes that describe a local condition and never appear in a Close frame.
-_LOCAL_ONLY = frozenset({NO_STATUS_RCVD, ABNORMAL_CLOSURE, 1015})
+_LOCAL_ONLY = frozenset({NO_STATUS_RCVD, ABNORMAL_CLOSURE, TLS_HANDSHAKE_FAILED})
 
 
 def code_name(code: int) -> str:
@@ -42,7 +65,7 @@ def code_name(code: int) -> str:
     keep working.
     """
     try:
-        return _Code(code).name
+        return _Registered(code).name
     except ValueError:
         pass
     if 1000 <= code <= 2999:
@@ -84,3 +107,15 @@ def check_sendable(code: int, reason: str | None = None) -> None:
             )
     if code in _LOCAL_ONLY or not ((1000 <= code <= 1014 and code != 1004) or 3000 <= code <= 4999):
         raise ValueError(f"{code} is not a close code an endpoint may send")
+
+
+_RECEIVABLE = frozenset(int(code) for code in _Registered) - _LOCAL_ONLY
+
+
+def receivable(code: int) -> bool:
+    """Whether a peer's Close frame may carry *code*: a registered code
+    that is not local-only, or one of the 3000-4999 ranges (wsproto's rule,
+    which the fast branch applies to the Close frames it decodes)."""
+    if 3000 <= code <= 4999:
+        return True
+    return code in _RECEIVABLE

@@ -18,8 +18,7 @@ import logging
 from collections.abc import MutableMapping
 from typing import TYPE_CHECKING, Any
 
-from wsproto.events import BytesMessage, CloseConnection, Event, Ping, Pong, TextMessage
-
+from .core.events import Chunk, Close, Ping, Pong
 from .values import Endpoint
 
 _ids = itertools.count(1)
@@ -60,7 +59,7 @@ class ConnectionLogger(_Adapter):
         kwargs["extra"] = {**identity, **kwargs.get("extra", {})}
         return f"[#{self.ws_id} {where} {self._path}] {msg}", kwargs
 
-    def frame(self, direction: str, event: Event) -> None:
+    def frame(self, direction: str, event: Chunk | Ping | Pong | Close) -> None:
         """Log one frame-level event at DEBUG, payload elided."""
         if self.isEnabledFor(logging.DEBUG):
             self.debug("%s %s", direction, describe(event))
@@ -72,14 +71,14 @@ class ConnectionLogger(_Adapter):
             self.debug("%s %s %d %s", direction, kind, size, unit)
 
 
-def describe(event: Event) -> str:
-    """A one-line description of *event* without its payload."""
-    if isinstance(event, (TextMessage, BytesMessage)):
-        kind = "text" if isinstance(event, TextMessage) else "binary"
-        end = "" if event.message_finished else ", more to come"
-        return f"{kind} {len(event.data)} {'chars' if kind == 'text' else 'bytes'}{end}"
+def describe(event: Chunk | Ping | Pong | Close) -> str:
+    """A one-line description of *event* (the protocol core's) without its payload."""
+    if isinstance(event, Chunk):
+        text = isinstance(event.data, str)
+        end = "" if event.final else ", more to come"
+        return (
+            f"{'text' if text else 'binary'} {len(event.data)} {'chars' if text else 'bytes'}{end}"
+        )
     if isinstance(event, (Ping, Pong)):
         return f"{type(event).__name__.lower()} {len(event.payload)} bytes"
-    if isinstance(event, CloseConnection):
-        return f"close {event.code} {event.reason!r}" if event.reason else f"close {event.code}"
-    return type(event).__name__
+    return f"close {event.code} {event.reason!r}" if event.reason else f"close {event.code}"

@@ -112,6 +112,11 @@ DEFAULT_COMPRESSION: DeflateOptions | None = DeflateOptions()
 BYTES_PER_FRAGMENT = 64
 MIN_FRAGMENTS = 1024
 
+#: Largest chunk a compressed fragmented message is inflated into at a
+#: time: the memory one piece of it costs however well it compresses, and
+#: the most a message stream's consumer is handed at once.
+INFLATE_CHUNK_SIZE = 64 * KiB
+
 #: The reader yields to other tasks after this many frames from one read, so
 #: a read full of tiny frames cannot monopolise the Trio thread.
 FRAMES_PER_YIELD = 256

@@ -14,7 +14,7 @@ from typing import Any
 import trio
 
 from .close_codes import ABNORMAL_CLOSURE
-from .connection import WebSocketConnection
+from .connection import WebSocketConnection, start_connection
 from .core.deflate import NAME, PerMessageDeflate
 from .core.size_limit import MessageSizeLimit
 from .exceptions import ConnectionClosed, HandshakeError
@@ -182,7 +182,7 @@ class WebSocketRequest:
             deflate=deflate,
             endpoints=(self._local, self._remote),
         )
-        self._connection._start(self._nursery)
+        start_connection(self._connection, self._nursery)
         if self._on_accept is not None:
             self._on_accept(self._connection)
         return self._connection

@@ -16,7 +16,7 @@ class CloseReason:
     """Why a connection closed: a close code, its name and the peer's text.
 
     :attr:`code` is always a plain ``int`` and :attr:`reason` is ``None``
-    when there is no text, whatever wsproto or the caller handed in, so
+    when there is no text, whatever the protocol or the caller handed in, so
     values compare, print and pickle the same way everywhere.
     """
 
@@ -24,7 +24,7 @@ class CloseReason:
     reason: str | None = None
 
     def __post_init__(self) -> None:
-        # wsproto reports codes as an IntEnum, and an empty reason as "".
+        # An IntEnum code becomes a plain int, and an empty reason None.
         if type(self.code) is not int:
             object.__setattr__(self, "code", int(self.code))
         if self.reason == "":

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 import zlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from wsproto.extensions import Extension
@@ -279,6 +280,19 @@ class PerMessageDeflate(Extension):
         except UnicodeDecodeError:
             return INVALID_FRAME_PAYLOAD_DATA, "invalid UTF-8 in a text message"
 
+    def message_inflater(self, chunk_size: int) -> MessageInflater:
+        """An inflater for one compressed fragmented message, on this
+        connection's decompressor (see :class:`MessageInflater`)."""
+        if self._decompressor is None:
+            self._decompressor = zlib.decompressobj(-self.remote_bits)
+        return MessageInflater(self, self._decompressor, chunk_size)
+
+    def _message_inflated(self, wire: int, size: int) -> None:
+        # A message inflated piece by piece has ended.
+        self.inflate_ratio = max(1.0, size / max(1, wire))
+        if self.remote_no_context:
+            self._decompressor = None
+
     # ------------------------------------------------------------ outbound
 
     def should_compress(self, payload: bytes, text: bool) -> bool:
@@ -385,3 +399,75 @@ class PerMessageDeflate(Extension):
         return (RsvBits(True, rsv.rsv2, rsv.rsv3) if first else rsv), payload
 
     _outbound_compressed = False
+
+
+class MessageInflater:
+    """One compressed fragmented message, inflated piece by piece.
+
+    The streaming counterpart of :meth:`PerMessageDeflate.inflate_message`,
+    for a message whose first frame had RSV1 and no FIN: the reader hands
+    over its payload as it arrives (frame boundaries do not matter to
+    deflate), and :meth:`chunks` inflates each piece lazily into chunks of
+    at most *chunk_size* bytes, so a piece that expands 1000-fold still
+    costs one chunk of memory at a time, and a consumer that stops taking
+    chunks stops the inflating too. Output past the message's size limit
+    is refused after at most one byte too many.
+    """
+
+    __slots__ = ("_chunk_size", "_decompressor", "_deflate", "_wire", "finished", "size")
+
+    def __init__(
+        self, deflate: PerMessageDeflate, decompressor: zlib._Decompress, chunk_size: int
+    ) -> None:
+        self._deflate = deflate
+        self._decompressor = decompressor
+        self._chunk_size = max(1, chunk_size)
+        self._wire = 0  # compressed bytes taken
+        #: Bytes inflated so far (the message's size once it has ended).
+        self.size = 0
+        #: Whether the last chunk :meth:`chunks` gave ended the message.
+        self.finished = False
+
+    def chunks(
+        self, data: bytes | bytearray | memoryview, final: bool, max_size: int
+    ) -> Iterator[bytes | tuple[int, str]]:
+        """Inflate *data*, the next piece of the compressed payload (*final*:
+        its last), in chunks, the last of them with :attr:`finished` set.
+
+        Yields ``(close code, reason)`` and stops for corrupt data (1007) or
+        once the message would grow past *max_size* bytes (1009). Pieces
+        that inflate to nothing yet yield nothing, except that the final
+        piece always yields one (perhaps empty) last chunk.
+        """
+        decompressor = self._decompressor
+        self._wire += len(data)
+        pending: bytes | bytearray | memoryview = data
+        tail_due = final  # the 4 bytes senders strip (RFC 7692 7.2.1)
+        while True:
+            # One byte more than the budget reveals an overflow.
+            budget = min(self._chunk_size, max_size - self.size + 1)
+            try:
+                output = decompressor.decompress(pending, budget)
+            except zlib.error as exc:
+                yield INVALID_FRAME_PAYLOAD_DATA, f"invalid compressed data: {exc}"
+                return
+            self.size += len(output)
+            if self.size > max_size:
+                yield MESSAGE_TOO_BIG, f"message inflates past the limit of {max_size} bytes"
+                return
+            pending = decompressor.unconsumed_tail
+            # A full chunk may leave output inside zlib even with no input left.
+            if not pending and len(output) < budget:
+                if tail_due:
+                    pending, tail_due = _TAIL, False
+                elif final:
+                    self.finished = True
+                    self._deflate._message_inflated(self._wire, self.size)
+                    yield output
+                    return
+                else:
+                    if output:
+                        yield output
+                    return
+            if output:
+                yield output

@@ -1,4 +1,8 @@
-"""The write side of a connection: a bounded buffer drained by one task.
+"""A connection's socket I/O: reads, and a bounded write buffer drained by one task.
+
+Both sides of the transport live here, on one :class:`FrameWriter` per
+connection, since they share the socket: :meth:`FrameWriter.receive` is the
+reader task's only way to read, and the rest of the class is the write side.
 
 Senders queue whole frames and return; a writer task hands them to the
 transport. It runs only while there is something to write (an idle
@@ -41,6 +45,7 @@ from .options import (
     CORK_LONG_PASS,
     CORK_PASSES,
     CORK_SECONDS,
+    READS_PER_YIELD,
     WRITE_BUFFER_SIZE,
     WRITE_JOIN_LIMIT,
 )
@@ -70,8 +75,35 @@ class FrameWriter:
     """Queue frames for *stream*; writer tasks, started in the nursery given
     to :meth:`start` while frames wait, write them."""
 
-    def __init__(self, stream: trio.abc.Stream, on_failure: Callable[[str], None]) -> None:
+    # One writer per connection: slots, not a per-instance dict (about
+    # 150 bytes less per connection). A new attribute needs a slot here.
+    __slots__ = (
+        "_first_queued",
+        "_flusher",
+        "_held",
+        "_late",
+        "_nursery",
+        "_on_failure",
+        "_pieces",
+        "_progress",
+        "_queued",
+        "_reads_unyielded",
+        "_receive_size",
+        "_running",
+        "_socket",
+        "_stopping",
+        "_stream",
+        "_unyielded",
+        "_writing",
+        "failed",
+    )
+
+    def __init__(
+        self, stream: trio.abc.Stream, on_failure: Callable[[str], None], receive_size: int
+    ) -> None:
         self._stream = stream
+        self._receive_size = receive_size  # bytes asked of the transport per read
+        self._reads_unyielded = 0  # reads by receive() without a schedule point
         self._nursery: trio.Nursery | None = None  # where writer tasks run
         # Plain sockets can be written without a scheduler pass (see put()).
         self._socket = plain_socket(stream)
@@ -392,3 +424,76 @@ class FrameWriter:
         self._held = None
         self._progress.unpark_all()
         self._on_failure(why)
+
+    # -- the read side
+
+    async def receive(self) -> bytes | bytearray:
+        """The next bytes from the transport; empty at its end.
+
+        A plain socket is read directly, waiting for it to be readable only
+        when it is empty: trio's ``receive_some`` also yields a scheduler
+        pass after each read, which on the path from the peer's frame to
+        ``get_message()`` is a pass too many. A run of reads that never had
+        to wait still yields every READS_PER_YIELD reads. Cancelling it
+        while it waits loses nothing: no bytes were taken.
+        """
+        size = self._receive_size
+        sock = self._socket
+        if sock is None:
+            return await self._stream.receive_some(size)
+        if self._reads_unyielded >= READS_PER_YIELD:
+            self._reads_unyielded = 0
+            await trio.lowlevel.checkpoint()
+        while True:
+            try:
+                # A closed socket answers -1 (EBADF below), never a stale number.
+                data = os.read(sock.fileno(), size)
+            except BlockingIOError:
+                data = None  # wait below: inside the except, the exception and
+                # its traceback would stay alive as long as the connection idles
+            except OSError as exc:  # reset by the peer, or closed under us
+                raise trio.BrokenResourceError(str(exc)) from exc
+            if data is None:
+                self._reads_unyielded = 0
+                await trio.lowlevel.wait_readable(sock)
+                continue
+            self._reads_unyielded += 1
+            return data
+
+    # -- the end of the transport
+
+    async def linger(self, timeout: float) -> None:
+        """Let the peer read our Close frame before the TCP connection goes.
+
+        Closing a socket with unread input makes the kernel send RST, which
+        can destroy our Close frame in flight. So half-close where the
+        transport allows it and read (discarding) until the peer closes, at
+        most *timeout* seconds. Cancelling it just stops the wait.
+        """
+        with trio.move_on_after(timeout):
+            await self.drain()
+            if isinstance(self._stream, trio.abc.HalfCloseableStream) and not self.failed:
+                await self._stream.send_eof()
+            while await self._stream.receive_some(self._receive_size):
+                pass
+
+    async def close_transport(self, timeout: float) -> None:
+        """Write what is queued (our Close, or the echo of the peer's), then
+        close the transport gracefully, within *timeout*; shielded, so a
+        cancelled reader still ends its connection properly."""
+        try:
+            with trio.CancelScope(shield=True), trio.move_on_after(timeout):
+                await self.finish()
+                self.stop()
+                await self._stream.aclose()
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            # A cancelled aclose() dropped the transport while this closed it
+            # gracefully (TLS sends close_notify): closed anyway.
+            pass
+
+    async def drop(self, after: float = 0) -> None:
+        """Drop the transport, after up to *after* seconds for queued frames."""
+        if after:
+            with trio.move_on_after(after):
+                await self.drain()
+        await trio.aclose_forcefully(self._stream)

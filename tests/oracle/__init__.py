@@ -1,0 +1,1 @@
+"""The differential test of trio_ws's protocol core against bare wsproto."""
