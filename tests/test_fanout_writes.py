@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
+import struct
 from collections.abc import AsyncIterator, Sequence
 
 import pytest
@@ -18,6 +20,7 @@ from trio_ws import broadcast
 from trio_ws.options import BATCH_BYTES
 
 from .conftest import HOST
+from .support.peers import raw_client
 
 CLIENTS = 10
 
@@ -170,3 +173,30 @@ async def test_closing_writes_held_messages_before_the_close(nursery: trio.Nurse
                     inner.start_soon(ws.aclose)
     assert received == [["a", "b"]] * CLIENTS
     assert all(ws.closed is not None and ws.closed.code == 1000 for ws in clients)
+
+
+async def test_a_peer_reset_while_messages_are_held_fails_only_its_connection(
+    nursery: trio.Nursery,
+) -> None:
+    async with fanout(nursery) as (server, clients):
+        before = server.connections
+        stream, _, head = await raw_client(server.port)
+        assert head.startswith(b"HTTP/1.1 101 ")
+        with trio.fail_after(10):
+            while len(server.connections) < CLIENTS + 1:
+                await trio.sleep(0.01)
+        (doomed,) = server.connections - before
+        # SO_LINGER 0: closing sends RST, as a crashed peer's kernel would.
+        stream.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        await stream.aclose()
+        await trio.sleep(0.05)
+        sent = 0
+        with trio.fail_after(10):
+            while doomed.closed is None:
+                broadcast(server.connections, f"message {sent}")
+                broadcast(server.connections, f"message {sent + 1}")  # held
+                sent += 2
+                await trio.sleep(0)
+        received = await receive(clients, sent)
+    assert received == [[f"message {i}" for i in range(sent)]] * CLIENTS
+    assert doomed.closed.code == 1006
