@@ -10,6 +10,7 @@ difference in messages, is the cost of one echoed message with start-up,
 handshake and warm-up cancelled out. Not a test: run it by hand::
 
     python benchmarks/compression_cpu.py [--libs trio_ws websockets_asyncio] [--rounds 3]
+    python benchmarks/compression_cpu.py --no-compression   # the same echo, uncompressed
 
 Each figure is the median over the rounds, with min-max.
 """
@@ -46,12 +47,15 @@ def read_tag(proc: subprocess.Popen[str], tag: str) -> object:
     raise RuntimeError(f"worker exited before {tag} (code {proc.wait()})")
 
 
-def client_run(script: Path, port: int, window: float) -> tuple[int, tuple[float, float], float]:
+def client_run(
+    script: Path, port: int, window: float, compress: bool
+) -> tuple[int, tuple[float, float], float]:
     """Messages echoed, client (user, system) CPU seconds, and MiB/s, in one
     pipelined run of *window* seconds."""
     params = {"kind": "json", "size": 64 * KiB, "inflight": 4, "warmup": 0.5}
     params.update(window=window, timeout=window + 60)
-    argv = [sys.executable, str(script), "client", "--port", str(port), "--compress"]
+    argv = [sys.executable, str(script), "client", "--port", str(port)]
+    argv += ["--compress"] if compress else []
     argv += ["--measure", "stream", "--params", json.dumps(params)]
     with subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) as proc:
         result = read_tag(proc, "RESULT")
@@ -61,11 +65,11 @@ def client_run(script: Path, port: int, window: float) -> tuple[int, tuple[float
     return int(result["messages"]), (usage.ru_utime, usage.ru_stime), result["mib_per_s"]
 
 
-def one_round(lib: str) -> list[float]:
+def one_round(lib: str, compress: bool) -> list[float]:
     """Server user and system, client user and system CPU µs per message,
     and the long run's MiB/s."""
     script = PEERS / f"{lib}_peer.py"
-    argv = [sys.executable, str(script), "server", "--compress"]
+    argv = [sys.executable, str(script), "server", *(["--compress"] if compress else [])]
     with subprocess.Popen(argv, stdout=subprocess.PIPE, text=True) as server:
         try:
             port = read_tag(server, "PORT")
@@ -73,7 +77,7 @@ def one_round(lib: str) -> list[float]:
             runs = []
             for window in WINDOWS:
                 before = cpu_seconds(server.pid)
-                messages, client_cpu, rate = client_run(script, port, window)
+                messages, client_cpu, rate = client_run(script, port, window, compress)
                 after = cpu_seconds(server.pid)
                 server_cpu = (after[0] - before[0], after[1] - before[1])
                 runs.append((messages, [*server_cpu, *client_cpu], rate))
@@ -93,13 +97,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--libs", nargs="+", default=["trio_ws", "websockets_asyncio"])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--no-compression",
+        action="store_true",
+        help="the same echo uncompressed: what the rest of each library costs",
+    )
     args = parser.parse_args()
     columns = ["server user", "server sys", "client user", "client sys", "MiB/s"]
     results: dict[str, list[list[float]]] = {lib: [] for lib in args.libs}
     for _ in range(args.rounds):
         for lib in args.libs:  # interleaved, so drifting load hits each alike
-            results[lib].append(one_round(lib))
-    print(f"CPU µs per 64 KiB JSON echo (median of {args.rounds}, min-max); MiB/s of the long run")
+            results[lib].append(one_round(lib, not args.no_compression))
+    setting = "uncompressed" if args.no_compression else "permessage-deflate"
+    print(
+        f"CPU µs per 64 KiB JSON echo, {setting} (median of {args.rounds}, min-max); "
+        "MiB/s of the long run"
+    )
     print(f"{'library':20}" + "".join(f"{name:>20}" for name in columns))
     for lib, rows in results.items():
         print(

@@ -128,20 +128,16 @@ def measure(server_options: DeflateOptions, messages: list[str]) -> tuple[float,
 
 
 def main() -> None:
-    print("compressed/payload bytes per direction; server zlib state after the traffic")
-    header = f"{'server setting':44}"
-    for name in WORKLOADS:
-        header += f" | {name:^23}"
-    print(header + " | server KiB")
-    print(" " * 44 + " | up    down  " * len(WORKLOADS))
+    print("compressed/payload bytes, up (client to server) / down; server zlib after the traffic")
+    print(f"{'server setting':44}" + "".join(f"{name:>16}" for name in WORKLOADS) + "  server zlib")
     for label, options in SETTINGS:
         row = f"{label:44}"
         memory = 0.0
         for make in WORKLOADS.values():
             up, down, kib = measure(options, make(random.Random(1)))
-            row += f" | {up:5.3f} {down:5.3f}" + " " * 11
+            row += f"{f'{up:.3f}/{down:.3f}':>16}"
             memory = max(memory, kib)
-        print(row + f" | {memory:6.1f}")
+        print(row + f"  {memory:7.1f} KiB")
 
 
 if __name__ == "__main__":

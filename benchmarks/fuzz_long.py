@@ -33,15 +33,27 @@ from hypothesis import given, seed, settings
 from tests.fuzz.properties import PROPERTIES, settings_kwargs
 from tests.oracle.streams import streams
 from tests.oracle.test_differential import compare
+from tests.oracle.test_sending import check, conversations
 
-#: The fuzzing properties, and the differential test of tests/oracle (trio_ws's
-#: protocol core against bare wsproto, no sockets: thousands of examples a minute).
+
+def sending(client: bool, compress: bool, conversation: Any) -> str:
+    check(*conversation, client=client, compress=compress)
+    return "read back"
+
+
+#: The fuzzing properties, and the differential tests of tests/oracle (trio_ws's
+#: protocol core against bare wsproto, receiving and sending, no sockets:
+#: thousands of examples a minute).
 ALL = {
     **PROPERTIES,
     "oracle_server": (partial(streams, masked=True, deflate=False), compare),
     "oracle_client": (partial(streams, masked=False, deflate=False), compare),
     "oracle_server_deflate": (partial(streams, masked=True, deflate=True), compare),
     "oracle_client_deflate": (partial(streams, masked=False, deflate=True), compare),
+    "oracle_send": (conversations, partial(sending, False, False)),
+    "oracle_send_client": (conversations, partial(sending, True, False)),
+    "oracle_send_deflate": (conversations, partial(sending, False, True)),
+    "oracle_send_client_deflate": (conversations, partial(sending, True, True)),
 }
 
 

@@ -340,3 +340,39 @@ async def test_a_compressed_stream_arrives_in_bounded_chunks(nursery: trio.Nurse
         await ws.send_message("bye")
     assert sum(sizes) == 8 * len(block)
     assert max(sizes) <= INFLATE_CHUNK_SIZE
+
+
+def test_a_compressed_message_split_across_reads_stays_on_the_fast_branch() -> None:
+    """Before, a whole compressed frame that did not fit one read went to
+    wsproto's parser; now it is inflated piece by piece as it arrives."""
+    protocol, sender = server_protocol(), Sender()
+    text = "".join(json_message(i) for i in range(300))
+    data = frame(TEXT, sender.compress(text.encode()), rsv=4)
+    cut = len(data) // 3
+    events = events_of(protocol, data[:cut]) + events_of(protocol, data[cut:])
+    assert all(isinstance(e, Chunk) for e in events)
+    assert "".join(e.data for e in events if isinstance(e, Chunk)) == text  # type: ignore[misc]
+    assert not protocol.general_branch_made
+    # The context carries on into a whole message that fits one read.
+    assert events_of(protocol, frame(TEXT, sender.compress(b"next"), rsv=4)) == ["next"]
+
+
+def test_a_bomb_split_across_reads_is_1009_within_the_budget() -> None:
+    protocol, sender = server_protocol(MiB), Sender()
+    data = frame(BINARY, sender.compress(bytes(64 * MiB)), rsv=4)  # about 64 KiB
+    events = events_of(protocol, data[:1000])
+    events += events_of(protocol, data[1000:])
+    assert isinstance(events[-1], Violation) and events[-1].code == 1009
+    assert sum(len(e.data) for e in events if isinstance(e, Chunk)) <= MiB
+
+
+@pytest.mark.parametrize("period", [256, 300, 700])
+def test_the_probe_sees_repeats_further_apart_than_250_bytes(period: int) -> None:
+    """A 512-byte probe window reaches back only 250 bytes in zlib, so
+    binary records repeating every 256 bytes (which deflate shrinks 250
+    times) were judged incompressible and sent plain."""
+    record = random.Random(period).randbytes(period)
+    data = record * (64 * 1024 // period)
+    deflate = negotiated()
+    assert deflate.should_compress(data, text=False)
+    assert len(deflate.compress_binary(data)) < len(data) / 20

@@ -10,7 +10,6 @@ and the same close code.
 from __future__ import annotations
 
 import random
-import struct
 
 import pytest
 import trio
@@ -22,7 +21,17 @@ from trio_ws.core import fragments as protocol
 from trio_ws.core import frames
 
 from .conftest import HOST, echo_handler
-from .support.codec import BINARY, CLOSE, CONTINUATION, PING, PONG, TEXT, Frame, frame
+from .support.codec import (
+    BINARY,
+    CLOSE,
+    CONTINUATION,
+    PING,
+    PONG,
+    TEXT,
+    Frame,
+    close_code_of,
+    frame,
+)
 from .support.peers import raw_client
 
 MiB = 2**20
@@ -150,7 +159,7 @@ async def trio_ws_view(
             while True:
                 opcode, payload = await reader.frame()
                 if opcode == CLOSE:
-                    return messages, struct.unpack("!H", payload[:2])[0]
+                    return messages, close_code_of(payload)
                 if opcode == PONG:
                     continue
                 echoed: str | bytes = payload.decode() if opcode == TEXT else payload

@@ -15,7 +15,6 @@ Whether and why the connection closed is kept by :mod:`trio_ws.lifecycle`.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -33,23 +32,21 @@ from .close_codes import (
 from .core.deflate import PerMessageDeflate
 from .core.events import Chunk, Close, Ping, Pong, ThreadJob, Violation
 from .core.frames import control_payload
-from .core.protocol import Frame, Protocol, State
+from .core.protocol import Protocol, State
 from .core.size_limit import MessageSizeLimit
 from .exceptions import ConnectionClosed, MessageTypeError
 from .handshake import Headers
 from .inbox import Inbox, MessageStream
-from .lifecycle import UNCONTENDED, Lifecycle, fast_lock
+from .lifecycle import Lifecycle
 from .logs import ConnectionLogger
 from .options import (
     CANCELLED_CLOSE_GRACE,
     DEFAULT,
-    DEFERRED_MESSAGES,
     FRAMES_PER_YIELD,
-    WRITE_BUFFER_SIZE,
-    WRITE_NOW_AFTER_COMPRESSING,
     ConnectionOptions,
     _Default,
 )
+from .outbox import Outbox
 from .outgoing import PreparedMessage
 from .socket_io import FrameWriter
 from .values import CloseReason, Endpoint, socket_endpoints
@@ -86,8 +83,6 @@ class WebSocketConnection(trio.abc.AsyncResource):
     __slots__ = (
         "__weakref__",
         "_core",
-        "_deferred",
-        "_deferred_size",
         "_handshake_headers",
         "_inbox",
         "_is_client",
@@ -95,12 +90,11 @@ class WebSocketConnection(trio.abc.AsyncResource):
         "_life",
         "_local",
         "_log",
-        "_message_lock",
         "_options",
+        "_outbox",
         "_path",
         "_pings",
         "_remote",
-        "_skipped",
         "_subprotocol",
         "_writer",
     )
@@ -136,12 +130,12 @@ class WebSocketConnection(trio.abc.AsyncResource):
         self._log.debug("open (%s)", "client" if is_client else "server")
         self._life = Lifecycle(self, self._log)  # close state, close callbacks, tasks
 
-        # trio.Lock is fair: messages are queued in the order they were sent.
-        # Only messages take it, so pongs and Close may go between fragments.
-        self._message_lock = trio.Lock()
-        self._writer = FrameWriter(stream, self._write_failed, options.receive_buffer_size)
+        self._writer = FrameWriter(stream, self._life.transport_failed, options.receive_buffer_size)
         self._inbox = Inbox[_Violation](
             self._life, options.message_queue_size, size_limit, options.max_message_size
+        )
+        self._outbox = Outbox(
+            self._core, self._writer, self._life, self._inbox, self._log, mask=is_client
         )
         self._pings = keepalive.PingWaiters()
         self._keepalive = (
@@ -149,11 +143,6 @@ class WebSocketConnection(trio.abc.AsyncResource):
             if options.ping_interval is None
             else _Keepalive(self, options.ping_interval, options.ping_timeout)
         )
-        # try_send_message: messages waiting for a stream to finish, their
-        # payload bytes, and the messages refused for want of room.
-        self._deferred: list[tuple[PreparedMessage, bool]] | None = None  # made when needed
-        self._deferred_size = 0
-        self._skipped = 0
 
     def __str__(self) -> str:
         """``client-<n>`` or ``server-<n>``, a short id as in trio-websocket.
@@ -181,7 +170,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         what this connection received; this counts them, so that an
         application can tell the client (or log) that it missed some.
         """
-        return self._skipped
+        return self._outbox.skipped
 
     def add_close_callback(self, callback: Callable[[WebSocketConnection], object]) -> None:
         """Call ``callback(connection)`` once, as soon as the connection closes.
@@ -347,50 +336,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         sends this one message uncompressed whatever it is. Large messages
         are compressed in a worker thread. See :doc:`/topics/compression`.
         """
-        if isinstance(message, str):
-            text, payload = True, message.encode()
-        elif isinstance(message, (bytes, bytearray, memoryview)):
-            text, payload = False, bytes(message)
-        else:
-            raise TypeError(f"message must be str or bytes, not {type(message).__name__}")
-        core = self._core
-        # None: too short to gain, or binary data that does not compress.
-        deflate = core.send_deflate(payload, text, compress)
-        threaded = deflate is not None and core.needs_thread(len(payload))
-        # If nobody holds the lock and nothing below will wait, the frame is
-        # queued before any other sender runs: the lock would order nothing,
-        # and taking it costs about a tenth of the small-message rate.
-        waits = self._message_lock.locked() or self._writer.full or threaded
-        async with fast_lock(self._message_lock) if waits else UNCONTENDED:
-            await self._wait_for_room()
-            if deflate is not None:
-                if threaded:
-                    # Not cancellable: the compressor moves on with this message,
-                    # so it must be sent.
-                    payload = await trio.to_thread.run_sync(core.compress, payload, text)
-                    try:
-                        self._check_open()
-                    except ConnectionClosed:
-                        # Closed because our scope was cancelled meanwhile (the
-                        # reader went with it): that is the error to raise.
-                        await trio.lowlevel.checkpoint_if_cancelled()
-                        raise
-                else:
-                    payload = core.compress(payload, text)
-            await self._queue_message(text, payload, deflate is not None, len(message))
-
-    async def _queue_message(self, text: bool, payload: bytes, compressed: bool, size: int) -> None:
-        """Frame a whole message and hand it to the writer (see FrameWriter.send)."""
-        self._log.message(">", text, size)
-        frame = self._core.message_frame(text, payload, compressed=compressed)
-        if compressed and size >= WRITE_NOW_AFTER_COMPRESSING:
-            # Compressing took far longer than a write: holding the frame for
-            # company would leave the peer idle while we compress the next one.
-            self._writer.put(*frame)
-            return
-        # A reply to a message still queued (or waiting for room in the
-        # queue: the reader is blocked on it) is likely to follow this one.
-        await self._writer.send(*frame, more_coming=self._inbox.backlog > 0 or self._inbox.full)
+        await self._outbox.send(message, compress)
 
     def try_send_message(
         self, message: str | bytes | PreparedMessage, *, compress: bool = True
@@ -415,42 +361,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         is refused. Raises :class:`ConnectionClosed` if the connection is
         closed. Not a schedule point, so there is nothing to cancel.
         """
-        prepared = message if isinstance(message, PreparedMessage) else PreparedMessage(message)
-        self._check_open()
-        if self._writer.full:
-            self._skipped += 1
-            return False
-        if self._message_lock.locked() or self._deferred:
-            # Another message is going out piece by piece: wait behind it.
-            if self._deferred and (
-                len(self._deferred) >= DEFERRED_MESSAGES
-                or self._deferred_size + len(prepared) > WRITE_BUFFER_SIZE
-            ):
-                self._skipped += 1
-                return False
-            if not self._deferred:
-                self._deferred = []
-                self._life.spawn(self._send_deferred)
-            self._deferred.append((prepared, compress))
-            self._deferred_size += len(prepared)
-            return True
-        self._queue_prepared(prepared, compress)
-        return True
-
-    def _queue_prepared(self, prepared: PreparedMessage, compress: bool) -> None:
-        self._log.message(">", prepared.is_text, len(prepared))
-        # The sending policy of send_message applies here too.
-        deflate = self._core.send_deflate(prepared.payload, prepared.is_text, compress)
-        self._writer.put_batched(prepared.frame(deflate, mask=self._is_client))
-
-    async def _send_deferred(self) -> None:
-        """Queue the messages try_send_message held back, once the lock is free."""
-        async with fast_lock(self._message_lock):
-            deferred, self._deferred, self._deferred_size = self._deferred or [], None, 0
-            with contextlib.suppress(ConnectionClosed):
-                self._check_open()
-                for prepared, compress in deferred:
-                    self._queue_prepared(prepared, compress)
+        return self._outbox.try_send(message, compress)
 
     async def send_message_stream(
         self,
@@ -474,56 +385,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         is dropped (1006).
         ``compress`` is as for :meth:`send_message`.
         """
-        async with fast_lock(self._message_lock):
-            is_text = text
-            started = False  # frames are out: only a final frame or a close ends them
-            deflate = False  # set by the first chunk
-            sent = 0  # bytes of payload, before compression
-            core = self._core
-
-            async def send_frame(payload: bytes, fin: bool) -> None:
-                frame = core.fragment_frame(
-                    bool(is_text), payload, first=not started, fin=fin, deflate=deflate
-                )
-                await self._wait_for_room()
-                self._writer.put(*frame)
-
-            async def send_chunk(chunk: object) -> None:
-                nonlocal is_text, started, deflate, sent
-                if is_text is None:
-                    is_text = isinstance(chunk, str)
-                if not isinstance(chunk, str if is_text else (bytes, bytearray, memoryview)):
-                    kind = "str" if is_text else "bytes"
-                    raise TypeError(f"chunks of a message must all be {kind}")
-                data = chunk.encode() if isinstance(chunk, str) else bytes(chunk)
-                if not started:  # the first chunk decides for the whole message
-                    deflate = core.send_deflate(data, is_text, compress) is not None
-                await send_frame(data, False)
-                started = True
-                sent += len(data)
-
-            try:
-                if isinstance(chunks, AsyncIterable):
-                    async for chunk in chunks:
-                        await send_chunk(chunk)
-                else:
-                    for chunk in chunks:
-                        await send_chunk(chunk)
-                # An empty final frame: each chunk left as soon as it came.
-                if is_text is None:
-                    is_text = False  # no chunk at all: an empty binary message
-                await send_frame(b"", True)
-                self._log.message(">", is_text, sent)
-            except ConnectionClosed:
-                raise
-            except Exception:
-                if started:
-                    self._send_close(INTERNAL_ERROR, "message stream failed", set_reason=True)
-                raise
-            except BaseException:
-                if started:
-                    await self._abort("message stream interrupted")
-                raise
+        await self._outbox.send_stream(chunks, text, compress)
 
     async def ping(self, payload: bytes | None = None) -> None:
         """Send a ping and wait for the matching pong.
@@ -537,7 +399,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         """
         payload, waiter = self._pings.add(None if payload is None else control_payload(payload))
         try:
-            await self._send_control(Ping(payload))
+            await self._outbox.send_control(Ping(payload))
             await waiter.wait()
         finally:
             unanswered = self._pings.remove(payload)
@@ -549,41 +411,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
 
         *payload* is checked as for :meth:`ping`.
         """
-        await self._send_control(Pong(b"" if payload is None else control_payload(payload)))
-
-    def _check_open(self) -> None:
-        state, failed = self._core.state, self._writer.failed
-        if state is not State.OPEN or self._life.reason is not None or failed:
-            raise ConnectionClosed(self._life.final_reason())
-
-    async def _wait_for_room(self) -> None:
-        """Wait for room in the write buffer; raise if the connection is closed.
-
-        A sender that is itself cancelled gets ``Cancelled``, never the
-        ConnectionClosed (1001) that the same cancellation may already have
-        caused by reaching the reader first: its cancel scope catches the one
-        and not the other.
-        """
-        await trio.lowlevel.checkpoint_if_cancelled()
-        self._check_open()
-        if self._writer.full:
-            await self._writer.wait_for_room()
-            await trio.lowlevel.checkpoint_if_cancelled()
-            self._check_open()
-
-    async def _send_control(self, event: Ping | Pong) -> None:
-        """Queue a ping or a pong, waiting for room first (see :meth:`_wait_for_room`)."""
-        await self._wait_for_room()
-        core = self._core
-        ping = isinstance(event, Ping)
-        frame = core.ping_frame(event.payload) if ping else core.pong_frame(event.payload)
-        assert frame is not None  # _wait_for_room: still open
-        self._log.frame(">", event)
-        self._writer.put(*frame)
-
-    def _write_failed(self, why: str) -> None:
-        self._life.set_reason(ABNORMAL_CLOSURE, why)
-        self._log.debug("writing failed: %s", why)
+        await self._outbox.send_control(Pong(b"" if payload is None else control_payload(payload)))
 
     def _answer_ping(self, payload: bytes) -> None:
         """Answer *ping* without ever making the reader wait.
@@ -597,30 +425,6 @@ class WebSocketConnection(trio.abc.AsyncResource):
         if frame is not None:
             self._log.frame(">", Pong(payload))
             self._writer.queue_late(b"".join(frame))
-
-    async def _abort(self, why: str) -> None:
-        """Drop the transport: the byte stream can no longer be trusted (1006)."""
-        self._life.set_reason(ABNORMAL_CLOSURE, why)
-        await self._writer.drop()
-
-    def _send_close(
-        self, code: int, reason: str | None, *, set_reason: bool = False, echo: bool = False
-    ) -> None:
-        """Queue our Close frame while the connection is open (with *echo*:
-        the answer to the peer's Close), if the transport still takes frames.
-
-        With *set_reason*, sending it also sets :attr:`closed`.
-        """
-        wanted = State.REMOTE_CLOSING if echo else State.OPEN
-        if self._core.state is wanted and not self._writer.failed:
-            if set_reason:
-                self._life.set_reason(code, reason)
-            self._put_close(self._core.close_frame(code, reason), code, reason)
-
-    def _put_close(self, frame: Frame | None, code: int, reason: str | None) -> None:
-        if frame is not None:
-            self._log.frame(">", Close(code, reason))
-            self._writer.put(*frame)
 
     # ------------------------------------------------------------ closing
 
@@ -649,7 +453,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         check_sendable(code)
         if self._life.reason is None:
             self._life.set_reason(code, reason)
-            self._send_close(code, reason)
+            self._outbox.send_close(code, reason)
             self._life.spawn(self._close, code, reason)
 
     async def _close(self, code: int, reason: str | None) -> bool:
@@ -660,7 +464,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
             with trio.move_on_after(self._options.disconnect_timeout):
                 if self._life.reason is None:
                     self._life.set_reason(code, reason)
-                    self._send_close(code, reason)
+                    self._outbox.send_close(code, reason)
                 await self._life.wait_reader_done()
                 return True
             self._log.debug("closing handshake timed out; dropping transport")
@@ -679,17 +483,11 @@ class WebSocketConnection(trio.abc.AsyncResource):
 
     # ------------------------------------------------------------ reader task
 
-    def _send_keepalive_ping(self, payload: bytes) -> None:
-        frame = None if self._writer.failed else self._core.ping_frame(payload)
-        if frame is not None:
-            self._log.frame(">", Ping(payload))
-            self._writer.put(*frame)
-
     async def _expire(self, why: str) -> None:
         """Close a connection whose peer stopped answering (1011), not waiting on it."""
         self._log.debug("closing connection: %s", why)
         self._life.set_reason(INTERNAL_ERROR, why)
-        self._send_close(INTERNAL_ERROR, why)
+        self._outbox.send_close(INTERNAL_ERROR, why)
         await self._writer.drop(after=self._options.disconnect_timeout)
 
     # Ctrl-C reaches the main task at a checkpoint, never mid-frame here.
@@ -704,7 +502,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
             # The nursery running this connection is being torn down (its
             # server or client is going away): say so, whichever of its
             # tasks saw the cancellation first, before the transport goes.
-            self._send_close(GOING_AWAY, None, set_reason=True)
+            self._outbox.send_close(GOING_AWAY, None, set_reason=True)
             raise
         except Exception:  # a bug here must not crash the user's nursery
             self._log.exception("unexpected error in WebSocket reader task")
@@ -746,28 +544,25 @@ class WebSocketConnection(trio.abc.AsyncResource):
             handled += 1
             if handled % FRAMES_PER_YIELD == 0:
                 await trio.lowlevel.checkpoint()  # fairness to other connections
-            kind = type(event)
-            if kind is str or kind is bytes:
-                assert isinstance(event, (str, bytes))
-                self._log.message("<", kind is str, len(event))
-                await self._deliver_whole(event)
-            elif kind is Chunk:
-                assert isinstance(event, Chunk)
+            # The most frequent first; no assert per message (they cost).
+            if isinstance(event, (str, bytes)):
+                self._log.message("<", isinstance(event, str), len(event))
+                if inbox.stream is None:
+                    await inbox.deliver(event)
+                else:
+                    await self._deliver_whole(event)
+            elif isinstance(event, Chunk):
                 self._log.frame("<", event)
                 await inbox.take_chunk(event.data, event.final)
-            elif kind is ThreadJob:
-                assert isinstance(event, ThreadJob)
+            elif isinstance(event, ThreadJob):
                 await trio.to_thread.run_sync(event.run)
-            elif kind is Ping:
-                assert isinstance(event, Ping)
+            elif isinstance(event, Ping):
                 self._log.frame("<", event)
                 self._answer_ping(event.payload)
-            elif kind is Pong:
-                assert isinstance(event, Pong)
+            elif isinstance(event, Pong):
                 self._log.frame("<", event)
                 self._acknowledge(event.payload)
-            elif kind is Close:
-                assert isinstance(event, Close)
+            elif isinstance(event, Close):
                 self._log.frame("<", event)
                 await self._peer_closed(event)
                 return
@@ -777,12 +572,10 @@ class WebSocketConnection(trio.abc.AsyncResource):
                 return
 
     async def _deliver_whole(self, message: str | bytes) -> None:
-        """Deliver a whole message; a message stream open (perhaps opened
-        while the message was gathered) gets it, as it would a first chunk."""
+        """Hand a whole message to the open message stream (perhaps opened
+        while the message was gathered), as it would get a first chunk."""
         stream = self._inbox.stream
-        if stream is None:
-            await self._inbox.deliver(message)
-            return
+        assert stream is not None
         await stream.feed(message, True)
         if self._inbox.stream is stream:
             self._inbox.end_stream()
@@ -796,7 +589,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         """The peer's Close frame: echo it if the peer started the handshake."""
         if self._core.state is State.REMOTE_CLOSING:
             self._life.set_reason(event.code, event.reason)
-            self._send_close(event.code, event.reason, echo=True)
+            self._outbox.send_close(event.code, event.reason, echo=True)
         if self._is_client:
             # RFC 6455 7.1.1: the server closes the TCP connection first.
             await self._linger()
@@ -829,7 +622,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
             self._life.set_reason(violation.code, violation.reason)
             frame = core.fail(violation.code, violation.reason)
             if not self._writer.failed:
-                self._put_close(frame, violation.code, violation.reason)
+                self._outbox.put_close(frame, violation.code, violation.reason)
 
     async def _linger(self) -> None:
         """Let the peer read our Close frame before the TCP connection goes."""
@@ -878,7 +671,7 @@ class _Keepalive(keepalive.KeepaliveState):
         return self._conn._inbox.stalls
 
     def send_ping(self, payload: bytes) -> None:
-        self._conn._send_keepalive_ping(payload)
+        self._conn._outbox.ping_now(payload)
 
     def expire(self, why: str) -> None:
         self._conn._life.spawn(self._conn._expire, why)

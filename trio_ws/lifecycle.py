@@ -54,6 +54,11 @@ class Lifecycle(Generic[Owner]):
             for callback in callbacks or ():
                 self._call(callback)
 
+    def transport_failed(self, why: str) -> None:
+        """The writer could not write: the connection is lost (1006)."""
+        self.set_reason(ABNORMAL_CLOSURE, why)
+        self._log.debug("writing failed: %s", why)
+
     def final_reason(self) -> CloseReason:
         """Why the connection closed; 1006 if nothing said so yet."""
         return self.reason or CloseReason(ABNORMAL_CLOSURE, None)

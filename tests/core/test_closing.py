@@ -15,7 +15,7 @@ from tests.support.codec import (
     decode_frame,
     frame,
 )
-from trio_ws.core.events import Close
+from trio_ws.core.events import Chunk, Close
 from trio_ws.core.protocol import State
 
 from .drive import deflated, feed, make, normalised
@@ -162,19 +162,26 @@ def test_deflated_helper_round_trips() -> None:
 
 
 def test_wsproto_is_made_only_when_needed() -> None:
-    """An ordinary life (messages, fragments, pings, a close) never needs
-    wsproto's parser; a frame the fast branch doubts does."""
+    """An ordinary life (messages, fragments, compressed or not, pings, a
+    close) never needs wsproto's parser; a bad frame does."""
     core = make(deflate=True)
+    compressed = deflated(b"abc" * 50)
     ordinary = (
         frame(TEXT, b"hi")
         + frame(BINARY, deflated(b"z" * 100), rsv=4)
         + frame(BINARY, b"a", fin=False)
         + frame(CONT, b"b")
+        + frame(TEXT, compressed[:2], fin=False, rsv=4)
+        + frame(CONT, compressed[2:])
         + frame(PING, b"1")
         + frame(PONG, b"2")
         + PEER_CLOSE
     )
-    assert len(feed(core, ordinary)) == 7
+    events = feed(core, ordinary)
+    chunks = [e.data for e in events if isinstance(e, Chunk)]
+    assert b"".join(c for c in chunks if isinstance(c, bytes)) == b"ab"
+    assert "".join(c for c in chunks if isinstance(c, str)) == "abc" * 50
+    assert len([e for e in events if not isinstance(e, Chunk)]) == 5  # 2 messages, 3 control
     assert not core.general_branch_made
     other = make(deflate=True)
     packed = deflated(b"abc")

@@ -100,3 +100,22 @@ def test_ping_between_fragments_comes_at_once() -> None:
     events = events_of(frame(TEXT, b"ab", fin=False) + frame(PING, b"!") + frame(CONT, b"cd"))
     assert events == [Chunk("ab", False), events[1], Chunk("cd", True)]
     assert events[1].payload == b"!"  # type: ignore[union-attr]
+
+
+def test_a_long_text_frame_is_decoded_read_by_read() -> None:
+    """A text frame longer than one read comes as chunks as it arrives (the
+    fast branch, not wsproto), and bad UTF-8 fails it before the rest arrives."""
+    core = make()
+    data = frame(TEXT, "é".encode() * 5000)  # 10,000 bytes
+    first = feed(core, data[:4001])
+    assert first and all(isinstance(e, Chunk) and not e.final for e in first)
+    rest = feed(core, data[4001:])
+    assert "".join(e.data for e in first + rest if isinstance(e, Chunk)) == "é" * 5000  # type: ignore[misc]
+    assert isinstance(rest[-1], Chunk) and rest[-1].final
+    assert not core.general_branch_made
+    bad = make()
+    broken = frame(TEXT, b"ok" * 3000 + b"\xff" + b"ok" * 3000)
+    assert normalised(feed(bad, broken[:7000]))[-1] == Violation(
+        1007, "invalid UTF-8 in a text message"
+    )
+    assert not bad.general_branch_made

@@ -165,31 +165,26 @@ async def server_frames_case(
             got = parse_frames(rest, masked=False, who="server", inflate=deflate is not None)
             if streaming:  # (both ways: a whole queued empty message yields one empty chunk)
                 got.messages = [(BINARY, b"") if not p else (op, p) for op, p in got.messages]
+            verdict = partial(
+                judge,
+                alternatives,
+                got,
+                who="server",
+                messages_exact=False,
+                busy=True,
+                streaming=streaming,
+            )
             if ending == "reset" and sent_after_close(alternatives, case.data):
                 # We sent bytes after our own Close: closing the socket with
                 # them unread makes the kernel send RST, which is our fault.
                 label = "reset-after-close"
                 if got.close is not None:
-                    judge(
-                        alternatives,
-                        got,
-                        who="server",
-                        messages_exact=False,
-                        busy=True,
-                        streaming=streaming,
-                    )
+                    verdict()
             else:
                 assert ending == "eof", (
                     f"server reset the connection; it sent {got}; {alternatives[0].describe()}"
                 )
-                label, _ = judge(
-                    alternatives,
-                    got,
-                    who="server",
-                    messages_exact=False,
-                    busy=True,
-                    streaming=streaming,
-                )
+                label, _ = verdict()
             await settle(baseline, handlers)
             handlers.check()
             assert handlers.calls == 1

@@ -7,6 +7,7 @@ messages, deflate bombs and broken deflate data for RFC 7692.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import zlib
 from dataclasses import dataclass
@@ -355,7 +356,13 @@ def compressed_messages(draw: st.DrawFn, masked: bool) -> list[Frame]:
 def bombs(draw: st.DrawFn, masked: bool) -> list[Frame]:
     """A small frame that inflates to far more than MAX_SIZE (or just past it)."""
     size = draw(st.sampled_from([MAX_SIZE, MAX_SIZE + 1, 64 * 1024, 1 << 20, 16 << 20]))
-    return _fragments(draw, BINARY, deflate(b"\0" * size, 9), masked)
+    return _fragments(draw, BINARY, _zeros_deflated(size), masked)
+
+
+@functools.cache
+def _zeros_deflated(size: int) -> bytes:
+    """*size* zero bytes deflated (16 MiB take seconds, so once per run)."""
+    return deflate(b"\0" * size, 9)
 
 
 @st.composite

@@ -52,6 +52,8 @@ class Outcome:
     reason: str | None = None
     #: Bytes of the stream fed to the endpoint before it ended.
     fed: int = 0
+    #: Worker-thread jobs the core handed out (run inline here).
+    jobs: int = 0
 
     def ending(self) -> str:
         return self.end if self.code is None else f"{self.end} {self.code}"
@@ -82,12 +84,20 @@ def _core_deflate(client: bool, limit: MessageSizeLimit) -> CoreDeflate:
     return ext
 
 
-def run_core(reads: list[bytes], *, client: bool, deflate: bool, max_size: int) -> Outcome:
-    """trio_ws's protocol core reading *reads*; worker-thread jobs run inline."""
+def run_core(
+    reads: list[bytes], *, client: bool, deflate: bool, max_size: int, streaming: bool = False
+) -> Outcome:
+    """trio_ws's protocol core reading *reads*; worker-thread jobs run inline.
+
+    *streaming* reads as a message stream does (every message in chunks,
+    however it arrived), the way the connection sets the core while its
+    application has ``get_message_stream()`` open; the chunks are joined.
+    """
     limit = MessageSizeLimit(max_size)
     protocol = Protocol(
         client=client, size_limit=limit, deflate=_core_deflate(client, limit) if deflate else None
     )
+    protocol.set_limit(max_size, streaming=streaming)
     out = Outcome()
     parts: list[str | bytes] = []
     pending = iter(reads)
@@ -100,6 +110,7 @@ def run_core(reads: list[bytes], *, client: bool, deflate: bool, max_size: int) 
             out.fed += len(data)
             protocol.receive_data(data)
         elif isinstance(event, core_events.ThreadJob):
+            out.jobs += 1
             event.run()
         elif isinstance(event, (str, bytes)):
             out.events.append(_message(event))
@@ -114,7 +125,7 @@ def run_core(reads: list[bytes], *, client: bool, deflate: bool, max_size: int) 
             out.events.append(("ping", event.payload))
         elif isinstance(event, core_events.Pong):
             out.events.append(("pong", event.payload))
-        elif isinstance(event, core_events.CloseReceived):
+        elif isinstance(event, core_events.Close):
             out.end, out.code, out.reason = "close", event.code, event.reason
             return out
         else:

@@ -15,10 +15,15 @@ from dataclasses import dataclass
 from hypothesis import strategies as st
 
 from ..fuzz import strategies as gen
+from ..fuzz.model import MAX_SIZE
 from ..support.codec import Frame, close_frame
 
 #: Streams up to this long may be fed one byte per read.
 BYTEWISE_LIMIT = 2048
+#: A limit the bombs fit in, for compressed streams now and then: after one
+#: has inflated, the core's ratio guess sends the next inflating into a
+#: ThreadJob (the worker-thread path), which the small limit never reaches.
+LARGE_MAX_SIZE = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -31,6 +36,10 @@ class Stream:
     masked: bool
     #: The sender compressed (permessage-deflate was negotiated).
     deflate: bool
+    #: trio_ws reads through a message stream (chunks, never whole messages).
+    streaming: bool = False
+    #: ``max_message_size`` of the reader.
+    max_size: int = MAX_SIZE
 
     @property
     def data(self) -> bytes:
@@ -44,7 +53,8 @@ class Stream:
     def describe(self) -> str:
         """The stream as hex, one item a line, and where it was cut."""
         lines = [bytes(item).hex(" ") for item in self.items]
-        return "\n".join(lines) + f"\ncut at {sorted(set(self.cuts))}"
+        how = ", read as a message stream" if self.streaming else ""
+        return "\n".join(lines) + f"\ncut at {sorted(set(self.cuts))}{how}"
 
 
 _PLAIN_GOOD = [gen.messages, gen.messages, gen.messages, gen.control_between]
@@ -83,4 +93,8 @@ def streams(draw: st.DrawFn, *, masked: bool, deflate: bool) -> Stream:
         cuts = tuple(range(1, size))
     else:
         cuts = tuple(draw(st.lists(st.integers(1, max(1, size - 1)), max_size=12)))
-    return Stream(tuple(items), cuts, masked, deflate)
+    streaming = draw(st.integers(0, 3)) == 0
+    large = deflate and draw(st.integers(0, 4)) == 0
+    return Stream(
+        tuple(items), cuts, masked, deflate, streaming, LARGE_MAX_SIZE if large else MAX_SIZE
+    )

@@ -316,7 +316,9 @@ class PerMessageDeflate(Extension):
             self._binary_skips -= 1
             return False
         if len(payload) > o.probe_size:
-            probe = zlib.compressobj(1, zlib.DEFLATED, -9, 1)
+            # A 1 KiB window: with 512 bytes zlib reaches back only 250 bytes
+            # (the window less its lookahead), and misses repeats further apart.
+            probe = zlib.compressobj(1, zlib.DEFLATED, -10, 1)
             sample = payload[: o.probe_size]
             if len(probe.compress(sample) + probe.flush()) > o.incompressible_ratio * len(sample):
                 self._binary_skips = o.reprobe_interval

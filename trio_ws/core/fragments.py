@@ -20,7 +20,7 @@ breaks a rule this module does not check stays with wsproto.
 from __future__ import annotations
 
 import codecs
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from typing import TYPE_CHECKING
 
 from ..close_codes import (
@@ -29,6 +29,8 @@ from ..close_codes import (
     POLICY_VIOLATION,
     PROTOCOL_ERROR,
 )
+from .events import Chunk
+from .events import Violation as ViolationEvent
 from .frames import CONTINUATION, OPCODE_TEXT
 from .size_limit import max_fragments
 
@@ -183,3 +185,19 @@ class FragmentedMessage:
 def new_data_violation() -> Violation:
     """A text or binary frame arrived while a fragmented message was in progress."""
     return PROTOCOL_ERROR, "new data frame while a fragmented message is in progress"
+
+
+def fragment_events(
+    message: FragmentedMessage, piece: bytes | bytearray, final: bool
+) -> Generator[Chunk | ViolationEvent, None, bool]:
+    """The events of one *piece* of a fragmented message's payload (*final*:
+    its last); ``False`` once a violation ended them. A compressed piece
+    inflates lazily, one bounded chunk per event, so nothing is inflated
+    ahead of what the consumer takes."""
+    for chunk in message.chunks(piece, final):
+        if isinstance(chunk, tuple):
+            yield ViolationEvent(*chunk)
+            return False
+        if chunk or message.finished:
+            yield Chunk(chunk, message.finished)
+    return True

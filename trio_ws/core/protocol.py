@@ -11,8 +11,8 @@ runs in a worker thread the jobs the core hands it.
 Two branches decode frames. The fast branch here handles the frames a
 healthy connection sends: whole text and binary messages, compressed or not
 (inflated by :mod:`trio_ws.core.deflate`, bomb-safe), binary payloads
-longer than one read (gathered piece by piece), uncompressed fragmented
-messages (:mod:`trio_ws.core.fragments`, chunk by chunk) and well-formed
+longer than one read (gathered piece by piece), fragmented messages,
+compressed or not (:mod:`trio_ws.core.fragments`, chunk by chunk) and well-formed
 pings, pongs and Close frames. Everything else goes to the general branch,
 wsproto's parser (:mod:`trio_ws.core.general`), created only when the first
 such frame arrives.
@@ -34,6 +34,7 @@ from .fragments import (
     NEW_DATA,
     START,
     FragmentedMessage,
+    fragment_events,
     fragment_kind,
     is_compressed,
     new_data_violation,
@@ -100,6 +101,7 @@ class Protocol:
         "client",
         "close_received",
         "close_sent",
+        "encode",
         "next_event",
         "state",
         "streaming",
@@ -236,7 +238,7 @@ class Protocol:
                 frag_offset += step
                 frag_left -= step
                 done = frag_fin and not frag_left
-                if not (yield from _fragment_events(fragmented, piece, done)):
+                if not (yield from fragment_events(fragmented, piece, done)):
                     return
                 if done:
                     fragmented = None
@@ -310,7 +312,7 @@ class Protocol:
                     frag_left, frag_offset = size - header, 0
                     pos += header
                     if not frag_left and frag_fin:  # an empty last frame
-                        if not (yield from _fragment_events(fragmented, b"", True)):
+                        if not (yield from fragment_events(fragmented, b"", True)):
                             return
                         fragmented = None
                     continue
@@ -346,9 +348,26 @@ class Protocol:
                     message = result
                 else:
                     message = decode_message(data, pos + header, end, opcode, key)
+            elif opcode == OPCODE_TEXT or (
+                opcode is not None and opcode & COMPRESSED and self._inflate_here(size - header)
+            ):
+                # Split across reads (and, if compressed, too small for a
+                # thread): decoded as a message of one fragment, its UTF-8
+                # checked (and its payload inflated) piece by piece.
+                assert opcode is not None
+                inflater = None
+                if opcode & COMPRESSED:
+                    inflater = self._deflate.message_inflater(INFLATE_CHUNK_SIZE)  # type: ignore[union-attr]
+                fragmented = FragmentedMessage(opcode & 0x0F, inflater)
+                fragmented.frame(size - header, limit.max_size)  # its one fragment
+                key = masking_key(data, pos, header, masked)
+                frag_fin = True
+                frag_left, frag_offset = size - header, 0
+                pos += header
+                continue
             elif opcode == OPCODE_BINARY:
-                # Text is left to wsproto, which rejects bad UTF-8 as soon as
-                # it arrives; a binary payload has nothing to check.
+                # A binary payload has nothing to check: gathered whole, or
+                # handed on read by read while a message stream is open.
                 key = masking_key(data, pos, header, masked)
                 pos += header
                 piece_left, gathered = size - header, 0
@@ -359,6 +378,14 @@ class Protocol:
                 continue
             pos = end
             yield message
+
+    def _inflate_here(self, payload_size: int) -> bool:
+        """Whether inflating *payload_size* bytes is work for this thread (the
+        last message's ratio guesses it, the size limit caps it)."""
+        deflate = self._deflate
+        assert deflate is not None
+        work = min(payload_size * deflate.inflate_ratio, self._limit.max_size)
+        return work < deflate.options.thread_threshold
 
     def _inflate(
         self, data: bytes | bytearray, start: int, end: int, opcode: int, key: bytes | None
@@ -371,7 +398,7 @@ class Protocol:
         payload = view if key is None else payload_copy(view, key)
         text = opcode & 0x0F == OPCODE_TEXT
         limit = self._limit.max_size
-        if min(len(payload) * deflate.inflate_ratio, limit) >= deflate.options.thread_threshold:
+        if not self._inflate_here(len(payload)):
             job = ThreadJob(deflate.inflate_message, payload, text, limit)
             yield job
             assert job.done, "a ThreadJob must be run before the next event"
@@ -466,19 +493,3 @@ class Protocol:
         if self.state is not State.CLOSED:
             self.state = State.FAILED
         return frame
-
-
-def _fragment_events(
-    message: FragmentedMessage, piece: bytes | bytearray, final: bool
-) -> Generator[Chunk | Violation, None, bool]:
-    """The events of one *piece* of a fragmented message's payload (*final*:
-    its last); ``False`` once a violation ended them. A compressed piece
-    inflates lazily, one bounded chunk per event, so nothing is inflated
-    ahead of what the consumer takes."""
-    for chunk in message.chunks(piece, final):
-        if isinstance(chunk, tuple):
-            yield Violation(*chunk)
-            return False
-        if chunk or message.finished:
-            yield Chunk(chunk, message.finished)
-    return True
