@@ -61,6 +61,13 @@ def message(seq: int, size: int) -> str:
     return head + "x" * max(0, size - len(head))
 
 
+def cpu_seconds() -> float:
+    """CPU time (user and system) this process used so far: on a shared
+    machine, CPU per delivered message is steadier than the rate."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def rss(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -71,7 +78,7 @@ def rss(pid: int) -> int:
 # ---------------------------------------------------------------- servers
 
 
-def serve_trio_ws(seconds: float, size: int) -> None:
+def serve_trio_ws(seconds: float, size: int, interval: float) -> None:
     import trio
 
     import trio_ws
@@ -90,6 +97,7 @@ def serve_trio_ws(seconds: float, size: int) -> None:
             print(server.port, flush=True)
             await trio.to_thread.run_sync(sys.stdin.readline)  # "go"
             totals = {"queued": 0, "skipped": 0, "closed": 0, "not_open": 0}
+            cpu = cpu_seconds()
             start = time.monotonic()
             end, seq = start + seconds, 0
             inside = 0.0  # time spent in broadcast() itself
@@ -104,9 +112,13 @@ def serve_trio_ws(seconds: float, size: int) -> None:
                 totals["closed"] += result.closed
                 totals["not_open"] += result.not_open
                 seq += 1
-                await trio.sleep(0)
+                await trio.sleep(interval)
+            await trio.sleep(0.5)  # what is still queued goes out
+            cpu = cpu_seconds() - cpu
             print(
-                json.dumps({"published": seq, "start": start, "inside": inside, **totals}),
+                json.dumps(
+                    {"published": seq, "start": start, "inside": inside, "cpu": cpu, **totals}
+                ),
                 flush=True,
             )
             await trio.to_thread.run_sync(sys.stdin.readline)  # "stop"
@@ -115,7 +127,7 @@ def serve_trio_ws(seconds: float, size: int) -> None:
     trio.run(main)
 
 
-def serve_websockets(seconds: float, size: int) -> None:
+def serve_websockets(seconds: float, size: int, interval: float) -> None:
     from websockets.asyncio.server import ServerConnection, broadcast, serve
 
     connections: set[ServerConnection] = set()
@@ -132,6 +144,7 @@ def serve_websockets(seconds: float, size: int) -> None:
         async with serve(handler, "127.0.0.1", 0, max_size=None) as server:
             print(server.sockets[0].getsockname()[1], flush=True)
             await loop.run_in_executor(None, sys.stdin.readline)  # "go"
+            cpu = cpu_seconds()
             start = time.monotonic()
             end, seq = start + seconds, 0
             inside = 0.0
@@ -140,8 +153,13 @@ def serve_websockets(seconds: float, size: int) -> None:
                 broadcast(connections, message(seq, size))
                 inside += time.perf_counter() - before
                 seq += 1
-                await asyncio.sleep(0)
-            print(json.dumps({"published": seq, "start": start, "inside": inside}), flush=True)
+                await asyncio.sleep(interval)
+            await asyncio.sleep(0.5)  # what is still buffered goes out
+            cpu = cpu_seconds() - cpu
+            print(
+                json.dumps({"published": seq, "start": start, "inside": inside, "cpu": cpu}),
+                flush=True,
+            )
             await loop.run_in_executor(None, sys.stdin.readline)  # "stop"
 
     asyncio.run(main())
@@ -297,7 +315,7 @@ def run_one(
 ) -> dict[str, Any]:
     children: list[Child] = []
     try:
-        host = Child("serve", server, str(args.seconds), str(size))
+        host = Child("serve", server, str(args.seconds), str(size), str(args.interval))
         children.append(host)
         port = int(host.line(30))
         per_client = subscribers // args.clients
@@ -360,6 +378,8 @@ def run_one(
         "skipped": published.get("skipped"),
         # Share of the publishing time spent inside broadcast() itself.
         "inside_share": published["inside"] / args.seconds,
+        # Server CPU time per message delivered to a reader (RUSAGE_SELF).
+        "cpu_us": published["cpu"] / max(1, received) * 1e6,
         "closes": closes,
         "rss_base_mib": base / MiB,
         "rss_peak_mib": peak / MiB,
@@ -371,8 +391,9 @@ def run_one(
 def table(rows: list[dict[str, Any]]) -> str:
     lines = [
         "| server | subs | idle | size | published | delivered msg/s | per reader "
-        "| p50 ms | p99 ms | skipped | in broadcast() | server RSS MiB (base / peak / end) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| p50 ms | p99 ms | skipped | in broadcast() | server CPU µs per delivery "
+        "| server RSS MiB (base / peak / end) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for r in rows:
         skipped = r["skipped"]
@@ -380,7 +401,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"| {r['server']} | {r['subscribers']} | {r['idle']} | {r['size']} | {r['published']} "
             f"| {r['delivered_per_s']:,.0f} | {r['received_per_reader']:,.0f} "
             f"| {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {'-' if skipped is None else skipped} "
-            f"| {r.get('inside_share', 0):.0%} "
+            f"| {r.get('inside_share', 0):.0%} | {r['cpu_us']:.1f} "
             f"| {r['rss_base_mib']:.0f} / {r['rss_peak_mib']:.0f} / {r['rss_end_mib']:.0f} |"
         )
     return "\n".join(lines)
@@ -402,6 +423,13 @@ def main() -> None:
         metavar=("SUBSCRIBERS", "SIZE"),
         help="then a run with 10%% idle and big messages, so that enough is published "
         "per idle subscriber to overflow the kernel's socket buffers (0 0: none)",
+    )
+    parser.add_argument(
+        "--interval",
+        type=float,
+        default=0.0,
+        help="seconds the publisher sleeps between broadcasts (default 0: one scheduler "
+        "pass, as fast as it can; a longer one measures the latency of lone messages)",
     )
     parser.add_argument("--quick", action="store_true", help="2 s runs")
     parser.add_argument("--json", type=Path, help="also write the rows here")
@@ -426,8 +454,8 @@ def main() -> None:
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "serve":
         raise_fd_limit(20_000)
-        seconds, size = float(sys.argv[3]), int(sys.argv[4])
-        (serve_trio_ws if sys.argv[2] == "trio_ws" else serve_websockets)(seconds, size)
+        seconds, size, interval = float(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
+        (serve_trio_ws if sys.argv[2] == "trio_ws" else serve_websockets)(seconds, size, interval)
     elif len(sys.argv) > 1 and sys.argv[1] == "subscribe":
         raise_fd_limit(20_000)
         port, count, idle = map(int, sys.argv[2:5])

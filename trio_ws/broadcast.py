@@ -17,6 +17,7 @@ from collections.abc import Collection, Iterable
 from .close_codes import TRY_AGAIN_LATER
 from .connection import WebSocketConnection
 from .exceptions import ConnectionClosed
+from .flusher import current_flusher
 from .outgoing import PreparedMessage
 
 __all__ = ["DEFAULT_POLICY", "BroadcastResult", "SlowConsumer", "broadcast"]
@@ -96,7 +97,11 @@ def broadcast(
     (see :class:`SlowConsumer`); closed or closing connections are counted
     and passed over. The call is synchronous: nothing in it waits on a
     peer, so no client can delay the caller or the other clients, and it is
-    not a schedule point. It iterates over a snapshot of *connections*
+    not a schedule point. A broadcast that follows another closely leaves
+    its frames in the write buffers for a few scheduler passes, so that
+    each connection gets several messages in one system call (see
+    :doc:`/topics/broadcast`); a lone one is written before this returns.
+    It iterates over a snapshot of *connections*
     unless that is already a frozenset or tuple, so a connection closing
     (and leaving a room) meanwhile does not disturb it.
     """
@@ -131,4 +136,6 @@ def broadcast_prepared(
         else:
             connection.close_nowait(TRY_AGAIN_LATER, SLOW_CONSUMER_REASON)
             closed += 1
+    if queued:
+        current_flusher().broadcast_ended()  # the next ones share writes with this
     return BroadcastResult(queued, skipped, closed, not_open)

@@ -349,7 +349,9 @@ class WebSocketConnection(trio.abc.AsyncResource):
         :attr:`skipped_messages`) if the buffer was full: the peer is not
         reading fast enough, and what to do about it is the caller's call.
         A :class:`~trio_ws.PreparedMessage` is encoded once for any number
-        of connections.
+        of connections. Right after a broadcast the frame may wait in the
+        write buffer for a few scheduler passes, to share a system call
+        with the next (see :doc:`/topics/broadcast`).
 
         Whole messages never interleave with a message being sent as a
         stream (or compressed in a worker thread): meanwhile the message

@@ -152,6 +152,16 @@ CORK_LONG_PASS = 0.0002
 #: least every this many frames.
 CORK_FRAMES = 32
 
+#: Right after a broadcast, the frames try_send_message (and so a broadcast)
+#: queues on an idle plain socket wait in the write buffer for company: the
+#: first frame queued on that connection in a later scheduler pass writes
+#: them all with one system call, and so does the flusher task after
+#: FLUSH_PASSES passes (see trio_ws.flusher). Past BATCH_BYTES waiting they
+#: are written at once. BATCH_BYTES is far below WRITE_BUFFER_SIZE, so that
+#: waiting never makes a connection look full.
+FLUSH_PASSES = 3
+BATCH_BYTES = 16 * KiB
+
 #: Queued frames smaller than this are joined into one write; bigger ones
 #: are written as they are, without a copy.
 WRITE_JOIN_LIMIT = 64 * KiB

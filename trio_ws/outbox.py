@@ -174,7 +174,7 @@ class Outbox:
         self._log.message(">", prepared.is_text, len(prepared))
         # The sending policy of send_message applies here too.
         deflate = self._core.send_deflate(prepared.payload, prepared.is_text, compress)
-        self._writer.put(*prepared.frame(deflate, mask=self._mask))
+        self._writer.put_batched(prepared.frame(deflate, mask=self._mask))
 
     async def _send_deferred(self) -> None:
         """Queue the messages try_send held back, once the lock is free."""

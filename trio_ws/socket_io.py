@@ -37,7 +37,9 @@ from collections.abc import Callable
 
 import trio
 
+from .flusher import Flusher, current_flusher
 from .options import (
+    BATCH_BYTES,
     CORK_BYTES,
     CORK_FRAMES,
     CORK_LONG_PASS,
@@ -77,6 +79,8 @@ class FrameWriter:
     # 150 bytes less per connection). A new attribute needs a slot here.
     __slots__ = (
         "_first_queued",
+        "_flusher",
+        "_held",
         "_late",
         "_nursery",
         "_on_failure",
@@ -116,6 +120,8 @@ class FrameWriter:
         self._progress = trio.lowlevel.ParkingLot()
         self._stopping = False
         self._unyielded = 0  # frames queued by send() without a schedule point
+        self._held: int | None = None  # the flusher's pass since which _pieces wait
+        self._flusher: Flusher | None = None  # that flusher, once asked for
         self.failed = False
 
     @property
@@ -148,6 +154,52 @@ class FrameWriter:
             pieces = self._write_now(pieces)
         if pieces:
             self.queue(*pieces)
+
+    def put_batched(self, frame: tuple[Piece, ...]) -> None:
+        """Queue a frame of a fan-out, to share a write with the next; never blocks.
+
+        While the run's flusher is hot (see :mod:`trio_ws.flusher`), on an
+        idle plain socket, the frame waits: a frame queued in a later
+        scheduler pass, the flusher or BATCH_BYTES writes them all in one
+        call. Otherwise this is :meth:`put`.
+        """
+        if self._held is None:
+            if self._flusher is None:
+                self._flusher = current_flusher()
+            if not self._flusher.hot or self._pieces or self._running or self.failed:
+                self.put(*frame)
+                return
+            if self._socket is None or self._nursery is None or self._stopping:
+                self.put(*frame)
+                return
+            self._first_queued = -math.inf  # a writer task taking these over writes at once
+        assert self._flusher is not None
+        self._pieces += frame
+        for piece in frame:
+            self._queued += len(piece)
+        held, passes = self._held, self._flusher.passes
+        if held is None and self._queued < BATCH_BYTES:
+            self._held = passes
+            self._flusher.add(self)
+        elif held != passes or self._queued >= BATCH_BYTES:
+            self.flush_batched(held)  # company from a later pass, or enough for a call
+
+    def flush_batched(self, since: int | None) -> None:
+        """Write the frames held since the flusher's pass *since*, if they still
+        are, in one call (what the socket does not take, as :meth:`put` does);
+        never raises."""
+        if self._held != since:
+            return
+        self._held = None
+        if self._running or not self._pieces:
+            return  # a writer task (or finish()) took them over
+        pieces, self._pieces, self._queued = self._pieces, [], 0
+        try:
+            self.put(*pieces)
+        except Exception as exc:  # the connection's nursery closed: it is gone
+            self._give_up(repr(exc))
+        if len(self._progress):
+            self._progress.unpark_all()
 
     def start(self, nursery: trio.Nursery) -> None:
         """Run writer tasks in *nursery* from now on."""
@@ -362,11 +414,16 @@ class FrameWriter:
 
     async def _fail(self, why: str) -> None:
         """Give up on the transport: the peer can no longer find frame boundaries."""
+        self._give_up(why)
+        await trio.aclose_forcefully(self._stream)
+
+    def _give_up(self, why: str) -> None:
+        """:meth:`_fail` but for closing the stream (left to the reader)."""
         self.failed = True
         self._pieces, self._queued, self._writing, self._late = [], 0, 0, None
+        self._held = None
         self._progress.unpark_all()
         self._on_failure(why)
-        await trio.aclose_forcefully(self._stream)
 
     # -- the read side
 
