@@ -144,22 +144,7 @@ def test_only_the_core_imports_wsproto() -> None:
     assert outside == set()
 
 
-#: Modules over MAX_LINES today, each until its split lands (issue 14).
-TOO_LONG_TODAY = {"trio_ws.connection": "the helpers 'shell' and 'core' are splitting it"}
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(
-            name,
-            marks=pytest.mark.xfail(strict=True, reason=TOO_LONG_TODAY[name])
-            if name in TOO_LONG_TODAY
-            else (),
-        )
-        for name in MODULES
-    ],
-)
+@pytest.mark.parametrize("name", list(MODULES))
 def test_no_module_is_over_500_lines(name: str) -> None:
     lines = len(MODULES[name].read_text(encoding="utf-8").splitlines())
     assert lines <= MAX_LINES, f"{name} has {lines} lines"

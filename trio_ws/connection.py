@@ -1,11 +1,12 @@
-"""An open WebSocket connection: the public API, and the reader task.
+"""An open WebSocket connection: the public API, and the wiring of its parts.
 
-One background reader task per connection reads the transport, hands the
-bytes to the protocol core (:mod:`trio_ws.core`) and pushes each complete
-message into the bounded inbox (:mod:`trio_ws.inbox`), a Trio memory channel
-of capacity ``message_queue_size``. When the channel is full the reader
-waits, so it stops reading the socket and TCP flow control slows the peer
-down: nothing is dropped and nothing is buffered without bound.
+One background reader task per connection (:mod:`trio_ws.reader`) reads the
+transport, hands the bytes to the protocol core (:mod:`trio_ws.core`) and
+pushes each complete message into the bounded inbox (:mod:`trio_ws.inbox`),
+a Trio memory channel of capacity ``message_queue_size``. When the channel
+is full the reader waits, so it stops reading the socket and TCP flow
+control slows the peer down: nothing is dropped and nothing is buffered
+without bound.
 
 Senders queue whole frames in a bounded write buffer that one writer task
 drains (see :mod:`trio_ws.socket_io`), so frames never interleave, back-to-back
@@ -22,51 +23,27 @@ from contextlib import asynccontextmanager
 import trio
 
 from . import keepalive
-from .close_codes import (
-    ABNORMAL_CLOSURE,
-    GOING_AWAY,
-    INTERNAL_ERROR,
-    NORMAL_CODES,
-    check_sendable,
-)
+from .close_codes import NORMAL_CODES
 from .core.deflate import PerMessageDeflate
-from .core.events import Chunk, Close, Ping, Pong, ThreadJob, Violation
+from .core.events import Ping, Pong
 from .core.frames import control_payload
-from .core.protocol import Protocol, State
+from .core.protocol import Protocol
 from .core.size_limit import MessageSizeLimit
 from .exceptions import ConnectionClosed, MessageTypeError
 from .handshake import Headers
 from .inbox import Inbox, MessageStream
 from .lifecycle import Lifecycle
 from .logs import ConnectionLogger
-from .options import (
-    CANCELLED_CLOSE_GRACE,
-    DEFAULT,
-    FRAMES_PER_YIELD,
-    ConnectionOptions,
-    _Default,
-)
+from .options import DEFAULT, ConnectionOptions, _Default
 from .outbox import Outbox
 from .outgoing import PreparedMessage
+from .reader import PendingViolation, Reader
 from .socket_io import FrameWriter
 from .values import CloseReason, Endpoint, socket_endpoints
 
 logger = logging.getLogger("trio_ws.connection")
 
 Message = str | bytes
-
-#: Seconds the application has, after the peer violated the protocol, to
-#: read (and answer) the messages that arrived before the violation.
-VIOLATION_GRACE = 1.0
-
-
-class _Violation:
-    """Queued after the last valid message when the peer broke the protocol."""
-
-    def __init__(self, code: int, reason: str | None) -> None:
-        self.code = code
-        self.reason = reason
-        self.handled = trio.Event()
 
 
 class WebSocketConnection(trio.abc.AsyncResource):
@@ -94,6 +71,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         "_outbox",
         "_path",
         "_pings",
+        "_reader",
         "_remote",
         "_subprotocol",
         "_writer",
@@ -131,7 +109,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         self._life = Lifecycle(self, self._log)  # close state, close callbacks, tasks
 
         self._writer = FrameWriter(stream, self._life.transport_failed, options.receive_buffer_size)
-        self._inbox = Inbox[_Violation](
+        self._inbox = Inbox[PendingViolation](
             self._life, options.message_queue_size, size_limit, options.max_message_size
         )
         self._outbox = Outbox(
@@ -142,6 +120,18 @@ class WebSocketConnection(trio.abc.AsyncResource):
             None
             if options.ping_interval is None
             else _Keepalive(self, options.ping_interval, options.ping_timeout)
+        )
+        self._reader = Reader(
+            self._core,
+            self._inbox,
+            self._outbox,
+            self._writer,
+            self._life,
+            self._log,
+            self._pings,
+            self._keepalive,
+            is_client=is_client,
+            disconnect_timeout=options.disconnect_timeout,
         )
 
     def __str__(self) -> str:
@@ -243,8 +233,8 @@ class WebSocketConnection(trio.abc.AsyncResource):
         close has been returned.
         """
         item = await self._inbox.get()
-        if isinstance(item, _Violation):
-            self._fail(item)
+        if isinstance(item, PendingViolation):
+            self._reader.fail(item)
             raise ConnectionClosed(self._life.final_reason())
         return item
 
@@ -293,8 +283,8 @@ class WebSocketConnection(trio.abc.AsyncResource):
         """
         limit = self._options.max_message_size if isinstance(max_size, _Default) else max_size
         stream = self._inbox.open_stream(limit)
-        if isinstance(stream, _Violation):
-            self._fail(stream)
+        if isinstance(stream, PendingViolation):
+            self._reader.fail(stream)
             raise ConnectionClosed(self._life.final_reason())
         try:
             yield stream
@@ -413,19 +403,6 @@ class WebSocketConnection(trio.abc.AsyncResource):
         """
         await self._outbox.send_control(Pong(b"" if payload is None else control_payload(payload)))
 
-    def _answer_ping(self, payload: bytes) -> None:
-        """Answer *ping* without ever making the reader wait.
-
-        If the write buffer is full (perhaps because the peer is not
-        reading), the reader must go on reading, or two peers that both send
-        and ping could wait on each other forever; the pong then replaces any
-        earlier one still waiting for room, as RFC 6455 allows.
-        """
-        frame = self._core.pong_frame(payload)
-        if frame is not None:
-            self._log.frame(">", Pong(payload))
-            self._writer.queue_late(b"".join(frame))
-
     # ------------------------------------------------------------ closing
 
     async def aclose(self, code: int = 1000, reason: str | None = None) -> None:
@@ -437,7 +414,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         after that the transport is dropped. If cancelled, the transport is
         dropped at once and the cancellation propagates.
         """
-        await self._close(code, reason)
+        await self._reader.close(code, reason)
 
     def close_nowait(self, code: int = 1000, reason: str | None = None) -> None:
         """Start closing with *code* and *reason*, without waiting; idempotent.
@@ -450,183 +427,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         ``get_message()`` raises :class:`ConnectionClosed`. For callers that
         must not wait, such as a broadcast closing a slow consumer.
         """
-        check_sendable(code)
-        if self._life.reason is None:
-            self._life.set_reason(code, reason)
-            self._outbox.send_close(code, reason)
-            self._life.spawn(self._close, code, reason)
-
-    async def _close(self, code: int, reason: str | None) -> bool:
-        """Close as :meth:`aclose` does; return whether it finished in time."""
-        check_sendable(code, reason)
-        self._inbox.close()  # drop queued messages; wake blocked readers
-        try:
-            with trio.move_on_after(self._options.disconnect_timeout):
-                if self._life.reason is None:
-                    self._life.set_reason(code, reason)
-                    self._outbox.send_close(code, reason)
-                await self._life.wait_reader_done()
-                return True
-            self._log.debug("closing handshake timed out; dropping transport")
-            await self._writer.drop()
-            # A connection we failed has no handshake to finish: not a timeout.
-            return self._core.state is State.FAILED
-        except ConnectionClosed:
-            return True  # the transport broke while sending Close: nothing to wait for
-        except BaseException:
-            # Cancelled (the caller's scope, or a server going away): the
-            # Close frame still goes out if the transport takes it at once.
-            with trio.CancelScope(shield=True), trio.move_on_after(CANCELLED_CLOSE_GRACE):
-                await self._writer.finish()
-            await self._writer.drop()
-            raise
-
-    # ------------------------------------------------------------ reader task
-
-    async def _expire(self, why: str) -> None:
-        """Close a connection whose peer stopped answering (1011), not waiting on it."""
-        self._log.debug("closing connection: %s", why)
-        self._life.set_reason(INTERNAL_ERROR, why)
-        self._outbox.send_close(INTERNAL_ERROR, why)
-        await self._writer.drop(after=self._options.disconnect_timeout)
-
-    # Ctrl-C reaches the main task at a checkpoint, never mid-frame here.
-    @trio.lowlevel.enable_ki_protection
-    async def _reader_task(self) -> None:
-        """Read until the connection closes; never raises except Cancelled."""
-        try:
-            await self._read_frames()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionClosed):
-            pass
-        except trio.Cancelled:
-            # The nursery running this connection is being torn down (its
-            # server or client is going away): say so, whichever of its
-            # tasks saw the cancellation first, before the transport goes.
-            self._outbox.send_close(GOING_AWAY, None, set_reason=True)
-            raise
-        except Exception:  # a bug here must not crash the user's nursery
-            self._log.exception("unexpected error in WebSocket reader task")
-        finally:
-            self._life.set_reason(ABNORMAL_CLOSURE, None)
-            self._inbox.finish()
-            self._pings.release_all()
-            try:
-                await self._writer.close_transport(self._options.disconnect_timeout)
-            finally:
-                self._life.finish_reader()
-            self._log.debug("closed: %s", self._life.final_reason())
-
-    async def _read_frames(self) -> None:
-        """Read the transport and act on what the protocol core makes of it.
-
-        The core (:mod:`trio_ws.core.protocol`) splits the bytes into frames
-        and decodes them; this loop does the I/O around it: reads when the
-        core needs more, hands messages and chunks to the inbox (waiting
-        while it is full: that is the backpressure), answers pings, runs the
-        core's big inflating jobs in a worker thread (cancelling the reader
-        then waits for that thread, which the size limit bounds) and ends
-        the connection on a Close frame or a violation. Every
-        FRAMES_PER_YIELD events it yields, for fairness to other connections.
-        """
-        core = self._core
-        inbox = self._inbox
-        handled = 0
-        while True:
-            # A message stream wants chunks, not whole messages.
-            core.streaming = inbox.stream is not None
-            event = core.next_event()
-            if event is None:
-                data = await self._writer.receive()
-                if not data:
-                    return  # transport lost without a closing handshake: 1006
-                core.receive_data(data)
-                continue
-            handled += 1
-            if handled % FRAMES_PER_YIELD == 0:
-                await trio.lowlevel.checkpoint()  # fairness to other connections
-            # The most frequent first; no assert per message (they cost).
-            if isinstance(event, (str, bytes)):
-                self._log.message("<", isinstance(event, str), len(event))
-                if inbox.stream is None:
-                    await inbox.deliver(event)
-                else:
-                    await self._deliver_whole(event)
-            elif isinstance(event, Chunk):
-                self._log.frame("<", event)
-                await inbox.take_chunk(event.data, event.final)
-            elif isinstance(event, ThreadJob):
-                await trio.to_thread.run_sync(event.run)
-            elif isinstance(event, Ping):
-                self._log.frame("<", event)
-                self._answer_ping(event.payload)
-            elif isinstance(event, Pong):
-                self._log.frame("<", event)
-                self._acknowledge(event.payload)
-            elif isinstance(event, Close):
-                self._log.frame("<", event)
-                await self._peer_closed(event)
-                return
-            else:
-                assert isinstance(event, Violation)
-                await self._violated(event)
-                return
-
-    async def _deliver_whole(self, message: str | bytes) -> None:
-        """Hand a whole message to the open message stream (perhaps opened
-        while the message was gathered), as it would get a first chunk."""
-        stream = self._inbox.stream
-        assert stream is not None
-        await stream.feed(message, True)
-        if self._inbox.stream is stream:
-            self._inbox.end_stream()
-
-    def _acknowledge(self, payload: bytes) -> None:
-        if self._keepalive is not None:
-            self._keepalive.pong(payload)
-        self._pings.acknowledge(payload)
-
-    async def _peer_closed(self, event: Close) -> None:
-        """The peer's Close frame: echo it if the peer started the handshake."""
-        if self._core.state is State.REMOTE_CLOSING:
-            self._life.set_reason(event.code, event.reason)
-            self._outbox.send_close(event.code, event.reason, echo=True)
-        if self._is_client:
-            # RFC 6455 7.1.1: the server closes the TCP connection first.
-            await self._linger()
-
-    async def _violated(self, event: Violation) -> None:
-        """The peer broke the protocol: fail the connection with the core's code."""
-        violation = _Violation(event.code, event.reason)
-        self._log.debug("peer violated the protocol: %s %s", event.code, event.reason)
-        if self._core.state is State.OPEN and self._inbox.stream is None:
-            # The messages that came before the violation were valid:
-            # the application gets them, and may answer them, before the
-            # Close goes out (Autobahn's "strict" behaviour). It has
-            # VIOLATION_GRACE seconds to get that far.
-            with trio.move_on_after(VIOLATION_GRACE):
-                await self._inbox.deliver(violation)
-                await violation.handled.wait()
-        self._fail(violation)
-        await self._linger()
-
-    def _fail(self, violation: _Violation) -> None:
-        """Fail the connection for *violation*: its Close frame goes out once.
-
-        Whichever comes first, the reader after the grace or the application
-        reading the violation from the queue; the core's state says whether
-        it has been done.
-        """
-        violation.handled.set()  # wakes the reader, if it still waits
-        core = self._core
-        if core.state is not State.FAILED:
-            self._life.set_reason(violation.code, violation.reason)
-            frame = core.fail(violation.code, violation.reason)
-            if not self._writer.failed:
-                self._outbox.put_close(frame, violation.code, violation.reason)
-
-    async def _linger(self) -> None:
-        """Let the peer read our Close frame before the TCP connection goes."""
-        await self._writer.linger(self._options.disconnect_timeout)
+        self._reader.close_nowait(code, reason)
 
 
 def start_connection(connection: WebSocketConnection, nursery: trio.Nursery) -> None:
@@ -636,7 +437,7 @@ def start_connection(connection: WebSocketConnection, nursery: trio.Nursery) -> 
     Neither task raises (except Cancelled), so the nursery is safe.
     Keepalive needs no task of its own: see :mod:`trio_ws.keepalive`.
     """
-    connection._life.start(nursery, connection._reader_task)
+    connection._life.start(nursery, connection._reader.run)
     connection._writer.start(nursery)  # it starts a task whenever there is work
     if connection._keepalive is not None:
         connection._keepalive.start()
@@ -649,7 +450,7 @@ async def close_connection(connection: WebSocketConnection, code: int) -> bool:
     For the client's context manager, which raises DisconnectionTimeout
     otherwise; not public API. Cancellation is as for ``aclose()``.
     """
-    return await connection._close(code, None)
+    return await connection._reader.close(code, None)
 
 
 class _Keepalive(keepalive.KeepaliveState):
@@ -674,4 +475,4 @@ class _Keepalive(keepalive.KeepaliveState):
         self._conn._outbox.ping_now(payload)
 
     def expire(self, why: str) -> None:
-        self._conn._life.spawn(self._conn._expire, why)
+        self._conn._reader.expire(why)
