@@ -223,17 +223,6 @@ def all_private_accesses() -> set[str]:
     return set().union(*(private_accesses(name) for name in MODULES))
 
 
-#: Uses of other modules' privates that remain today, in connection.py's
-#: lane (the helpers "shell" and "core", issue 14): the server logs a
-#: handler's failure through the connection's logger, and connection.py
-#: imports the sentinel's old private name. Shrink this as they go; nothing
-#: may be added.
-KNOWN_TODAY = {
-    "trio_ws/connection.py: from .options import _Default",
-    "trio_ws/server.py: outcome.connection._log",
-}
-
-
 def test_private_access_finder_tells_own_names_from_others() -> None:
     source = (
         "from .options import _Default\n"
@@ -253,14 +242,5 @@ def test_private_access_finder_tells_own_names_from_others() -> None:
     }
 
 
-def test_no_new_reaching_into_another_modules_privates() -> None:
-    assert all_private_accesses() - KNOWN_TODAY == set()
-
-
-@pytest.mark.xfail(
-    strict=True,
-    reason="connection.py has no public way yet to the connection's logger, and still imports "
-    "options._Default (helpers 'shell'/'core', issue 14); remove this mark and KNOWN_TODAY then",
-)
 def test_no_module_reaches_into_another_modules_privates() -> None:
     assert all_private_accesses() == set()

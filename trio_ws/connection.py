@@ -25,7 +25,7 @@ import trio
 from . import keepalive
 from .close_codes import NORMAL_CODES
 from .core.deflate import PerMessageDeflate
-from .core.events import Ping, Pong
+from .core.events import Pong
 from .core.frames import control_payload
 from .core.protocol import Protocol
 from .core.size_limit import MessageSizeLimit
@@ -34,7 +34,7 @@ from .handshake import Headers
 from .inbox import Inbox, MessageStream
 from .lifecycle import Lifecycle
 from .logs import ConnectionLogger
-from .options import DEFAULT, ConnectionOptions, _Default
+from .options import DEFAULT, ConnectionOptions, DefaultType
 from .outbox import Outbox
 from .outgoing import PreparedMessage
 from .reader import PendingViolation, Reader
@@ -59,7 +59,6 @@ class WebSocketConnection(trio.abc.AsyncResource):
     # than a kilobyte per connection. __weakref__: users may hold them weakly.
     __slots__ = (
         "__weakref__",
-        "_core",
         "_handshake_headers",
         "_inbox",
         "_is_client",
@@ -67,14 +66,11 @@ class WebSocketConnection(trio.abc.AsyncResource):
         "_life",
         "_local",
         "_log",
-        "_options",
         "_outbox",
         "_path",
-        "_pings",
         "_reader",
         "_remote",
         "_subprotocol",
-        "_writer",
     )
 
     def __init__(
@@ -91,11 +87,10 @@ class WebSocketConnection(trio.abc.AsyncResource):
         deflate: PerMessageDeflate | None = None,
         endpoints: tuple[Endpoint | str, Endpoint | str] | None = None,
     ) -> None:
-        self._options = options
         size_limit = size_limit or MessageSizeLimit(options.max_message_size)
         # The protocol, sans-I/O. Frames that came in the same read as the
         # handshake are split into frames like any other bytes.
-        self._core = Protocol(
+        core = Protocol(
             client=is_client, size_limit=size_limit, deflate=deflate, trailing_data=trailing_data
         )
         self._is_client = is_client
@@ -104,34 +99,21 @@ class WebSocketConnection(trio.abc.AsyncResource):
         self._handshake_headers = handshake_headers
         # A server's request has asked the socket already: share its answer.
         self._local, self._remote = endpoints or socket_endpoints(stream)
-        self._log = ConnectionLogger(logger, self._remote, path)
-        self._log.debug("open (%s)", "client" if is_client else "server")
-        self._life = Lifecycle(self, self._log)  # close state, close callbacks, tasks
-
-        self._writer = FrameWriter(stream, self._life.transport_failed, options.receive_buffer_size)
-        self._inbox = Inbox[PendingViolation](
-            self._life, options.message_queue_size, size_limit, options.max_message_size
+        self._log = log = ConnectionLogger(logger, self._remote, path)
+        log.debug("open (%s)", "client" if is_client else "server")
+        self._life = life = Lifecycle(self, log)  # close state, close callbacks, tasks
+        writer = FrameWriter(stream, life.transport_failed, options.receive_buffer_size)
+        self._inbox = inbox = Inbox[PendingViolation](
+            life, options.message_queue_size, size_limit, options.max_message_size
         )
-        self._outbox = Outbox(
-            self._core, self._writer, self._life, self._inbox, self._log, mask=is_client
-        )
-        self._pings = keepalive.PingWaiters()
+        self._outbox = outbox = Outbox(core, writer, life, inbox, log, mask=is_client)
         self._keepalive = (
             None
             if options.ping_interval is None
             else _Keepalive(self, options.ping_interval, options.ping_timeout)
         )
         self._reader = Reader(
-            self._core,
-            self._inbox,
-            self._outbox,
-            self._writer,
-            self._life,
-            self._log,
-            self._pings,
-            self._keepalive,
-            is_client=is_client,
-            disconnect_timeout=options.disconnect_timeout,
+            core, inbox, outbox, writer, life, log, self._keepalive, is_client, options
         )
 
     def __str__(self) -> str:
@@ -263,7 +245,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
 
     @asynccontextmanager
     async def get_message_stream(
-        self, max_size: int | _Default | None = DEFAULT
+        self, max_size: int | DefaultType | None = DEFAULT
     ) -> AsyncIterator[MessageStream]:
         """Receive the next message as chunks, as they arrive, not whole.
 
@@ -281,8 +263,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         arrived yet, in which case the message stays for ``get_message()``.
         Only one stream may be open at a time.
         """
-        limit = self._options.max_message_size if isinstance(max_size, _Default) else max_size
-        stream = self._inbox.open_stream(limit)
+        stream = self._inbox.open_stream(max_size)
         if isinstance(stream, PendingViolation):
             self._reader.fail(stream)
             raise ConnectionClosed(self._life.final_reason())
@@ -387,14 +368,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         :class:`ConnectionClosed` as soon as the connection closes.
         Cancelling the call stops the wait; the pong, when it comes, is ignored.
         """
-        payload, waiter = self._pings.add(None if payload is None else control_payload(payload))
-        try:
-            await self._outbox.send_control(Ping(payload))
-            await waiter.wait()
-        finally:
-            unanswered = self._pings.remove(payload)
-        if unanswered:
-            raise ConnectionClosed(self._life.final_reason())
+        await self._reader.ping(None if payload is None else control_payload(payload))
 
     async def pong(self, payload: bytes | None = None) -> None:
         """Send an unsolicited pong, for example as a unidirectional heartbeat.
@@ -437,10 +411,16 @@ def start_connection(connection: WebSocketConnection, nursery: trio.Nursery) -> 
     Neither task raises (except Cancelled), so the nursery is safe.
     Keepalive needs no task of its own: see :mod:`trio_ws.keepalive`.
     """
-    connection._life.start(nursery, connection._reader.run)
-    connection._writer.start(nursery)  # it starts a task whenever there is work
+    connection._reader.start(nursery)
     if connection._keepalive is not None:
         connection._keepalive.start()
+
+
+def connection_logger(connection: WebSocketConnection) -> ConnectionLogger:
+    """The logger whose records carry *connection*'s identity (``ws_id``,
+    remote address, path): for the server, to log a handler's failure with
+    it; not public API."""
+    return connection._log
 
 
 async def close_connection(connection: WebSocketConnection, code: int) -> bool:

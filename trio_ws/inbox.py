@@ -27,6 +27,7 @@ import trio
 from .core.size_limit import MessageSizeLimit
 from .exceptions import ConnectionClosed
 from .lifecycle import Lifecycle
+from .options import DefaultType
 from .values import CloseReason
 
 Chunk = str | bytes
@@ -178,16 +179,18 @@ class Inbox(Generic[Marker]):
         self.backlog -= 1
         return item
 
-    def open_stream(self, max_size: int | None) -> MessageStream | Marker:
+    def open_stream(self, max_size: int | DefaultType | None) -> MessageStream | Marker:
         """A stream for the next message (or the marker queued in its place).
 
         A message queued whole already comes as one chunk. Otherwise the
         stream becomes :attr:`stream` and takes what has been assembled of
         the message so far, and *max_size* (``None``: no limit) applies to
-        this message in place of ``max_message_size``.
+        this message in place of ``max_message_size`` (``DEFAULT``: that limit).
         """
         if self.stream is not None:
             raise RuntimeError("another task is already receiving a message stream")
+        if isinstance(max_size, DefaultType):
+            max_size = self._max_message_size
         try:
             whole = self._out.receive_nowait()
         except (trio.EndOfChannel, trio.ClosedResourceError):

@@ -222,10 +222,6 @@ class DefaultType:
 #: Marks an argument left at the connection's own setting.
 DEFAULT = DefaultType()
 
-# The old private name, until connection.py (being split by the helpers
-# "shell" and "core") imports DefaultType instead.
-_Default = DefaultType
-
 
 class SessionKeywords(TypedDict, total=False):
     """Options of a connection over a stream whose buffers the caller sized.

@@ -5,9 +5,10 @@ it reads the transport, hands the bytes to the protocol core
 (:mod:`trio_ws.core`) and acts on the events the core makes of them: whole
 messages and chunks go into the inbox (waiting while it is full: that is the
 backpressure), pings are answered, big inflating jobs run in a worker
-thread, and a Close frame or a violation ends the connection. It works on the
-objects the connection hands it (core, inbox, outbox, writer, lifecycle), so
-``WebSocketConnection`` only starts it.
+thread, pongs wake the ``ping()`` calls waiting for them, and a Close frame
+or a violation ends the connection. It works on the objects the connection
+hands it (core, inbox, outbox, writer, lifecycle), so ``WebSocketConnection``
+only starts it.
 
 Closing lives here too (``aclose()``, ``close_nowait()``'s task, a keepalive
 expiry): each one ends by waiting for the reader, or by dropping the
@@ -28,7 +29,7 @@ from .inbox import Inbox
 from .keepalive import KeepaliveState, PingWaiters
 from .lifecycle import Lifecycle
 from .logs import ConnectionLogger
-from .options import CANCELLED_CLOSE_GRACE, FRAMES_PER_YIELD
+from .options import CANCELLED_CLOSE_GRACE, FRAMES_PER_YIELD, ConnectionOptions
 from .outbox import Outbox
 from .socket_io import FrameWriter
 
@@ -56,6 +57,7 @@ class PendingViolation:
 class Reader:
     """One connection's reader task and closing procedures.
 
+    The pings this side sent wait here too, for the pongs the reader reads.
     Not public API: the connection builds one and starts :meth:`run` in its
     nursery (see ``trio_ws.connection.start_connection``).
     """
@@ -81,11 +83,9 @@ class Reader:
         writer: FrameWriter,
         life: Lifecycle[Any],
         log: ConnectionLogger,
-        pings: PingWaiters,
         keepalive: KeepaliveState | None,
-        *,
         is_client: bool,
-        disconnect_timeout: float,
+        options: ConnectionOptions,
     ) -> None:
         self._core = core
         self._inbox = inbox
@@ -93,10 +93,31 @@ class Reader:
         self._writer = writer
         self._life = life
         self._log = log
-        self._pings = pings
+        self._pings = PingWaiters()
         self._keepalive = keepalive
         self._is_client = is_client
-        self._timeout = disconnect_timeout
+        self._timeout = options.disconnect_timeout
+
+    def start(self, nursery: trio.Nursery) -> None:
+        """Run the reader in *nursery*, and from now on the connection's other
+        tasks (the writer's whenever it has work, closing tasks)."""
+        self._life.start(nursery, self.run)
+        self._writer.start(nursery)
+
+    async def ping(self, payload: bytes | None) -> None:
+        """Send a ping and wait for its pong, as ``ping()`` does (*payload* checked).
+
+        Cancelling it stops the wait; the pong, when it comes, is ignored.
+        Raises ConnectionClosed if the connection closes first.
+        """
+        payload, waiter = self._pings.add(payload)
+        try:
+            await self._outbox.send_control(Ping(payload))
+            await waiter.wait()
+        finally:
+            unanswered = self._pings.remove(payload)
+        if unanswered:
+            raise ConnectionClosed(self._life.final_reason())
 
     # ------------------------------------------------------------ the task
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import trio
 
 from .close_codes import GOING_AWAY, INTERNAL_ERROR, NORMAL_CLOSURE, check_sendable
-from .connection import WebSocketConnection
+from .connection import WebSocketConnection, connection_logger
 from .exceptions import ConnectionClosed, HandshakeError
 from .groups import one_error
 from .http import HTTPRequest, HTTPResponse
@@ -317,7 +317,7 @@ class WebSocketServer:
         except ConnectionClosed as exc:
             logger.debug("handler ended by closed connection: %s", exc.reason)
         except Exception:
-            log = outcome.connection._log if outcome.connection else logger
+            log = connection_logger(outcome.connection) if outcome.connection else logger
             log.exception("WebSocket handler for %s failed", request.path)
             code = INTERNAL_ERROR
         except BaseException:
