@@ -107,11 +107,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
             life, options.message_queue_size, size_limit, options.max_message_size
         )
         self._outbox = outbox = Outbox(core, writer, life, inbox, log, mask=is_client)
-        self._keepalive = (
-            None
-            if options.ping_interval is None
-            else _Keepalive(self, options.ping_interval, options.ping_timeout)
-        )
+        self._keepalive = _Keepalive.make(self, options)
         self._reader = Reader(
             core, inbox, outbox, writer, life, log, self._keepalive, is_client, options
         )
@@ -216,8 +212,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         """
         item = await self._inbox.get()
         if isinstance(item, PendingViolation):
-            self._reader.fail(item)
-            raise ConnectionClosed(self._life.final_reason())
+            self._reader.met_violation(item)
         return item
 
     async def get_text(self) -> str:
@@ -265,8 +260,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         """
         stream = self._inbox.open_stream(max_size)
         if isinstance(stream, PendingViolation):
-            self._reader.fail(stream)
-            raise ConnectionClosed(self._life.final_reason())
+            self._reader.met_violation(stream)
         try:
             yield stream
         finally:
@@ -441,6 +435,13 @@ class _Keepalive(keepalive.KeepaliveState):
     def __init__(self, conn: WebSocketConnection, interval: float, timeout: float | None) -> None:
         super().__init__(interval, timeout)
         self._conn = conn
+
+    @classmethod
+    def make(cls, conn: WebSocketConnection, options: ConnectionOptions) -> _Keepalive | None:
+        """A handle for *conn*, or None if its options turn keepalive off."""
+        if options.ping_interval is None:
+            return None
+        return cls(conn, options.ping_interval, options.ping_timeout)
 
     def over(self) -> bool:
         return self._conn._life.reader_done or self._conn.closed is not None

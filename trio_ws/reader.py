@@ -17,7 +17,7 @@ transport under it.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 import trio
 
@@ -269,6 +269,12 @@ class Reader:
             frame = core.fail(violation.code, violation.reason)
             if not self._writer.failed:
                 self._outbox.put_close(frame, violation.code, violation.reason)
+
+    def met_violation(self, violation: PendingViolation) -> NoReturn:
+        """The application read *violation* from the inbox: fail the
+        connection now (see :meth:`fail`) and raise ConnectionClosed."""
+        self.fail(violation)
+        raise ConnectionClosed(self._life.final_reason())
 
     async def _linger(self) -> None:
         """Let the peer read our Close frame before the TCP connection goes."""
