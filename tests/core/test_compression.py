@@ -13,6 +13,15 @@ from trio_ws.core.events import ThreadJob, Violation
 from .drive import deflated, events_of, feed, make, normalised
 
 CUTS = [None, 1, 13]
+
+
+def _finished(data: bytes) -> bytes:
+    """*data* deflated as a stream that a BFINAL block ends."""
+    compressor = zlib.compressobj(6, zlib.DEFLATED, -12)
+    return compressor.compress(data) + compressor.flush(zlib.Z_FINISH)
+
+
+FINISHED = _finished(b"first")
 RSV1 = 4  # the codec's rsv argument: RSV1, RSV2, RSV3 as bits 2, 1, 0
 
 ROWS: list[tuple[str, bytes, list[object]]] = [
@@ -47,6 +56,19 @@ ROWS: list[tuple[str, bytes, list[object]]] = [
         [1007],
     ),
     ("invalid UTF-8 once inflated", frame(TEXT, deflated(b"\xff\xfe"), rsv=RSV1), [1007]),
+    # RFC 7692 7.2.3.5 lets a sender end a message with a BFINAL block;
+    # that ends its deflate stream, so nothing compressed may follow on it.
+    ("a message ended by a BFINAL block", frame(TEXT, FINISHED, rsv=RSV1), [("message", "first")]),
+    (
+        "a compressed message after a BFINAL block",
+        frame(TEXT, FINISHED, rsv=RSV1) + frame(TEXT, deflated(b"next"), rsv=RSV1),
+        [("message", "first"), 1007],
+    ),
+    (
+        "compressed data after a BFINAL block in one message",
+        frame(TEXT, FINISHED + deflated(b"next"), rsv=RSV1),
+        [1007],
+    ),
 ]
 
 
@@ -114,3 +136,15 @@ def test_compressed_while_streaming_comes_in_bounded_chunks() -> None:
     sizes = [len(e.data) for e in events if not isinstance(e, (str, bytes, Violation))]  # type: ignore[union-attr]
     assert sum(sizes) == 8 << 20
     assert max(sizes) <= 2 << 20  # 1,024 compressed bytes at a time
+
+
+@pytest.mark.parametrize("cut", CUTS)
+def test_fragments_after_a_bfinal_block_are_refused_not_dropped(cut: int | None) -> None:
+    # Before the fix the core inflated nothing past the stream's end and
+    # delivered the message without "more": data lost without a word.
+    data = frame(TEXT, FINISHED[:2], fin=False, rsv=RSV1) + frame(
+        CONT, FINISHED[2:] + deflated(b"more")
+    )
+    events = codes_of_failures(normalised(events_of(data, cut, deflate=True)))
+    assert events[-1] == 1007
+    assert not any("more" in str(event) for event in events)

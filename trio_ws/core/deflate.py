@@ -34,6 +34,14 @@ class NegotiationError(ValueError):
     """A permessage-deflate offer or answer breaks RFC 7692's rules."""
 
 
+def stream_ended() -> tuple[int, str]:
+    """The peer ended its deflate stream with a BFINAL block and went on
+    sending compressed data on it. RFC 7692 lets a sender end a message
+    that way, but nothing can follow on the same stream: wsproto fails it
+    with 1007 too, and dropping the rest silently would lose messages."""
+    return INVALID_FRAME_PAYLOAD_DATA, "compressed data after the end of the deflate stream"
+
+
 def parse_offer(text: str) -> tuple[str, dict[str, str | None]]:
     """Split ``name; a=1; b`` into the name and its parameters.
 
@@ -211,9 +219,13 @@ class PerMessageDeflate(Extension):
             self._decompressor = zlib.decompressobj(-self.remote_bits)
         # One byte more than the budget reveals an overflow.
         budget = min(self._limit.remaining() + 1, sys.maxsize)
+        if self._decompressor.eof:  # a BFINAL block ended the peer's stream
+            return b"" if data is _TAIL else CloseReason.INVALID_FRAME_PAYLOAD_DATA
         try:
             output = self._decompressor.decompress(data, budget)
         except zlib.error:
+            return CloseReason.INVALID_FRAME_PAYLOAD_DATA
+        if self._decompressor.unused_data:
             return CloseReason.INVALID_FRAME_PAYLOAD_DATA
         self._message_in += len(data)
         self._message_out += len(output)
@@ -262,10 +274,15 @@ class PerMessageDeflate(Extension):
             self._decompressor = zlib.decompressobj(-self.remote_bits)
         decompressor = self._decompressor
         budget = min(max_size + 1, sys.maxsize)  # one byte more reveals an overflow
+        if decompressor.eof:
+            return stream_ended()
         try:
             output = decompressor.decompress(payload, budget)
+            if decompressor.unused_data:
+                return stream_ended()
             if len(output) <= max_size and not decompressor.unconsumed_tail:
-                output += decompressor.decompress(_TAIL, budget - len(output))
+                if not decompressor.eof:  # a BFINAL block needs no tail
+                    output += decompressor.decompress(_TAIL, budget - len(output))
         except zlib.error as exc:
             return INVALID_FRAME_PAYLOAD_DATA, f"invalid compressed data: {exc}"
         if len(output) > max_size or decompressor.unconsumed_tail:
@@ -448,11 +465,20 @@ class MessageInflater:
         while True:
             # One byte more than the budget reveals an overflow.
             budget = min(self._chunk_size, max_size - self.size + 1)
-            try:
-                output = decompressor.decompress(pending, budget)
-            except zlib.error as exc:
-                yield INVALID_FRAME_PAYLOAD_DATA, f"invalid compressed data: {exc}"
-                return
+            if decompressor.eof:  # a BFINAL block ended the stream: no tail needed
+                if pending and pending is not _TAIL:
+                    yield stream_ended()
+                    return
+                pending, tail_due, output = b"", False, b""
+            else:
+                try:
+                    output = decompressor.decompress(pending, budget)
+                except zlib.error as exc:
+                    yield INVALID_FRAME_PAYLOAD_DATA, f"invalid compressed data: {exc}"
+                    return
+                if decompressor.unused_data:
+                    yield stream_ended()
+                    return
             self.size += len(output)
             if self.size > max_size:
                 yield MESSAGE_TOO_BIG, f"message inflates past the limit of {max_size} bytes"
