@@ -35,10 +35,8 @@ class NegotiationError(ValueError):
 
 
 def stream_ended() -> tuple[int, str]:
-    """The peer ended its deflate stream with a BFINAL block and went on
-    sending compressed data on it. RFC 7692 lets a sender end a message
-    that way, but nothing can follow on the same stream: wsproto fails it
-    with 1007 too, and dropping the rest silently would lose messages."""
+    """Compressed data after a BFINAL block ended the peer's deflate stream:
+    nothing can follow on it (wsproto says 1007 too; dropping it loses data)."""
     return INVALID_FRAME_PAYLOAD_DATA, "compressed data after the end of the deflate stream"
 
 
