@@ -66,8 +66,13 @@ async def fanout(
 
 
 async def receive(clients: list[trio_ws.WebSocketConnection], count: int) -> list[list[object]]:
+    # A loop, not nested comprehensions: Python 3.10 refuses an await in
+    # a comprehension nested in another.
+    received: list[list[object]] = []
     with trio.fail_after(10):
-        return [[await ws.get_message() for _ in range(count)] for ws in clients]
+        for ws in clients:
+            received.append([await ws.get_message() for _ in range(count)])
+    return received
 
 
 async def test_back_to_back_broadcasts_share_writes(
