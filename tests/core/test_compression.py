@@ -59,6 +59,8 @@ ROWS: list[tuple[str, bytes, list[object]]] = [
     # RFC 7692 7.2.3.5 lets a sender end a message with a BFINAL block;
     # that ends its deflate stream, so nothing compressed may follow on it.
     ("a message ended by a BFINAL block", frame(TEXT, FINISHED, rsv=RSV1), [("message", "first")]),
+    # The tail senders strip may complete such a block: its rest is no data.
+    ("a BFINAL block the tail completes", frame(TEXT, b"\x03", rsv=RSV1), [("message", "")]),
     (
         "a compressed message after a BFINAL block",
         frame(TEXT, FINISHED, rsv=RSV1) + frame(TEXT, deflated(b"next"), rsv=RSV1),

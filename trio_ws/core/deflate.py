@@ -223,7 +223,7 @@ class PerMessageDeflate(Extension):
             output = self._decompressor.decompress(data, budget)
         except zlib.error:
             return CloseReason.INVALID_FRAME_PAYLOAD_DATA
-        if self._decompressor.unused_data:
+        if self._decompressor.unused_data and data is not _TAIL:
             return CloseReason.INVALID_FRAME_PAYLOAD_DATA
         self._message_in += len(data)
         self._message_out += len(output)
@@ -474,7 +474,7 @@ class MessageInflater:
                 except zlib.error as exc:
                     yield INVALID_FRAME_PAYLOAD_DATA, f"invalid compressed data: {exc}"
                     return
-                if decompressor.unused_data:
+                if decompressor.unused_data and pending is not _TAIL:
                     yield stream_ended()
                     return
             self.size += len(output)
