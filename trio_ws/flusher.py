@@ -38,6 +38,7 @@ from typing import Protocol
 import trio
 
 from .options import FLUSH_PASSES
+from .run_services import run_service
 
 
 class Batched(Protocol):
@@ -100,10 +101,4 @@ _FLUSHER: trio.lowlevel.RunVar[Flusher] = trio.lowlevel.RunVar("trio_ws_flusher"
 
 def current_flusher() -> Flusher:
     """The flusher of the current Trio run, started on first use."""
-    try:
-        return _FLUSHER.get()
-    except LookupError:
-        flusher = Flusher()
-        _FLUSHER.set(flusher)
-        trio.lowlevel.spawn_system_task(flusher.run, name="trio_ws flusher")
-        return flusher
+    return run_service(_FLUSHER, Flusher, "trio_ws flusher")

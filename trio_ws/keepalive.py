@@ -35,6 +35,8 @@ from collections import OrderedDict
 
 import trio
 
+from .run_services import run_service
+
 logger = logging.getLogger("trio_ws.keepalive")
 
 
@@ -216,10 +218,4 @@ _TIMER: trio.lowlevel.RunVar[KeepaliveTimer] = trio.lowlevel.RunVar("trio_ws.kee
 
 def timer() -> KeepaliveTimer:
     """This Trio run's keepalive timer, started on first use."""
-    try:
-        return _TIMER.get()
-    except LookupError:
-        keepalive = KeepaliveTimer()
-        _TIMER.set(keepalive)
-        trio.lowlevel.spawn_system_task(keepalive.run, name="trio_ws keepalive timer")
-        return keepalive
+    return run_service(_TIMER, KeepaliveTimer, "trio_ws keepalive timer")
