@@ -18,12 +18,19 @@ Measures (every loop is bounded in count and in time):
 * **sequential**: connections one after another, each opened, one 16-byte
   message echoed, closed (closing handshake included); per second.
 * **concurrent**: 50 tasks doing the same at once; connections per second.
+  For both, each process's CPU time per connection is shown as well (the
+  client's from ``time.process_time()`` around the loop, the server's from
+  /proc): with two cores, the busier side bounds the concurrent rate.
 * **hold**: a probe connection measures its round trip (16 bytes, median of
   500) with no other connection open; then 10,000 connections are opened,
   100 handshakes in flight (the time to open them all), each echoes one
   message (server RSS growth per connection: "idle"), the probe measures
   again, then each connection echoes 10 JSON messages of about 2 KiB
   ("after traffic", RSS growth per connection again). Then all close.
+
+``--libs floor-trio floor-asyncio`` adds two hand-written WebSocket peers
+(``_peers/_floor.py``: fixed key, no parsing, no checks) that show what a
+connection costs on each event loop alone, the ceiling for any library.
 
 The benchmark raises its own RLIMIT_NOFILE (the library never does); the
 hold measure needs about 10,100 file descriptors in each process.
@@ -58,7 +65,12 @@ LIBRARIES = {
     "trio_ws": ("trio_ws_peer.py", "trio", True),
     "trio-websocket": ("trio_websocket_peer.py", "trio", False),
     "websockets.asyncio": ("websockets_asyncio_peer.py", "asyncio", True),
+    # What the event loops allow: hand-written WebSocket, no library (not run
+    # unless named in --libs).
+    "floor-trio": ("trio_floor_peer.py", "trio", False),
+    "floor-asyncio": ("asyncio_floor_peer.py", "asyncio", False),
 }
+DEFAULT_LIBS = ["trio_ws", "trio-websocket", "websockets.asyncio"]
 SECTION_START = "<!-- connections.py: start -->"
 SECTION_END = "<!-- connections.py: end -->"
 
@@ -158,17 +170,26 @@ async def sequential(connect: Any, port: int, p: dict[str, Any], be: Backend) ->
         async with connect(port) as (send, recv):
             await echo(send, recv, SMALL)
     count = 0
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     while count < p["count"] and time.perf_counter() - start < p["seconds"]:
         async with connect(port) as (send, recv):
             await echo(send, recv, SMALL)
         count += 1
-    return {"conn_per_s": count / (time.perf_counter() - start), "connections": count}
+    return rate(count, start, cpu)
+
+
+def rate(count: int, start: float, cpu: float) -> dict[str, Any]:
+    """Connections per second, and this process's CPU time per connection."""
+    return {
+        "conn_per_s": count / (time.perf_counter() - start),
+        "connections": count,
+        "client_cpu_us": (time.process_time() - cpu) / count * 1e6,
+    }
 
 
 async def concurrent(connect: Any, port: int, p: dict[str, Any], be: Backend) -> dict[str, Any]:
     count = 0
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
 
     async def opener(_: int) -> None:
         nonlocal count
@@ -178,7 +199,7 @@ async def concurrent(connect: Any, port: int, p: dict[str, Any], be: Backend) ->
                 await echo(send, recv, SMALL)
 
     await be.gather(p["tasks"], opener)
-    return {"conn_per_s": count / (time.perf_counter() - start), "connections": count}
+    return rate(count, start, cpu)
 
 
 async def hold(connect: Any, port: int, p: dict[str, Any], be: Backend) -> dict[str, Any]:
@@ -331,6 +352,13 @@ class Process:
                 self.popen.wait()
 
 
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of process *pid*, from /proc."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_kib(pid: int) -> int:
     with open(f"/proc/{pid}/status") as status:
         for line in status:
@@ -352,7 +380,13 @@ def run_measure(lib: str, measure: str, params: dict[str, Any]) -> dict[str, Any
         client = Process(argv)
         limit = params["timeout"] + 10
         if measure != "hold":
-            return dict(client.expect("RESULT", limit))
+            # The server idles before and after: its CPU time over the whole
+            # client run (warm-up included, ~1 %) is the cost of the measure.
+            before = cpu_seconds(server.popen.pid)
+            result = dict(client.expect("RESULT", limit))
+            server_cpu = cpu_seconds(server.popen.pid) - before
+            result["server_cpu_us"] = server_cpu / result["connections"] * 1e6
+            return result
         n = params["connections"]
         client.expect("BASELINE", limit)
         time.sleep(0.5)
@@ -397,6 +431,11 @@ def rows(results: dict[str, dict[str, dict[str, Any]]], n: int) -> list[list[str
         if not any(measure in results[lib] for lib in results):
             continue  # not run
         table.append([label] + [cell(get(lib, measure, "conn_per_s"), digits) for lib in results])
+        for side in ("client", "server"):
+            table.append(
+                [f"… {side} CPU per connection, µs ↓"]
+                + [cell(get(lib, measure, f"{side}_cpu_us")) for lib in results]
+            )
     if not any("hold" in results[lib] for lib in results):
         return table
     hold_rows = [
@@ -440,7 +479,7 @@ def write_section(path: Path, text: str, uncompressed: bool) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--libs", nargs="+", choices=list(LIBRARIES), default=list(LIBRARIES))
+    parser.add_argument("--libs", nargs="+", choices=list(LIBRARIES), default=DEFAULT_LIBS)
     parser.add_argument("--measures", nargs="+", choices=list(MEASURES), default=list(MEASURES))
     parser.add_argument("--connections", type=int, default=10_000, help="held by 'hold'")
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke test")
