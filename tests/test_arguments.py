@@ -97,6 +97,29 @@ async def test_invalid_headers_are_a_value_error_before_connecting(
     assert accepted == []
 
 
+@pytest.mark.parametrize("resource", ["/a b", "/chat\r\nX-Evil: 1", "/caf\u00e9", "", "/\t"])
+def test_invalid_resource_is_a_value_error_from_the_call(resource: str) -> None:
+    # Before, h11 refused the target after the TCP connection was made.
+    with pytest.raises(ValueError, match="invalid resource"):
+        trio_ws.open_websocket(HOST, 1, resource, use_ssl=False)
+
+
+def test_invalid_url_path_is_a_value_error_from_the_call() -> None:
+    with pytest.raises(ValueError, match="invalid resource"):
+        trio_ws.open_websocket_url(f"ws://{HOST}:1/caf\u00e9")
+
+
+@pytest.mark.parametrize("host", ["example.com\r\nX-Evil: 1", "", "nul\x00"])
+async def test_invalid_host_is_a_value_error_before_sending(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, host: str
+) -> None:
+    client, server = trio.testing.memory_stream_pair()
+    with pytest.raises(ValueError, match="invalid host"), trio.fail_after(10):
+        await trio_ws.wrap_client_stream(nursery, client, host, "/")
+    await client.send_all(b"end")  # the first bytes the server sees
+    assert await server.receive_some() == b"end"
+
+
 @pytest.mark.parametrize("name", ["X A", "X(A)", "X-A\x01"])
 async def test_server_refuses_to_send_an_invalid_header_name(
     nursery: trio.Nursery, name: str

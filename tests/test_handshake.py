@@ -223,3 +223,42 @@ async def test_wrap_server_stream_raises_handshake_error_on_bad_request() -> Non
             await trio_ws.wrap_server_stream(nursery, server)
         answer = await client.receive_some(1000)
         assert answer.startswith(b"HTTP/1.1 426 ")
+
+
+async def test_request_larger_than_the_socket_buffer_is_sent_whole(nursery: trio.Nursery) -> None:
+    # The client writes its request straight to a plain socket and hands
+    # what the kernel did not take to send_all: a head far larger than the
+    # socket's buffers (the server reads it slowly) must arrive intact.
+    value = b"v" * (4 << 20)
+    heads: list[bytes] = []
+
+    async def slow_reader(stream: trio.SocketStream, reader: Reader, head: bytes) -> None:
+        heads.append(head)
+        await stream.send_all(accept_answer(head))
+        await reader.close_code()
+
+    async def serve(task_status: trio.TaskStatus[int]) -> None:
+        await serve_raw(slow_reader, task_status=task_status)
+
+    port = await nursery.start(serve)
+    with trio.fail_after(PROMPTLY):
+        async with trio_ws.open_websocket(
+            HOST, port, "/", use_ssl=False, extra_headers={"x-big": value}
+        ) as ws:
+            assert ws.subprotocol is None
+    assert len(heads) == 1 and b"\r\nx-big: " + value + b"\r\n" in heads[0]
+
+
+async def test_server_resets_during_the_answer(nursery: trio.Nursery) -> None:
+    async def reset(stream: trio.SocketStream, reader: Reader, head: bytes) -> None:
+        await stream.send_all(b"HTTP/1.1 101 Switching")
+        stream.socket.setsockopt(
+            trio.socket.SOL_SOCKET, trio.socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+        )
+        await stream.aclose()  # linger 0: RST
+
+    port = await nursery.start(serve_raw, reset)
+    with trio.fail_after(PROMPTLY):
+        with pytest.raises(trio_ws.HandshakeError):
+            async with trio_ws.open_websocket(HOST, port, "/", use_ssl=False, connect_timeout=60):
+                pass  # pragma: no cover

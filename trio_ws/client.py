@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import ssl
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from functools import partial
+from types import TracebackType
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
@@ -25,7 +26,12 @@ from .core.deflate import NegotiationError, PerMessageDeflate
 from .core.size_limit import MessageSizeLimit
 from .exceptions import ConnectionTimeout, DisconnectionTimeout, HandshakeError
 from .groups import one_error, only_cancelled
-from .handshake import check_subprotocols, client_handshake, normalize_headers
+from .handshake import (
+    check_request_line,
+    check_subprotocols,
+    client_handshake,
+    normalize_headers,
+)
 from .http import HeaderInput
 from .options import (
     DEFAULT,
@@ -93,7 +99,7 @@ def open_websocket(
     :class:`DisconnectionTimeout` is raised. Errors come out as themselves,
     never wrapped in an :class:`ExceptionGroup`.
     """
-    return _owned_connection(_connector("open_websocket", host, port, resource, use_ssl, options))
+    return _OwnedConnection(_connector("open_websocket", host, port, resource, use_ssl, options))
 
 
 def open_websocket_url(
@@ -108,7 +114,7 @@ def open_websocket_url(
     """
     host, port, resource, use_ssl = _parse_url(url, ssl_context)
     connect = _connector("open_websocket_url", host, port, resource, use_ssl, options)
-    return _owned_connection(connect)
+    return _OwnedConnection(connect)
 
 
 async def connect_websocket(
@@ -158,6 +164,7 @@ async def wrap_client_stream(
     :ref:`connection-options`.
     """
     checked = connection_options("wrap_client_stream", options, STREAM_KEYWORDS)
+    check_request_line(host, resource)
     subprotocols = _check_request(subprotocols, extra_headers)
     return await _handshake(nursery, stream, host, resource, subprotocols, extra_headers, checked)
 
@@ -188,6 +195,7 @@ def _connector(
 ) -> Connect:
     """Check a call to *function*, and return the step that connects in a nursery."""
     options, subprotocols = check_client_keywords(function, keywords)
+    check_request_line(host, resource)
     if not isinstance(use_ssl, (bool, ssl.SSLContext)):  # 1 would silently mean True
         kind = type(use_ssl).__name__
         raise TypeError(f"use_ssl must be True, False or an ssl.SSLContext, not {kind} {use_ssl!r}")
@@ -257,26 +265,27 @@ async def _connect(
         tls = use_ssl if isinstance(use_ssl, ssl.SSLContext) else ssl.create_default_context()
     if isinstance(proxy, DefaultType):
         proxy = None if unix_socket else proxy_from_environment(host, tls is not None)
-    try:
-        with trio.fail_after(options.connect_timeout):
-            stream = await open_stream(host, port, tls, proxy=proxy, unix_socket=unix_socket)
-            try:
-                return await _handshake(
-                    nursery,
-                    stream,
-                    host_header(host, port, bool(use_ssl)),
-                    resource,
-                    subprotocols,
-                    extra_headers,
-                    options,
-                )
-            except BaseException:
-                await trio.aclose_forcefully(stream)
-                raise
-    except trio.TooSlowError:
-        raise ConnectionTimeout(
-            f"no WebSocket connection to {host}:{port} within {options.connect_timeout} s"
-        ) from None
+    # A bare cancel scope, not trio.fail_after(): that is a generator-based
+    # context manager around the same scope, three contextlib calls more.
+    with trio.CancelScope(relative_deadline=options.connect_timeout) as deadline:
+        stream = await open_stream(host, port, tls, proxy=proxy, unix_socket=unix_socket)
+        try:
+            return await _handshake(
+                nursery,
+                stream,
+                host_header(host, port, bool(use_ssl)),
+                resource,
+                subprotocols,
+                extra_headers,
+                options,
+            )
+        except BaseException:
+            await trio.aclose_forcefully(stream)
+            raise
+    assert deadline.cancelled_caught  # the body returns or raises otherwise
+    raise ConnectionTimeout(
+        f"no WebSocket connection to {host}:{port} within {options.connect_timeout} s"
+    )
 
 
 async def _handshake(
@@ -333,9 +342,11 @@ def _agree_extensions(answers: list[str], deflate: PerMessageDeflate | None) -> 
         raise HandshakeError(f"invalid permessage-deflate answer: {exc}") from exc
 
 
-@asynccontextmanager
-async def _owned_connection(connect: Connect) -> AsyncIterator[WebSocketConnection]:
-    """Run *connect* in a private nursery, yield its connection, close it.
+class _OwnedConnection:
+    """Run *connect* in a private nursery, return its connection, close it on exit.
+
+    A class rather than an ``asynccontextmanager`` generator: that costs a
+    generator and three contextlib frames more per connection.
 
     Exceptions are caught inside the nursery and re-raised after it, so the
     caller sees the exception itself and not an ExceptionGroup around it; the
@@ -345,31 +356,53 @@ async def _owned_connection(connect: Connect) -> AsyncIterator[WebSocketConnecti
     as it would without the nursery (the pattern of Trio issue 1559). A
     ``KeyboardInterrupt`` leaves the block as itself.
     """
-    error: BaseException | None = None
-    finished_in_time = True
-    with one_error():
+
+    __slots__ = ("_connect", "_connection", "_nursery")
+
+    def __init__(self, connect: Connect) -> None:
+        self._connect = connect
+        self._nursery: AbstractAsyncContextManager[trio.Nursery] | None = None
+
+    async def __aenter__(self) -> WebSocketConnection:
+        if self._nursery is not None:
+            raise RuntimeError("a connection's context manager can be entered only once")
+        self._nursery = trio.open_nursery()
+        nursery = await self._nursery.__aenter__()
         try:
-            async with trio.open_nursery() as nursery:
-                try:
-                    connection = await connect(nursery)
-                except BaseException as exc:
-                    error = exc
-                else:
-                    code = NORMAL_CLOSURE
-                    try:
-                        yield connection
-                    except BaseException as exc:
-                        error = exc
-                        code = leaving_code(exc)
-                    try:
-                        finished_in_time = await close_connection(connection, code)
-                    except BaseException as exc:
-                        error = error or exc
+            self._connection = await self._connect(nursery)
+        except BaseException as exc:
+            await self._leave_nursery(exc)
+            raise
+        return self._connection
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        error = exc
+        try:
+            finished_in_time = await close_connection(
+                self._connection, NORMAL_CLOSURE if exc is None else leaving_code(exc)
+            )
+        except BaseException as close_error:
+            finished_in_time = True
+            error = error or close_error
+        await self._leave_nursery(error)
+        if error is not None and error is not exc:
+            raise error
+        if error is None and not finished_in_time:
+            raise DisconnectionTimeout("the closing handshake did not finish in time")
+        # The block's own exception, if any, goes on as it is.
+
+    async def _leave_nursery(self, error: BaseException | None) -> None:
+        """Wait for the reader; raise what the nursery raises unless *error*
+        is on its way and the nursery merely raised Cancelled (caller's scope)."""
+        assert self._nursery is not None
+        try:
+            await self._nursery.__aexit__(None, None, None)
         except BaseException as exc:
             if error is None or not only_cancelled(exc):
-                raise
-            # Cancelled by the caller's scope: the block's own error goes on.
-    if error is not None:
-        raise error
-    if not finished_in_time:
-        raise DisconnectionTimeout("the closing handshake did not finish in time")
+                with one_error():
+                    raise
