@@ -17,6 +17,7 @@ transport under it.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, NoReturn
 
 import trio
@@ -71,6 +72,7 @@ class Reader:
         "_log",
         "_outbox",
         "_pings",
+        "_scope",
         "_timeout",
         "_writer",
     )
@@ -97,12 +99,28 @@ class Reader:
         self._keepalive = keepalive
         self._is_client = is_client
         self._timeout = options.disconnect_timeout
+        # The reader runs in this scope; its deadline is the closing
+        # handshake's, set by whichever close starts first (see close_by).
+        self._scope: trio.CancelScope | None = None
 
     def start(self, nursery: trio.Nursery) -> None:
         """Run the reader in *nursery*, and from now on the connection's other
         tasks (the writer's whenever it has work, closing tasks)."""
+        self._scope = trio.CancelScope()
         self._life.start(nursery, self.run)
         self._writer.start(nursery)
+
+    def close_by(self, when: float) -> None:
+        """The closing handshake must be over by *when* (or the earlier
+        deadline set already): then the reader stops and drops the transport.
+
+        One deadline on the one scope the reader runs in bounds every wait of
+        a close (for the peer's Close, for it to close TCP), whoever started
+        the close: a close costs no cancel scope of its own.
+        """
+        scope = self._scope
+        if scope is not None and when < scope.deadline:
+            scope.deadline = when
 
     async def ping(self, payload: bytes | None) -> None:
         """Send a ping and wait for its pong, as ``ping()`` does (*payload* checked).
@@ -127,10 +145,14 @@ class Reader:
         """Read until the connection closes; never raises except Cancelled.
 
         Cancelling it (its nursery going away) queues a 1001 Close, then
-        closes the transport as any end of the reader does.
+        closes the transport as any end of the reader does. Once the closing
+        deadline (:meth:`close_by`) passes, it stops and drops the transport.
         """
+        scope = self._scope
+        assert scope is not None  # start() made it
         try:
-            await self._read_frames()
+            with scope:
+                await self._read_frames()
         except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionClosed):
             pass
         except trio.Cancelled:
@@ -146,10 +168,15 @@ class Reader:
             self._inbox.finish()
             self._pings.release_all()
             try:
-                await self._writer.close_transport(self._timeout)
+                if scope.cancelled_caught:
+                    self._log.debug("closing handshake timed out; dropping transport")
+                    await self._writer.drop()
+                else:
+                    await self._writer.close_transport(self._timeout)
             finally:
                 self._life.finish_reader()
-            self._log.debug("closed: %s", self._life.final_reason())
+            if self._log.isEnabledFor(logging.DEBUG):
+                self._log.debug("closed: %s", self._life.final_reason())
 
     async def _read_frames(self) -> None:
         """Read the transport and act on what the protocol core makes of it.
@@ -277,41 +304,66 @@ class Reader:
         raise ConnectionClosed(self._life.final_reason())
 
     async def _linger(self) -> None:
-        """Let the peer read our Close frame before the TCP connection goes."""
-        await self._writer.linger(self._timeout)
+        """Let the peer read our Close frame before the TCP connection goes.
+
+        Closing a socket with unread input makes the kernel send RST, which
+        can destroy our Close frame in flight. So write what is queued,
+        half-close where the transport allows it and read (discarding) until
+        the peer closes, at most ``disconnect_timeout`` seconds from now (or
+        until the deadline of a close that started earlier: see
+        :meth:`close_by`).
+        """
+        self.close_by(trio.current_time() + self._timeout)
+        writer = self._writer
+        await writer.drain()
+        await writer.send_eof()
+        while await writer.receive():
+            pass
 
     # ------------------------------------------------------------ closing
 
     async def close(self, code: int, reason: str | None) -> bool:
         """Close as ``aclose()`` does; return whether it finished in time.
 
-        Waits for the reader to end, at most ``disconnect_timeout`` seconds,
-        then drops the transport. If cancelled, the Close frame still goes
-        out if the transport takes it at once (a shielded, short wait), the
-        transport is dropped and the cancellation propagates.
+        Waits for the reader to end, at most ``disconnect_timeout`` seconds
+        (the reader's closing deadline, :meth:`close_by`: past it, the reader
+        drops the transport and ends). If cancelled, the Close frame still
+        goes out if the transport takes it at once (a shielded wait of at
+        most CANCELLED_CLOSE_GRACE seconds), the transport is dropped and
+        the cancellation propagates. A connection whose reader has ended
+        already is not waited for: then this is a cancellation point but
+        not a schedule point.
         """
         check_sendable(code, reason)
         self._inbox.close()  # drop queued messages; wake blocked readers
+        life = self._life
         try:
-            with trio.move_on_after(self._timeout):
-                if self._life.reason is None:
-                    self._life.set_reason(code, reason)
-                    self._outbox.send_close(code, reason)
-                await self._life.wait_reader_done()
+            if life.reason is None:
+                life.set_reason(code, reason)
+                self._outbox.send_close(code, reason)
+            if life.reader_done or self._scope is None:
+                await trio.lowlevel.checkpoint_if_cancelled()
+                if self._scope is None:  # never started: nothing reads it
+                    await self._writer.drop()
                 return True
-            self._log.debug("closing handshake timed out; dropping transport")
-            await self._writer.drop()
-            # A connection we failed has no handshake to finish: not a timeout.
-            return self._core.state is State.FAILED
+            when = trio.current_time() + self._timeout
+            self.close_by(when)
+            await life.wait_reader_done()
         except ConnectionClosed:
             return True  # the transport broke while sending Close: nothing to wait for
         except BaseException:
             # Cancelled (the caller's scope, or a server going away): the
             # Close frame still goes out if the transport takes it at once.
-            with trio.CancelScope(shield=True), trio.move_on_after(CANCELLED_CLOSE_GRACE):
+            deadline = trio.current_time() + CANCELLED_CLOSE_GRACE
+            with trio.CancelScope(shield=True, deadline=deadline):
                 await self._writer.finish()
             await self._writer.drop()
             raise
+        if self._scope.cancelled_caught and trio.current_time() >= when:
+            # Timed out (the reader dropped the transport). A connection we
+            # failed has no handshake to finish: not a timeout.
+            return self._core.state is State.FAILED
+        return True
 
     def close_nowait(self, code: int, reason: str | None) -> None:
         """Set the close reason and queue the Close frame now; finish in a task."""

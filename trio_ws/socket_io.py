@@ -31,6 +31,7 @@ while writing fails the connection; senders learn of it on their next call.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Callable
@@ -462,27 +463,26 @@ class FrameWriter:
 
     # -- the end of the transport
 
-    async def linger(self, timeout: float) -> None:
-        """Let the peer read our Close frame before the TCP connection goes.
-
-        Closing a socket with unread input makes the kernel send RST, which
-        can destroy our Close frame in flight. So half-close where the
-        transport allows it and read (discarding) until the peer closes, at
-        most *timeout* seconds. Cancelling it just stops the wait.
-        """
-        with trio.move_on_after(timeout):
-            await self.drain()
-            if isinstance(self._stream, trio.abc.HalfCloseableStream) and not self.failed:
-                await self._stream.send_eof()
-            while await self._stream.receive_some(self._receive_size):
-                pass
+    async def send_eof(self) -> None:
+        """Half-close the transport where it allows (a plain socket directly:
+        no scheduler pass); nothing once it failed or the peer has gone."""
+        if self._socket is not None and not self.failed:
+            with contextlib.suppress(OSError):
+                self._socket.shutdown(trio.socket.SHUT_WR)
+        elif isinstance(self._stream, trio.abc.HalfCloseableStream) and not self.failed:
+            await self._stream.send_eof()
 
     async def close_transport(self, timeout: float) -> None:
         """Write what is queued (our Close, or the echo of the peer's), then
         close the transport gracefully, within *timeout*; shielded, so a
-        cancelled reader still ends its connection properly."""
+        cancelled reader still ends its connection properly. A plain socket
+        with nothing to write needs no I/O: no cancel scope, no pass."""
+        if self._socket is not None and not (self._queued or self._writing):
+            self.stop()
+            self._socket.close()
+            return
         try:
-            with trio.CancelScope(shield=True), trio.move_on_after(timeout):
+            with trio.CancelScope(shield=True, deadline=trio.current_time() + timeout):
                 await self.finish()
                 self.stop()
                 await self._stream.aclose()
