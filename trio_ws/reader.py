@@ -64,6 +64,7 @@ class Reader:
     """
 
     __slots__ = (
+        "_closers",
         "_core",
         "_inbox",
         "_is_client",
@@ -72,7 +73,6 @@ class Reader:
         "_log",
         "_outbox",
         "_pings",
-        "_scope",
         "_timeout",
         "_writer",
     )
@@ -99,28 +99,15 @@ class Reader:
         self._keepalive = keepalive
         self._is_client = is_client
         self._timeout = options.disconnect_timeout
-        # The reader runs in this scope; its deadline is the closing
-        # handshake's, set by whichever close starts first (see close_by).
-        self._scope: trio.CancelScope | None = None
+        # close() calls waiting for the reader: each one drops the
+        # transport by its deadline, which bounds the reader's wait too.
+        self._closers = 0
 
     def start(self, nursery: trio.Nursery) -> None:
         """Run the reader in *nursery*, and from now on the connection's other
         tasks (the writer's whenever it has work, closing tasks)."""
-        self._scope = trio.CancelScope()
         self._life.start(nursery, self.run)
         self._writer.start(nursery)
-
-    def close_by(self, when: float) -> None:
-        """The closing handshake must be over by *when* (or the earlier
-        deadline set already): then the reader stops and drops the transport.
-
-        One deadline on the one scope the reader runs in bounds every wait of
-        a close (for the peer's Close, for it to close TCP), whoever started
-        the close: a close costs no cancel scope of its own.
-        """
-        scope = self._scope
-        if scope is not None and when < scope.deadline:
-            scope.deadline = when
 
     async def ping(self, payload: bytes | None) -> None:
         """Send a ping and wait for its pong, as ``ping()`` does (*payload* checked).
@@ -145,14 +132,10 @@ class Reader:
         """Read until the connection closes; never raises except Cancelled.
 
         Cancelling it (its nursery going away) queues a 1001 Close, then
-        closes the transport as any end of the reader does. Once the closing
-        deadline (:meth:`close_by`) passes, it stops and drops the transport.
+        closes the transport as any end of the reader does.
         """
-        scope = self._scope
-        assert scope is not None  # start() made it
         try:
-            with scope:
-                await self._read_frames()
+            await self._read_frames()
         except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionClosed):
             pass
         except trio.Cancelled:
@@ -168,11 +151,7 @@ class Reader:
             self._inbox.finish()
             self._pings.release_all()
             try:
-                if scope.cancelled_caught:
-                    self._log.debug("closing handshake timed out; dropping transport")
-                    await self._writer.drop()
-                else:
-                    await self._writer.close_transport(self._timeout)
+                await self._writer.close_transport(self._timeout)
             finally:
                 self._life.finish_reader()
             if self._log.isEnabledFor(logging.DEBUG):
@@ -309,46 +288,48 @@ class Reader:
         Closing a socket with unread input makes the kernel send RST, which
         can destroy our Close frame in flight. So write what is queued,
         half-close where the transport allows it and read (discarding) until
-        the peer closes, at most ``disconnect_timeout`` seconds from now (or
-        until the deadline of a close that started earlier: see
-        :meth:`close_by`).
+        the peer closes, at most ``disconnect_timeout`` seconds. When a
+        ``close()`` waits for the reader (the usual way a client closes), its
+        deadline drops the transport and so ends this wait too: then no
+        cancel scope of its own is needed. Cancelling it stops the wait.
         """
-        self.close_by(trio.current_time() + self._timeout)
-        writer = self._writer
-        await writer.drain()
-        await writer.send_eof()
-        while await writer.receive():
-            pass
+        if self._closers:
+            await self._writer.linger()
+        else:
+            with trio.move_on_after(self._timeout):
+                await self._writer.linger()
 
     # ------------------------------------------------------------ closing
 
     async def close(self, code: int, reason: str | None) -> bool:
         """Close as ``aclose()`` does; return whether it finished in time.
 
-        Waits for the reader to end, at most ``disconnect_timeout`` seconds
-        (the reader's closing deadline, :meth:`close_by`: past it, the reader
-        drops the transport and ends). If cancelled, the Close frame still
-        goes out if the transport takes it at once (a shielded wait of at
-        most CANCELLED_CLOSE_GRACE seconds), the transport is dropped and
-        the cancellation propagates. A connection whose reader has ended
-        already is not waited for: then this is a cancellation point but
-        not a schedule point.
+        Waits for the reader to end, at most ``disconnect_timeout`` seconds,
+        then drops the transport. If cancelled, the Close frame still goes
+        out if the transport takes it at once (a shielded wait of at most
+        CANCELLED_CLOSE_GRACE seconds), the transport is dropped and the
+        cancellation propagates. Once the reader has ended there is nothing
+        to wait for: this is then a cancellation point but not a schedule
+        point (the server's close after the peer's is that case).
         """
         check_sendable(code, reason)
         self._inbox.close()  # drop queued messages; wake blocked readers
         life = self._life
+        if life.reader_done:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            return True
+        self._closers += 1  # from here, this call drops the transport by its deadline
         try:
-            if life.reason is None:
-                life.set_reason(code, reason)
-                self._outbox.send_close(code, reason)
-            if life.reader_done or self._scope is None:
-                await trio.lowlevel.checkpoint_if_cancelled()
-                if self._scope is None:  # never started: nothing reads it
-                    await self._writer.drop()
+            with trio.move_on_after(self._timeout):
+                if life.reason is None:
+                    life.set_reason(code, reason)
+                    self._outbox.send_close(code, reason)
+                await life.wait_reader_done()
                 return True
-            when = trio.current_time() + self._timeout
-            self.close_by(when)
-            await life.wait_reader_done()
+            self._log.debug("closing handshake timed out; dropping transport")
+            await self._writer.drop()
+            # A connection we failed has no handshake to finish: not a timeout.
+            return self._core.state is State.FAILED
         except ConnectionClosed:
             return True  # the transport broke while sending Close: nothing to wait for
         except BaseException:
@@ -359,11 +340,8 @@ class Reader:
                 await self._writer.finish()
             await self._writer.drop()
             raise
-        if self._scope.cancelled_caught and trio.current_time() >= when:
-            # Timed out (the reader dropped the transport). A connection we
-            # failed has no handshake to finish: not a timeout.
-            return self._core.state is State.FAILED
-        return True
+        finally:
+            self._closers -= 1
 
     def close_nowait(self, code: int, reason: str | None) -> None:
         """Set the close reason and queue the Close frame now; finish in a task."""

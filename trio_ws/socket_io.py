@@ -463,20 +463,23 @@ class FrameWriter:
 
     # -- the end of the transport
 
-    async def send_eof(self) -> None:
-        """Half-close the transport where it allows (a plain socket directly:
-        no scheduler pass); nothing once it failed or the peer has gone."""
+    async def linger(self) -> None:
+        """Write what is queued, half-close (a plain socket with no scheduler
+        pass) and read, discarding, until the peer closes; the caller bounds it."""
+        await self.drain()
         if self._socket is not None and not self.failed:
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError):  # the peer has gone already
                 self._socket.shutdown(trio.socket.SHUT_WR)
         elif isinstance(self._stream, trio.abc.HalfCloseableStream) and not self.failed:
             await self._stream.send_eof()
+        while await self.receive():
+            pass
 
     async def close_transport(self, timeout: float) -> None:
-        """Write what is queued (our Close, or the echo of the peer's), then
-        close the transport gracefully, within *timeout*; shielded, so a
-        cancelled reader still ends its connection properly. A plain socket
-        with nothing to write needs no I/O: no cancel scope, no pass."""
+        """Write what is queued (our Close, or the echo of the peer's), then close
+        the transport gracefully, within *timeout*; shielded, so a cancelled reader
+        still ends its connection. A plain socket with nothing left to write
+        needs no I/O: it is closed at once, with no cancel scope and no pass."""
         if self._socket is not None and not (self._queued or self._writing):
             self.stop()
             self._socket.close()
@@ -487,9 +490,7 @@ class FrameWriter:
                 self.stop()
                 await self._stream.aclose()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            # A cancelled aclose() dropped the transport while this closed it
-            # gracefully (TLS sends close_notify): closed anyway.
-            pass
+            pass  # a cancelled aclose() dropped it during close_notify: closed anyway
 
     async def drop(self, after: float = 0) -> None:
         """Drop the transport, after up to *after* seconds for queued frames."""
