@@ -150,6 +150,7 @@ class Reader:
             self._life.set_reason(ABNORMAL_CLOSURE, None)
             self._inbox.finish()
             self._pings.release_all()
+            self._keepalive = None  # the handle refers to this reader: no cycle left
             try:
                 await self._writer.close_transport(self._timeout)
             finally:
