@@ -103,10 +103,11 @@ class WebSocketConnection(trio.abc.AsyncResource):
         self._log = log = ConnectionLogger(logger, self._remote, path)
         if log.isEnabledFor(logging.DEBUG):
             log.debug("open (%s)", "client" if is_client else "server")
-        self._life = life = Lifecycle[WebSocketConnection](log)  # close state, callbacks, tasks
+        life: Lifecycle[WebSocketConnection] = Lifecycle(log)  # close state, callbacks, tasks
+        self._life = life
         writer = FrameWriter(stream, life.transport_failed, options.receive_buffer_size)
-        # Inbox(...), not Inbox[...](...): calling the generic alias costs
-        # about 1 us per connection (typing tries to set __orig_class__).
+        # Inbox(...), not Inbox[...](...) (the same for Lifecycle): calling a
+        # generic alias costs 1-2 us (typing tries to set __orig_class__).
         inbox: Inbox[PendingViolation] = Inbox(
             life, options.message_queue_size, size_limit, options.max_message_size
         )
