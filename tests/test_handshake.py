@@ -137,6 +137,36 @@ async def test_connect_timeout(
     assert trio.current_time() - start_time == pytest.approx(7)
 
 
+@pytest.mark.parametrize("caller_deadline", [3, 7])
+async def test_callers_cancellation_while_connecting_stays_a_cancellation(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock, caller_deadline: float
+) -> None:
+    # The caller's scope absorbs its own cancellation, also when it expires
+    # with connect_timeout (7): no ConnectionTimeout escapes a cancelled scope.
+    ends: list[bool] = []
+
+    async def never_answer(stream: trio.SocketStream, reader: Reader, head: bytes) -> None:
+        ends.append(await reader.eof())  # the client closed its socket
+
+    port = await nursery.start(serve_raw, never_answer)
+    with trio.move_on_after(caller_deadline) as scope:
+        async with trio_ws.open_websocket(HOST, port, "/", use_ssl=False, connect_timeout=7):
+            pass  # pragma: no cover
+    assert scope.cancelled_caught
+    await trio.sleep(1)
+    assert ends == [True]
+
+
+async def test_open_websocket_is_entered_once(echo_server: trio_ws.WebSocketServer) -> None:
+    manager = trio_ws.open_websocket(HOST, echo_server.port, "/", use_ssl=False)
+    async with manager as ws:
+        await ws.send_message("once")
+        assert await ws.get_message() == "once"
+    with pytest.raises(RuntimeError):
+        async with manager:
+            pass  # pragma: no cover
+
+
 async def test_refused_connection_is_an_oserror() -> None:
     listener = trio.socket.socket()
     await listener.bind((HOST, 0))

@@ -91,7 +91,8 @@ def open_websocket(
     *use_ssl* is ``False`` for ``ws://``, ``True`` for ``wss://`` with a
     default, verifying TLS context, or an :class:`ssl.SSLContext` to use.
     *options* are described under :ref:`connection-options`; a bad one is a
-    :class:`TypeError` or :class:`ValueError` from the call itself.
+    :class:`TypeError` or :class:`ValueError` from the call itself, as is a
+    *resource* that is not visible ASCII (percent-encode the rest).
 
     Leaving the block closes the connection with 1000 (1011 if the block
     raised an exception, 1001 if it was cancelled or interrupted by Ctrl-C),
