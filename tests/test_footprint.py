@@ -59,3 +59,53 @@ def test_the_shared_header_table_stays_bounded() -> None:
     shared_headers([long_value, (b"sec-websocket-key", b"abc")])
     assert long_value not in handshake._seen_headers
     assert (b"sec-websocket-key", b"abc") not in handshake._seen_headers
+
+
+def big_buffers_held(min_size: int) -> dict[int, object]:
+    """The str, bytes and bytearray objects of at least *min_size* that some
+    object the garbage collector tracks (a task's coroutine, a generator's
+    frame, a connection's state) holds, by id."""
+    gc.collect()
+    found: dict[int, object] = {}
+    for holder in gc.get_objects():
+        for obj in gc.get_referents(holder):
+            if isinstance(obj, (str, bytes, bytearray)) and len(obj) >= min_size:
+                found[id(obj)] = obj
+    return found
+
+
+@pytest.mark.parametrize("compress", [False, True], ids=["plain", "deflate"])
+@pytest.mark.parametrize("size", [3000, 200_000], ids=["one-read", "many-reads"])
+@pytest.mark.parametrize("text", [True, False], ids=["text", "binary"])
+async def test_a_connection_keeps_no_message_after_it_was_read(
+    nursery: trio.Nursery, compress: bool, size: int, text: bool
+) -> None:
+    # The frame parser's locals kept the last message it decoded, and the
+    # reader its last read, for as long as the connection then idled: about
+    # one message and one read per idle connection after traffic.
+    async def handler(request: trio_ws.WebSocketRequest) -> None:
+        ws = await request.accept()
+        async for message in ws:
+            await ws.send_message(message)
+            del message  # what the application holds is not the library's
+
+    options: dict[str, object] = {} if compress else {"compression": None}
+    server = await nursery.start(
+        lambda task_status: trio_ws.serve_websocket(
+            handler, HOST, 0, None, task_status=task_status, **options
+        )
+    )
+    payload: str | bytes = "".join(f"{i:06d} " for i in range(size // 7 + 1))[:size]
+    if not text:
+        payload = payload.encode()
+    async with trio_ws.open_websocket(HOST, server.port, "/", use_ssl=False, **options) as ws:
+        await ws.send_message("warm-up")
+        assert await ws.get_message() == "warm-up"
+        await trio.sleep(0.05)
+        before = big_buffers_held(1000)  # docstrings and the like: not ours to judge
+        await ws.send_message(payload)
+        assert await ws.get_message() == payload
+        del payload
+        await trio.sleep(0.05)  # both readers wait for their sockets again
+        held = big_buffers_held(1000)
+        assert [len(obj) for key, obj in held.items() if key not in before] == []

@@ -176,6 +176,7 @@ class Reader:
                 if not data:
                     return  # transport lost without a closing handshake: 1006
                 core.receive_data(data)
+                data = b""  # not kept alive while the next read waits
                 continue
             handled += 1
             if handled % FRAMES_PER_YIELD == 0:

@@ -169,13 +169,6 @@ class Protocol:
         or one that only ever saw the frames of the fast branch, has none)."""
         return self._general is not None
 
-    def _need(self) -> Generator[None, None, bytes | bytearray]:
-        """Yield ``None`` until bytes arrive, then take them all."""
-        while not self._incoming:
-            yield None
-        data, self._incoming = self._incoming, b""
-        return data
-
     def _general_branch(self) -> GeneralBranch:
         if self._general is None:
             extensions = [self._deflate] if self._deflate is not None else []
@@ -211,10 +204,21 @@ class Protocol:
         fragmented: FragmentedMessage | None = None
         frag_left = frag_offset = 0
         frag_fin = False
+        # What the last frame was decoded into, reset before the idle wait.
+        piece: bytes | bytearray = b""
+        message: str | bytes | None = None
+        result: str | bytes | Violation | None = None
+        job: ThreadJob | None = None
+        event: Event | None = None  # (an exhausted iterator of events holds none)
         while True:
             if pos == len(data):
-                data = b""  # an idle connection need not keep its last read
-                data = yield from self._need()
+                # An idle connection keeps neither its last read nor what was
+                # decoded from it, and waits here, not in a sub-generator.
+                data = piece = b""
+                message = result = job = event = None
+                while not self._incoming:
+                    yield None
+                data, self._incoming = self._incoming, b""
                 pos = 0
             if piece_left:
                 step = min(piece_left, len(data) - pos)
@@ -227,8 +231,8 @@ class Protocol:
                 else:
                     pieces.append(piece)
                     if not piece_left:
-                        whole, pieces = b"".join(pieces), None
-                        yield whole
+                        message, pieces = b"".join(pieces), None
+                        yield message
                 continue
             if frag_left:
                 assert fragmented is not None
@@ -276,8 +280,9 @@ class Protocol:
             extent = frame_extent(data, pos)
             if extent is None:  # the header is split across reads
                 rest = data[pos:]
-                more = yield from self._need()
-                data, pos = rest + more, 0
+                while not self._incoming:
+                    yield None
+                data, pos, self._incoming = rest + self._incoming, 0, b""
                 continue
             header, size = extent
             end = pos + size
@@ -337,7 +342,7 @@ class Protocol:
                 opcode = simple_opcode(
                     data, pos, header, end, masked=masked, limit=limit.max_size, kinds=kinds
                 )
-            message: str | bytes | None = None
+            message = None
             if opcode is not None and end <= len(data):
                 key = masking_key(data, pos, header, masked)
                 if opcode & COMPRESSED:
