@@ -109,3 +109,28 @@ async def test_a_connection_keeps_no_message_after_it_was_read(
         await trio.sleep(0.05)  # both readers wait for their sockets again
         held = big_buffers_held(1000)
         assert [len(obj) for key, obj in held.items() if key not in before] == []
+
+
+def waiting_objects() -> int:
+    """How many trio locks and parking lots exist in the process."""
+    gc.collect()
+    kinds = (trio.Lock, trio.lowlevel.ParkingLot)
+    return sum(isinstance(obj, kinds) for obj in gc.get_objects())
+
+
+async def test_a_connection_that_never_waited_to_send_keeps_no_lock(
+    echo_server: trio_ws.WebSocketServer,
+) -> None:
+    # Every connection made a send lock and a parking lot for its writer
+    # (about 570 bytes together) that only a sender that has to wait uses.
+    async with trio_ws.open_websocket(HOST, echo_server.port, "/", use_ssl=False) as ws:
+        await ws.send_message("warm-up")
+        assert await ws.get_message() == "warm-up"
+        await trio.sleep(0.05)
+        before = waiting_objects()
+        async with trio_ws.open_websocket(HOST, echo_server.port, "/", use_ssl=False) as ws2:
+            for _ in range(3):
+                await ws2.send_message("hello")
+                assert await ws2.get_message() == "hello"
+            await trio.sleep(0.05)
+            assert waiting_objects() == before

@@ -38,6 +38,7 @@ from collections.abc import Callable
 import trio
 
 from .flusher import Flusher, current_flusher
+from .lifecycle import LazyLot
 from .options import (
     BATCH_BYTES,
     CORK_BYTES,
@@ -116,8 +117,8 @@ class FrameWriter:
         self._first_queued = 0.0  # when the oldest queued frame was queued
         # Senders wait here for room, and drain() for nothing left; both
         # check again when woken, so one lot (woken after each write) serves
-        # both and an idle connection keeps one lot, not two.
-        self._progress = trio.lowlevel.ParkingLot()
+        # both, and it exists only while someone waits.
+        self._progress = LazyLot()
         self._stopping = False
         self._unyielded = 0  # frames queued by send() without a schedule point
         self._held: int | None = None  # the flusher's pass since which _pieces wait
