@@ -167,3 +167,28 @@ async def test_a_handler_iterating_over_messages_idles_one_frame_shallower(
         assert await ws.get_message() == "hello"
         await trio.sleep(0.05)
         assert library_frames_under(handlers[0], "handler") == ["__anext__", "get"]
+
+
+def all_tasks() -> list[trio.lowlevel.Task]:
+    tasks, todo = [], [trio.lowlevel.current_root_task()]
+    while todo:
+        task = todo.pop()
+        assert task is not None
+        tasks.append(task)
+        todo.extend(child for nursery in task.child_nurseries for child in nursery.child_tasks)
+    return tasks
+
+
+async def test_an_idle_reader_waits_for_its_socket_in_trio_directly(
+    echo_server: trio_ws.WebSocketServer,
+) -> None:
+    # The reader waited inside FrameWriter.receive(): one more suspended
+    # coroutine frame (about 210 bytes) per idle connection.
+    async with trio_ws.open_websocket(HOST, echo_server.port, "/", use_ssl=False) as ws:
+        await ws.send_message("hello")
+        assert await ws.get_message() == "hello"
+        await trio.sleep(0.05)
+        readers = [t for t in all_tasks() if t.coro.cr_code.co_qualname == "Reader.run"]
+        assert len(readers) == 2  # the client's and the server's
+        for reader in readers:
+            assert library_frames_under(reader, "run") == ["_read_frames"]

@@ -1,8 +1,9 @@
 """A connection's socket I/O: reads, and a bounded write buffer drained by one task.
 
 Both sides of the transport live here, on one :class:`FrameWriter` per
-connection, since they share the socket: :meth:`FrameWriter.receive` is the
-reader task's only way to read, and the rest of the class is the write side.
+connection, since they share the socket: :meth:`FrameWriter.read_nowait` and
+:meth:`FrameWriter.wait` are the reader task's only way to read, and the rest
+of the class is the write side.
 
 Senders queue whole frames and return; a writer task hands them to the
 transport. It runs only while there is something to write (an idle
@@ -33,7 +34,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import trio
 
@@ -104,7 +105,7 @@ class FrameWriter:
     ) -> None:
         self._stream = stream
         self._receive_size = receive_size  # bytes asked of the transport per read
-        self._reads_unyielded = 0  # reads by receive() without a schedule point
+        self._reads_unyielded = 0  # reads by read_nowait() without a schedule point
         self._nursery: trio.Nursery | None = None  # where writer tasks run
         # Plain sockets can be written without a scheduler pass (see put()).
         self._socket = plain_socket(stream)
@@ -140,8 +141,7 @@ class FrameWriter:
         if not self._pieces:
             self._first_queued = trio.current_time()
         self._pieces.extend(pieces)
-        for piece in pieces:
-            self._queued += len(piece)
+        self._queued += sum(map(len, pieces))
         self._start_writer()
 
     def put(self, *pieces: Piece) -> None:
@@ -176,8 +176,7 @@ class FrameWriter:
             self._first_queued = -math.inf  # a writer task taking these over writes at once
         assert self._flusher is not None
         self._pieces += frame
-        for piece in frame:
-            self._queued += len(piece)
+        self._queued += sum(map(len, frame))
         held, passes = self._held, self._flusher.passes
         if held is None and self._queued < BATCH_BYTES:
             self._held = passes
@@ -428,38 +427,36 @@ class FrameWriter:
 
     # -- the read side
 
-    async def receive(self) -> bytes | bytearray:
-        """The next bytes from the transport; empty at its end.
-
-        A plain socket is read directly, waiting for it to be readable only
-        when it is empty: trio's ``receive_some`` also yields a scheduler
-        pass after each read, which on the path from the peer's frame to
-        ``get_message()`` is a pass too many. A run of reads that never had
-        to wait still yields every READS_PER_YIELD reads. Cancelling it
-        while it waits loses nothing: no bytes were taken.
-        """
-        size = self._receive_size
+    def read_nowait(self) -> bytes | bytearray | None:
+        """The next bytes of a plain socket, empty at its end; ``None``:
+        await :meth:`wait` first. Read directly: trio's ``receive_some``
+        also yields a scheduler pass after each read, a pass too many on the
+        path from the peer's frame to ``get_message()``. Reads that never had
+        to wait still yield every READS_PER_YIELD reads."""
         sock = self._socket
-        if sock is None:
-            return await self._stream.receive_some(size)
+        if sock is None or self._reads_unyielded >= READS_PER_YIELD:
+            return None
+        try:  # a closed socket answers -1 (EBADF below), never a stale number
+            data = os.read(sock.fileno(), self._receive_size)
+        except BlockingIOError:  # (the wait is not in here: this exception and
+            self._reads_unyielded = 0  # its traceback would live as long)
+            return None
+        except OSError as exc:  # reset by the peer, or closed under us
+            raise trio.BrokenResourceError(str(exc)) from exc
+        self._reads_unyielded += 1
+        return data
+
+    def wait(self) -> Awaitable[bytes | bytearray | None]:
+        """What to await when :meth:`read_nowait` gave ``None``: for a plain
+        socket Trio's own wait (so an idle reader keeps no frame of this
+        module) or a checkpoint, then ``None`` (read again); for any other
+        stream, its next bytes. Cancelling it loses nothing."""
+        if self._socket is None:
+            return self._stream.receive_some(self._receive_size)
         if self._reads_unyielded >= READS_PER_YIELD:
             self._reads_unyielded = 0
-            await trio.lowlevel.checkpoint()
-        while True:
-            try:
-                # A closed socket answers -1 (EBADF below), never a stale number.
-                data = os.read(sock.fileno(), size)
-            except BlockingIOError:
-                data = None  # wait below: inside the except, the exception and
-                # its traceback would stay alive as long as the connection idles
-            except OSError as exc:  # reset by the peer, or closed under us
-                raise trio.BrokenResourceError(str(exc)) from exc
-            if data is None:
-                self._reads_unyielded = 0
-                await trio.lowlevel.wait_readable(sock)
-                continue
-            self._reads_unyielded += 1
-            return data
+            return trio.lowlevel.checkpoint()
+        return trio.lowlevel.wait_readable(self._socket)
 
     # -- the end of the transport
 
