@@ -51,6 +51,7 @@ from .options import (
     WRITE_BUFFER_SIZE,
     WRITE_JOIN_LIMIT,
 )
+from .read_buffer import read_socket
 
 
 def plain_socket(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
@@ -80,6 +81,7 @@ class FrameWriter:
     # One writer per connection: slots, not a per-instance dict (about
     # 150 bytes less per connection). A new attribute needs a slot here.
     __slots__ = (
+        "_bulk",
         "_first_queued",
         "_flusher",
         "_held",
@@ -106,6 +108,7 @@ class FrameWriter:
         self._stream = stream
         self._receive_size = receive_size  # bytes asked of the transport per read
         self._reads_unyielded = 0  # reads by read_nowait() without a schedule point
+        self._bulk = False  # the last read filled the buffer (see read_socket)
         self._nursery: trio.Nursery | None = None  # where writer tasks run
         # Plain sockets can be written without a scheduler pass (see put()).
         self._socket = plain_socket(stream)
@@ -428,22 +431,22 @@ class FrameWriter:
     # -- the read side
 
     def read_nowait(self) -> bytes | bytearray | None:
-        """The next bytes of a plain socket, empty at its end; ``None``:
-        await :meth:`wait` first. Read directly: trio's ``receive_some``
-        also yields a scheduler pass after each read, a pass too many on the
-        path from the peer's frame to ``get_message()``. Reads that never had
-        to wait still yield every READS_PER_YIELD reads."""
+        """The next bytes of a plain socket, empty at its end; ``None``: await
+        :meth:`wait` first. Read directly (see :mod:`trio_ws.read_buffer`):
+        trio's ``receive_some`` also yields a scheduler pass per read, one too
+        many between the peer's frame and ``get_message()``."""
         sock = self._socket
         if sock is None or self._reads_unyielded >= READS_PER_YIELD:
             return None
         try:  # a closed socket answers -1 (EBADF below), never a stale number
-            data = os.read(sock.fileno(), self._receive_size)
+            data = read_socket(sock.fileno(), self._receive_size, self._bulk)
         except BlockingIOError:  # (the wait is not in here: this exception and
             self._reads_unyielded = 0  # its traceback would live as long)
             return None
         except OSError as exc:  # reset by the peer, or closed under us
             raise trio.BrokenResourceError(str(exc)) from exc
         self._reads_unyielded += 1
+        self._bulk = len(data) == self._receive_size
         return data
 
     def wait(self) -> Awaitable[bytes | bytearray | None]:
