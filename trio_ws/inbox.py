@@ -24,6 +24,7 @@ from typing import Any, Generic, TypeVar
 
 import trio
 
+from .close_codes import NORMAL_CODES
 from .core.size_limit import MessageSizeLimit
 from .exceptions import ConnectionClosed
 from .lifecycle import Lifecycle
@@ -163,10 +164,16 @@ class Inbox(Generic[Marker]):
 
     # ------------------------------------------------------ the application's side
 
-    async def get(self) -> Message | Marker:
+    async def get(
+        self, on_marker: Callable[[Marker], object] | None = None, iterating: bool = False
+    ) -> Message | Marker:
         """The next item of the queue; cancelling loses nothing.
 
-        Raises :class:`ConnectionClosed` once the queue is closed and empty.
+        A marker goes to *on_marker*, if given (which raises, or the marker
+        is returned). Raises :class:`ConnectionClosed` once the queue is
+        closed and empty, or, *iterating* (``async for``, which awaits this
+        directly: one suspended frame less while it idles),
+        StopAsyncIteration if the connection closed normally.
         """
         try:
             # No scheduler pass when a message is waiting: the queue is
@@ -176,11 +183,20 @@ class Inbox(Generic[Marker]):
                 with contextlib.suppress(trio.WouldBlock):
                     item = self._out.receive_nowait()
                     self.backlog -= 1
-                    return item
+                    return item if on_marker is None else self._check(item, on_marker)
             item = await self._out.receive()
         except (trio.EndOfChannel, trio.ClosedResourceError):
-            raise ConnectionClosed(self._life.final_reason()) from None
+            reason = self._life.final_reason()
+            if iterating and reason.code in NORMAL_CODES:
+                raise StopAsyncIteration from None
+            raise ConnectionClosed(reason) from None
         self.backlog -= 1
+        return item if on_marker is None else self._check(item, on_marker)
+
+    @staticmethod
+    def _check(item: Message | Marker, on_marker: Callable[[Marker], object]) -> Message | Marker:
+        if not isinstance(item, (str, bytes)):
+            on_marker(item)
         return item
 
     def open_stream(self, max_size: int | DefaultType | None) -> MessageStream | Marker:
