@@ -153,8 +153,9 @@ class Inbox(Generic[Marker]):
         self._max_message_size = max_message_size
         #: The open message stream, which receives the current message.
         self.stream: MessageStream | None = None
-        #: Pieces of the message being assembled (all str or all bytes).
-        self.parts: list[Any] = []
+        #: Pieces of the message being assembled (all str or all bytes);
+        #: None until a fragmented message arrives (most connections see none).
+        self.parts: list[Any] | None = None
         #: Roughly how many messages wait in the queue: a hint for the writer.
         self.backlog = 0
         #: The reader waits on a full queue: pongs cannot be read meanwhile.
@@ -220,7 +221,7 @@ class Inbox(Generic[Marker]):
             stream = MessageStream(
                 self._life.final_reason, join(self.parts) if self.parts else None
             )
-            self.parts = []
+            self.parts = None
             self._size_limit.max_size = sys.maxsize if max_size is None else max_size
             self.stream = stream
             return stream
@@ -273,9 +274,11 @@ class Inbox(Generic[Marker]):
             if done and self.stream is stream:
                 self.end_stream()
         else:
+            if self.parts is None:
+                self.parts = []
             self.parts.append(chunk)
             if done:
-                whole, self.parts = join(self.parts), []
+                whole, self.parts = join(self.parts), None
                 await self.deliver(whole)
 
     def end_stream(self) -> None:
