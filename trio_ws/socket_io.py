@@ -32,6 +32,7 @@ while writing fails the connection; senders learn of it on their next call.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Awaitable, Callable
@@ -51,21 +52,7 @@ from .options import (
     WRITE_BUFFER_SIZE,
     WRITE_JOIN_LIMIT,
 )
-from .read_buffer import read_socket
-
-
-def plain_socket(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
-    """The socket of a plain TCP or unix socket stream on POSIX, else ``None``.
-
-    Such a socket may be read and written directly (``os.read``,
-    ``os.writev``). Callers keep the socket, not its number, and ask for the
-    number at each use: a closed socket answers -1, where a stale number
-    could by then belong to another connection.
-    """
-    if isinstance(stream, trio.SocketStream) and os.name == "posix":
-        return stream.socket
-    return None
-
+from .sockets import plain_socket, read_socket
 
 #: Most buffers one writev() takes (Linux and macOS allow 1024).
 _IOV_MAX = 512
@@ -432,7 +419,7 @@ class FrameWriter:
 
     def read_nowait(self) -> bytes | bytearray | None:
         """The next bytes of a plain socket, empty at its end; ``None``: await
-        :meth:`wait` first. Read directly (see :mod:`trio_ws.read_buffer`):
+        :meth:`wait` first. Read directly (see :mod:`trio_ws.sockets`):
         trio's ``receive_some`` also yields a scheduler pass per read, one too
         many between the peer's frame and ``get_message()``."""
         sock = self._socket
@@ -450,10 +437,10 @@ class FrameWriter:
         return data
 
     def wait(self) -> Awaitable[bytes | bytearray | None]:
-        """What to await when :meth:`read_nowait` gave ``None``: for a plain
-        socket Trio's own wait (so an idle reader keeps no frame of this
-        module) or a checkpoint, then ``None`` (read again); for any other
-        stream, its next bytes. Cancelling it loses nothing."""
+        """What to await when :meth:`read_nowait` gave ``None``: a plain
+        socket's own wait in Trio (an idle reader keeps no frame of ours) or
+        a checkpoint, then ``None`` (read again); else the stream's next
+        bytes. Cancelling it loses nothing. :meth:`receive` does both."""
         if self._socket is None:
             return self._stream.receive_some(self._receive_size)
         if self._reads_unyielded >= READS_PER_YIELD:
@@ -461,36 +448,45 @@ class FrameWriter:
             return trio.lowlevel.checkpoint()
         return trio.lowlevel.wait_readable(self._socket)
 
+    async def receive(self) -> bytes | bytearray:
+        """The next bytes from the transport, empty at its end."""
+        data = self.read_nowait()
+        while data is None:
+            data = await self.wait()
+            if data is None:
+                data = self.read_nowait()
+        return data
+
     # -- the end of the transport
 
-    async def linger(self, timeout: float) -> None:
-        """Let the peer read our Close frame before the TCP connection goes.
-
-        Closing a socket with unread input makes the kernel send RST, which
-        can destroy our Close frame in flight. So half-close where the
-        transport allows it and read (discarding) until the peer closes, at
-        most *timeout* seconds. Cancelling it just stops the wait.
-        """
-        with trio.move_on_after(timeout):
-            await self.drain()
-            if isinstance(self._stream, trio.abc.HalfCloseableStream) and not self.failed:
-                await self._stream.send_eof()
-            while await self._stream.receive_some(self._receive_size):
-                pass
+    async def linger(self) -> None:
+        """Write what is queued, half-close (a plain socket with no scheduler
+        pass) and read, discarding, until the peer closes; the caller bounds it."""
+        await self.drain()
+        if self._socket is not None and not self.failed:
+            with contextlib.suppress(OSError):  # the peer has gone already
+                self._socket.shutdown(trio.socket.SHUT_WR)
+        elif isinstance(self._stream, trio.abc.HalfCloseableStream) and not self.failed:
+            await self._stream.send_eof()
+        while await self.receive():
+            pass
 
     async def close_transport(self, timeout: float) -> None:
-        """Write what is queued (our Close, or the echo of the peer's), then
-        close the transport gracefully, within *timeout*; shielded, so a
-        cancelled reader still ends its connection properly."""
+        """Write what is queued (our Close, or the echo of the peer's), then close
+        the transport gracefully, within *timeout*; shielded, so a cancelled reader
+        still ends its connection. A plain socket with nothing left to write
+        needs no I/O: it is closed at once, with no cancel scope and no pass."""
+        if self._socket is not None and not (self._queued or self._writing):
+            self.stop()
+            self._socket.close()
+            return
         try:
-            with trio.CancelScope(shield=True), trio.move_on_after(timeout):
+            with trio.CancelScope(shield=True, deadline=trio.current_time() + timeout):
                 await self.finish()
                 self.stop()
                 await self._stream.aclose()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            # A cancelled aclose() dropped the transport while this closed it
-            # gracefully (TLS sends close_notify): closed anyway.
-            pass
+            pass  # a cancelled aclose() dropped it during close_notify: closed anyway
 
     async def drop(self, after: float = 0) -> None:
         """Drop the transport, after up to *after* seconds for queued frames."""

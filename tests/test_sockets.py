@@ -1,4 +1,4 @@
-"""Plain-socket reads through the per-thread buffer (trio_ws.read_buffer)."""
+"""Plain-socket reads through the per-thread buffer (trio_ws.sockets)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from trio_ws.read_buffer import read_socket
+from trio_ws.sockets import read_socket
 
 from .conftest import HOST
 
