@@ -29,6 +29,7 @@ from .handshake import (
     normalize_headers,
     read_request,
     rejection,
+    send_head,
 )
 from .http import HeaderInput, HTTPRequest, HTTPResponse, header_value, query_params
 from .options import DEFAULT_SERVER_HEADER, ConnectionOptions, DeflateOptions
@@ -188,7 +189,7 @@ class WebSocketRequest:
         limit = MessageSizeLimit(self._options.max_message_size)
         deflate, answer = _negotiate(self._upgrade.extensions, self._options.compression, limit)
         try:
-            await self._stream.send_all(acceptance(self._upgrade, subprotocol, answer, headers))
+            await send_head(self._stream, acceptance(self._upgrade, subprotocol, answer, headers))
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise ConnectionClosed(CloseReason(ABNORMAL_CLOSURE, None)) from exc
         connection = WebSocketConnection(
