@@ -21,9 +21,9 @@ import trio
 import trio.testing
 
 import trio_ws
-from trio_ws.handshake import read_request
 from trio_ws.listeners import accept_forever
 from trio_ws.options import ACCEPT_BATCH, ACCEPT_RETRY_DELAY
+from trio_ws.server_handshake import read_request
 
 from .conftest import HOST
 

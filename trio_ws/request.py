@@ -18,21 +18,18 @@ from .connection import WebSocketConnection, start_connection
 from .core.deflate import NAME, PerMessageDeflate
 from .core.size_limit import MessageSizeLimit
 from .exceptions import ConnectionClosed, HandshakeError
-from .handshake import (
+from .handshake import Headers, PeerGone, check_subprotocols, normalize_headers
+from .http import HeaderInput, HTTPRequest, HTTPResponse, header_value, query_params
+from .options import DEFAULT_SERVER_HEADER, ConnectionOptions, DeflateOptions
+from .server_handshake import (
     BadRequest,
-    Headers,
-    PeerGone,
     UpgradeRequest,
     acceptance,
-    check_subprotocols,
     check_upgrade,
-    normalize_headers,
     read_request,
     rejection,
     send_head,
 )
-from .http import HeaderInput, HTTPRequest, HTTPResponse, header_value, query_params
-from .options import DEFAULT_SERVER_HEADER, ConnectionOptions, DeflateOptions
 from .values import CloseReason, Endpoint, socket_endpoints
 
 logger = logging.getLogger("trio_ws.server")
