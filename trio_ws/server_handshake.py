@@ -69,6 +69,9 @@ async def read_request(
                 conn.receive_data(bytes(data))  # the same object if bytes already
             elif type(event) is h11.Request:
                 request = event
+                headers = shared_headers(event.headers.raw_items())
+                if not _has_body(headers):
+                    break  # its EndOfMessage would be next, at the same place
             elif type(event) is h11.ConnectionClosed:
                 raise PeerGone()
             event = conn.next_event()  # a body's Data events are dropped
@@ -77,7 +80,6 @@ async def read_request(
             raise PeerGone() from None
         raise BadRequest(exc.error_status_hint, f"malformed request: {exc}") from exc
     assert request is not None  # h11 gives the request before its end
-    headers = shared_headers(request.headers.raw_items())
     # h11 bounds only heads that arrive in pieces; one read can hold more.
     head_size = len(request.target) + sum(len(n) + len(v) + 4 for n, v in headers)
     if head_size > MAX_HANDSHAKE_HEAD_SIZE:
@@ -92,6 +94,17 @@ async def read_request(
         remote=socket_endpoints(stream)[1] if remote is None else remote,
         trailing_data=conn.trailing_data[0],
     )
+
+
+def _has_body(headers: Headers) -> bool:
+    """Whether a request with *headers* has a body (RFC 9112 6.3: not
+    without Content-Length or Transfer-Encoding). For a head without one,
+    asking h11 for its EndOfMessage cost about 3 us more."""
+    return any(name in _BODY_FRAMING for name, _ in headers)
+
+
+#: The headers that give a request a body.
+_BODY_FRAMING = frozenset([b"content-length", b"transfer-encoding"])
 
 
 async def _receive(
