@@ -14,7 +14,8 @@ Run it from the repository root, so that ``tests.fuzz`` is importable::
     PYTHONPATH=. python benchmarks/fuzz_long.py --property oracle_server_deflate --seconds 60
 
 ``--seed`` makes a run reproducible. The exit status is 1 if any property
-failed.
+failed, else 2 if a property ran no example at all (the time bound was
+used up before its turn: it was not tested, so it is not reported "ok").
 """
 
 from __future__ import annotations
@@ -121,11 +122,12 @@ def main() -> int:
 
     print()
     print(f"{'property':<15} {'examples':>9} {'seconds':>8} {'ms/ex':>7}  result")
-    failed = False
+    failed = untested = False
     for r in results:
         per = 1000 * r["elapsed"] / max(r["ran"], 1)
-        status = "FAILED" if r["failure"] else "ok"
+        status = outcome(r, args.examples)
         failed |= bool(r["failure"])
+        untested |= not r["ran"]
         print(f"{r['name']:<15} {r['ran']:>9} {r['elapsed']:>8.1f} {per:>7.1f}  {status}")
         top = ", ".join(f"{k} {v}" for k, v in r["outcomes"].most_common())
         print(f"{'':<15} outcomes: {top}")
@@ -134,7 +136,18 @@ def main() -> int:
             print(f"\n==== {r['name']} failed ({r['failure'].splitlines()[0]})")
             for line in r["failure"].splitlines()[1:]:
                 print(line if len(line) < 2000 else line[:2000] + f"... ({len(line)} chars)")
-    return 1 if failed else 0
+    return 1 if failed else 2 if untested else 0
+
+
+def outcome(result: dict[str, Any], wanted: int) -> str:
+    """One word for a property's run: only examples that ran count as tested."""
+    if result["failure"]:
+        return "FAILED"
+    if not result["ran"]:
+        return "NOT RUN (no time left)"
+    if result["ran"] < wanted:
+        return "ok (stopped by the time bound)"
+    return "ok"
 
 
 if __name__ == "__main__":

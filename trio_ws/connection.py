@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import trio
 
@@ -100,17 +101,25 @@ class WebSocketConnection(trio.abc.AsyncResource):
         # A server's request has asked the socket already: share its answer.
         self._local, self._remote = endpoints or socket_endpoints(stream)
         self._log = log = ConnectionLogger(logger, self._remote, path)
-        log.debug("open (%s)", "client" if is_client else "server")
-        self._life = life = Lifecycle(self, log)  # close state, close callbacks, tasks
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("open (%s)", "client" if is_client else "server")
+        life: Lifecycle[WebSocketConnection] = Lifecycle(log)  # close state, callbacks, tasks
+        self._life = life
         writer = FrameWriter(stream, life.transport_failed, options.receive_buffer_size)
-        self._inbox = inbox = Inbox[PendingViolation](
+        # Inbox(...), not Inbox[...](...) (the same for Lifecycle): calling a
+        # generic alias costs 1-2 us (typing tries to set __orig_class__).
+        inbox: Inbox[PendingViolation] = Inbox(
             life, options.message_queue_size, size_limit, options.max_message_size
         )
+        self._inbox = inbox
         self._outbox = outbox = Outbox(core, writer, life, inbox, log, mask=is_client)
-        self._keepalive = _Keepalive.make(self, options)
-        self._reader = Reader(
-            core, inbox, outbox, writer, life, log, self._keepalive, is_client, options
+        ka = None if options.ping_interval is None else _Keepalive(options, life, inbox, outbox)
+        self._keepalive = ka
+        self._reader = reader = Reader(
+            core, inbox, outbox, writer, life, log, ka, is_client, options
         )
+        if ka is not None:
+            ka.reader = reader
 
     def __str__(self) -> str:
         """``client-<n>`` or ``server-<n>``, a short id as in trio-websocket.
@@ -150,7 +159,7 @@ class WebSocketConnection(trio.abc.AsyncResource):
         an exception from one is logged and the others still run. Rooms use
         this to forget a connection without polling.
         """
-        self._life.add_close_callback(callback)
+        self._life.add_close_callback(self, callback)
 
     def remove_close_callback(self, callback: Callable[[WebSocketConnection], object]) -> None:
         """Forget *callback*, registered by :meth:`add_close_callback`, if it was."""
@@ -428,32 +437,36 @@ async def close_connection(connection: WebSocketConnection, code: int) -> bool:
 
 
 class _Keepalive(keepalive.KeepaliveState):
-    """The keepalive timer's handle on one connection (see :mod:`trio_ws.keepalive`)."""
+    """The keepalive timer's handle on one connection (see :mod:`trio_ws.keepalive`).
 
-    __slots__ = ("_conn",)
+    It holds the connection's parts, not the connection: no reference cycle
+    (see :mod:`trio_ws.lifecycle`).
+    """
 
-    def __init__(self, conn: WebSocketConnection, interval: float, timeout: float | None) -> None:
-        super().__init__(interval, timeout)
-        self._conn = conn
+    __slots__ = ("_inbox", "_life", "_outbox", "reader")
 
-    @classmethod
-    def make(cls, conn: WebSocketConnection, options: ConnectionOptions) -> _Keepalive | None:
-        """A handle for *conn*, or None if its options turn keepalive off."""
-        if options.ping_interval is None:
-            return None
-        return cls(conn, options.ping_interval, options.ping_timeout)
+    def __init__(
+        self, options: ConnectionOptions, life: Lifecycle[Any], inbox: Inbox[Any], outbox: Outbox
+    ) -> None:
+        assert options.ping_interval is not None
+        super().__init__(options.ping_interval, options.ping_timeout)
+        self._life = life
+        self._inbox = inbox
+        self._outbox = outbox
+        self.reader: Reader | None = None  # set once the reader is made
 
     def over(self) -> bool:
-        return self._conn._life.reader_done or self._conn.closed is not None
+        return self._life.reader_done or self._life.reason is not None
 
     def queue_full(self) -> bool:
-        return self._conn._inbox.full
+        return self._inbox.full
 
     def queue_stalls(self) -> int:
-        return self._conn._inbox.stalls
+        return self._inbox.stalls
 
     def send_ping(self, payload: bytes) -> None:
-        self._conn._outbox.ping_now(payload)
+        self._outbox.ping_now(payload)
 
     def expire(self, why: str) -> None:
-        self._conn._reader.expire(why)
+        if self.reader is not None:
+            self.reader.expire(why)

@@ -7,6 +7,11 @@ callbacks. The reader task's end is recorded here too, and a task that must
 wait for it (``aclose()``) gets a Trio event made on demand: most
 connections never need one, and an event costs about 280 bytes.
 
+The lifecycle refers to its connection only while close callbacks are
+registered (they are called with it). Without that back reference a
+connection's objects hold no reference cycle, so they are freed as soon as
+the application drops the connection, not by a garbage collection pass.
+
 The two lock helpers at the end serve the send path: a message is queued in
 the order its sender took the lock, without a scheduler pass when the lock
 is free.
@@ -33,8 +38,8 @@ class Lifecycle(Generic[Owner]):
 
     __slots__ = ("_callbacks", "_done", "_log", "_nursery", "_owner", "reason")
 
-    def __init__(self, owner: Owner, log: ConnectionLogger) -> None:
-        self._owner = owner
+    def __init__(self, log: ConnectionLogger) -> None:
+        self._owner: Owner | None = None  # set while close callbacks wait
         self._log = log
         #: Why the connection closed, or None while it is open.
         self.reason: CloseReason | None = None
@@ -51,8 +56,10 @@ class Lifecycle(Generic[Owner]):
         if self.reason is None:
             self.reason = CloseReason(code, reason)
             callbacks, self._callbacks = self._callbacks, None
-            for callback in callbacks or ():
-                self._call(callback)
+            owner, self._owner = self._owner, None
+            if callbacks and owner is not None:  # the owner came with the first one
+                for callback in callbacks:
+                    self._call(callback, owner)
 
     def transport_failed(self, why: str) -> None:
         """The writer could not write: the connection is lost (1006)."""
@@ -63,23 +70,26 @@ class Lifecycle(Generic[Owner]):
         """Why the connection closed; 1006 if nothing said so yet."""
         return self.reason or CloseReason(ABNORMAL_CLOSURE, None)
 
-    def add_close_callback(self, callback: Callable[[Owner], object]) -> None:
-        """Call *callback* once when the connection closes; at once if it has."""
+    def add_close_callback(self, owner: Owner, callback: Callable[[Owner], object]) -> None:
+        """Call ``callback(owner)`` once when the connection closes; at once if it has."""
         if self.reason is not None:
-            self._call(callback)
+            self._call(callback, owner)
         else:
             if self._callbacks is None:
                 self._callbacks = {}
+            self._owner = owner
             self._callbacks[callback] = None
 
     def remove_close_callback(self, callback: Callable[[Owner], object]) -> None:
         """Forget *callback*, if it was registered."""
         if self._callbacks is not None:
             self._callbacks.pop(callback, None)
+            if not self._callbacks:
+                self._callbacks = self._owner = None  # no cycle left to collect
 
-    def _call(self, callback: Callable[[Owner], object]) -> None:
+    def _call(self, callback: Callable[[Owner], object], owner: Owner) -> None:
         try:
-            callback(self._owner)
+            callback(owner)
         except Exception:
             self._log.exception("close callback %r failed", callback)
 

@@ -17,6 +17,7 @@ transport under it.
 
 from __future__ import annotations
 
+import logging
 from typing import Any, NoReturn
 
 import trio
@@ -63,6 +64,7 @@ class Reader:
     """
 
     __slots__ = (
+        "_closers",
         "_core",
         "_inbox",
         "_is_client",
@@ -97,6 +99,9 @@ class Reader:
         self._keepalive = keepalive
         self._is_client = is_client
         self._timeout = options.disconnect_timeout
+        # close() calls waiting for the reader: each one drops the
+        # transport by its deadline, which bounds the reader's wait too.
+        self._closers = 0
 
     def start(self, nursery: trio.Nursery) -> None:
         """Run the reader in *nursery*, and from now on the connection's other
@@ -145,11 +150,13 @@ class Reader:
             self._life.set_reason(ABNORMAL_CLOSURE, None)
             self._inbox.finish()
             self._pings.release_all()
+            self._keepalive = None  # the handle refers to this reader: no cycle left
             try:
                 await self._writer.close_transport(self._timeout)
             finally:
                 self._life.finish_reader()
-            self._log.debug("closed: %s", self._life.final_reason())
+            if self._log.isEnabledFor(logging.DEBUG):
+                self._log.debug("closed: %s", self._life.final_reason())
 
     async def _read_frames(self) -> None:
         """Read the transport and act on what the protocol core makes of it.
@@ -277,8 +284,21 @@ class Reader:
         raise ConnectionClosed(self._life.final_reason())
 
     async def _linger(self) -> None:
-        """Let the peer read our Close frame before the TCP connection goes."""
-        await self._writer.linger(self._timeout)
+        """Let the peer read our Close frame before the TCP connection goes.
+
+        Closing a socket with unread input makes the kernel send RST, which
+        can destroy our Close frame in flight. So write what is queued,
+        half-close where the transport allows it and read (discarding) until
+        the peer closes, at most ``disconnect_timeout`` seconds. When a
+        ``close()`` waits for the reader (the usual way a client closes), its
+        deadline drops the transport and so ends this wait too: then no
+        cancel scope of its own is needed. Cancelling it stops the wait.
+        """
+        if self._closers:
+            await self._writer.linger()
+        else:
+            with trio.move_on_after(self._timeout):
+                await self._writer.linger()
 
     # ------------------------------------------------------------ closing
 
@@ -287,17 +307,25 @@ class Reader:
 
         Waits for the reader to end, at most ``disconnect_timeout`` seconds,
         then drops the transport. If cancelled, the Close frame still goes
-        out if the transport takes it at once (a shielded, short wait), the
-        transport is dropped and the cancellation propagates.
+        out if the transport takes it at once (a shielded wait of at most
+        CANCELLED_CLOSE_GRACE seconds), the transport is dropped and the
+        cancellation propagates. Once the reader has ended there is nothing
+        to wait for: this is then a cancellation point but not a schedule
+        point (the server's close after the peer's is that case).
         """
         check_sendable(code, reason)
         self._inbox.close()  # drop queued messages; wake blocked readers
+        life = self._life
+        if life.reader_done:
+            await trio.lowlevel.checkpoint_if_cancelled()
+            return True
+        self._closers += 1  # from here, this call drops the transport by its deadline
         try:
             with trio.move_on_after(self._timeout):
-                if self._life.reason is None:
-                    self._life.set_reason(code, reason)
+                if life.reason is None:
+                    life.set_reason(code, reason)
                     self._outbox.send_close(code, reason)
-                await self._life.wait_reader_done()
+                await life.wait_reader_done()
                 return True
             self._log.debug("closing handshake timed out; dropping transport")
             await self._writer.drop()
@@ -308,10 +336,13 @@ class Reader:
         except BaseException:
             # Cancelled (the caller's scope, or a server going away): the
             # Close frame still goes out if the transport takes it at once.
-            with trio.CancelScope(shield=True), trio.move_on_after(CANCELLED_CLOSE_GRACE):
+            deadline = trio.current_time() + CANCELLED_CLOSE_GRACE
+            with trio.CancelScope(shield=True, deadline=deadline):
                 await self._writer.finish()
             await self._writer.drop()
             raise
+        finally:
+            self._closers -= 1
 
     def close_nowait(self, code: int, reason: str | None) -> None:
         """Set the close reason and queue the Close frame now; finish in a task."""

@@ -31,6 +31,7 @@ while writing fails the connection; senders learn of it on their next call.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Callable
@@ -462,34 +463,34 @@ class FrameWriter:
 
     # -- the end of the transport
 
-    async def linger(self, timeout: float) -> None:
-        """Let the peer read our Close frame before the TCP connection goes.
-
-        Closing a socket with unread input makes the kernel send RST, which
-        can destroy our Close frame in flight. So half-close where the
-        transport allows it and read (discarding) until the peer closes, at
-        most *timeout* seconds. Cancelling it just stops the wait.
-        """
-        with trio.move_on_after(timeout):
-            await self.drain()
-            if isinstance(self._stream, trio.abc.HalfCloseableStream) and not self.failed:
-                await self._stream.send_eof()
-            while await self._stream.receive_some(self._receive_size):
-                pass
+    async def linger(self) -> None:
+        """Write what is queued, half-close (a plain socket with no scheduler
+        pass) and read, discarding, until the peer closes; the caller bounds it."""
+        await self.drain()
+        if self._socket is not None and not self.failed:
+            with contextlib.suppress(OSError):  # the peer has gone already
+                self._socket.shutdown(trio.socket.SHUT_WR)
+        elif isinstance(self._stream, trio.abc.HalfCloseableStream) and not self.failed:
+            await self._stream.send_eof()
+        while await self.receive():
+            pass
 
     async def close_transport(self, timeout: float) -> None:
-        """Write what is queued (our Close, or the echo of the peer's), then
-        close the transport gracefully, within *timeout*; shielded, so a
-        cancelled reader still ends its connection properly."""
+        """Write what is queued (our Close, or the echo of the peer's), then close
+        the transport gracefully, within *timeout*; shielded, so a cancelled reader
+        still ends its connection. A plain socket with nothing left to write
+        needs no I/O: it is closed at once, with no cancel scope and no pass."""
+        if self._socket is not None and not (self._queued or self._writing):
+            self.stop()
+            self._socket.close()
+            return
         try:
-            with trio.CancelScope(shield=True), trio.move_on_after(timeout):
+            with trio.CancelScope(shield=True, deadline=trio.current_time() + timeout):
                 await self.finish()
                 self.stop()
                 await self._stream.aclose()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            # A cancelled aclose() dropped the transport while this closed it
-            # gracefully (TLS sends close_notify): closed anyway.
-            pass
+            pass  # a cancelled aclose() dropped it during close_notify: closed anyway
 
     async def drop(self, after: float = 0) -> None:
         """Drop the transport, after up to *after* seconds for queued frames."""
