@@ -209,3 +209,27 @@ async def test_a_socket_listener_out_of_descriptors_logs_and_retries(
     assert failures and all(r.levelno == logging.ERROR for r in failures)
     assert errno.errorcode[errno.EMFILE] in failures[0].getMessage()
     assert len(served) == 1
+
+
+async def test_accept_called_cancelled_sends_nothing_and_the_stream_is_closed() -> None:
+    # The 101 goes out without a scheduler pass, but a cancelled accept()
+    # still sends nothing: the request is decided, the server closes.
+    listener, port = await tcp_listener()
+    (client,) = waiting_clients(port, 1)
+    outcomes: list[str] = []
+
+    async def handler(request: trio_ws.WebSocketRequest) -> None:
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await request.accept()
+        outcomes.append("cancelled" if scope.cancelled_caught else "accepted")
+
+    try:
+        async with trio.open_nursery() as nursery:
+            server = trio_ws.WebSocketServer(handler, [listener])
+            await nursery.start(server.run)
+            assert await read_answer(client) == b""  # closed, no answer at all
+            nursery.cancel_scope.cancel()
+    finally:
+        client.close()
+    assert outcomes == ["cancelled"]

@@ -191,7 +191,11 @@ class WebSocketRequest:
         *subprotocol* must be one of :attr:`proposed_subprotocols` (or
         ``None``); if it is ``None`` and the server was given
         ``subprotocols``, that setting chooses. The connection is closed when
-        the handler returns.
+        the handler returns. On a plain socket the 101 answer is written at
+        once, without a scheduler pass unless the socket is full. Cancelled
+        before the answer went out (already cancelled when called, say,
+        because the server is shutting down), nothing is sent and the
+        request counts as decided: the server then closes the stream.
         """
         if subprotocol is None:
             subprotocol = choose_subprotocol(self._subprotocols, self._upgrade.subprotocols)
