@@ -52,6 +52,21 @@ async def test_connections_share_equal_handshake_headers(nursery: trio.Nursery) 
     assert first[b"sec-websocket-key"] != second[b"sec-websocket-key"]
 
 
+async def test_clients_share_the_answers_headers_but_not_its_accept_token(
+    echo_server: trio_ws.WebSocketServer,
+) -> None:
+    # The accept token differs on every connection: kept in the table, it
+    # would only push out the pairs that are worth sharing.
+    answers = []
+    for _ in range(2):
+        async with trio_ws.open_websocket(HOST, echo_server.port, "/", use_ssl=False) as ws:
+            answers.append({pair[0]: pair for pair in ws.handshake_headers})
+    first, second = answers
+    assert first[b"upgrade"] is second[b"upgrade"]  # names lowercased, pairs shared
+    assert first[b"sec-websocket-accept"] != second[b"sec-websocket-accept"]
+    assert not any(n == b"sec-websocket-accept" for n, _ in handshake._seen_headers.values())
+
+
 def test_the_shared_header_table_stays_bounded() -> None:
     many = [(b"x-random", str(i).encode()) for i in range(3 * SHARED_HEADERS)]
     assert shared_headers(many) == many

@@ -153,8 +153,11 @@ def _has_token(headers: Headers, name: bytes, token: str) -> bool:
 #: an open connection keeps its handshake's headers, and most of them (Host,
 #: Upgrade, User-Agent, the extension offer, the server's answer) are the
 #: same for every client of a server. Emptied when full, so it stays small
-#: whatever the peers send; the key, unique to each connection, is not kept.
+#: whatever the peers send; the key and the accept token, unique to each
+#: connection, are not kept.
 _seen_headers: dict[tuple[bytes, bytes], tuple[bytes, bytes]] = {}
+#: Different on every connection: never worth keeping in the table.
+_UNIQUE_HEADERS = frozenset([b"sec-websocket-key", b"sec-websocket-accept"])
 
 
 def shared_headers(headers: Iterable[tuple[bytes, bytes]]) -> Headers:
@@ -173,7 +176,7 @@ def shared_headers(headers: Iterable[tuple[bytes, bytes]]) -> Headers:
         if seen is None:
             name, value = pair
             seen = (name.lower(), value)
-            if seen[0] != b"sec-websocket-key" and len(value) <= SHARED_HEADER_VALUE_SIZE:
+            if seen[0] not in _UNIQUE_HEADERS and len(value) <= SHARED_HEADER_VALUE_SIZE:
                 if len(_seen_headers) >= SHARED_HEADERS:
                     _seen_headers.clear()
                 _seen_headers[pair] = seen
@@ -280,10 +283,13 @@ async def client_handshake(
     except h11.RemoteProtocolError as exc:
         raise HandshakeError(f"server sent an invalid HTTP answer: {exc}") from exc
 
-    answer = shared_headers(event.headers)
-    if not _has_token(answer, b"upgrade", "websocket"):
+    answer = shared_headers(event.headers.raw_items())
+    # The usual spellings first: each token check scans and splits every header.
+    if (b"upgrade", b"websocket") not in answer and not _has_token(answer, b"upgrade", "websocket"):
         raise HandshakeError("server's 101 answer lacks 'Upgrade: websocket'")
-    if not _has_token(answer, b"connection", "upgrade"):
+    if (b"connection", b"Upgrade") not in answer and not _has_token(
+        answer, b"connection", "upgrade"
+    ):
         raise HandshakeError("server's 101 answer lacks 'Connection: Upgrade'")
     accepts = [v for n, v in answer if n == b"sec-websocket-accept"]
     if accepts != [accept_token(key)]:
