@@ -14,7 +14,8 @@ the application drops the connection, not by a garbage collection pass.
 
 The two lock helpers at the end serve the send path: a message is queued in
 the order its sender took the lock, without a scheduler pass when the lock
-is free.
+is free. :class:`LazyLot` is a parking lot that exists only while a task
+waits on it.
 """
 
 from __future__ import annotations
@@ -168,3 +169,33 @@ class _Uncontended:
 
 #: ``async with (fast_lock(lock) if waits else UNCONTENDED)``: see ``send_message``.
 UNCONTENDED = _Uncontended()
+
+
+class LazyLot:
+    """A :class:`trio.lowlevel.ParkingLot` made when a task parks, dropped
+    when :meth:`unpark_all` wakes them all.
+
+    A connection's writer keeps one for the senders that wait for room and
+    the closers that wait for the buffer to drain; most connections never
+    have a waiter, and an idle lot costs about 240 bytes.
+    """
+
+    __slots__ = ("_lot",)
+
+    def __init__(self) -> None:
+        self._lot: trio.lowlevel.ParkingLot | None = None
+
+    def __len__(self) -> int:
+        return 0 if self._lot is None else len(self._lot)
+
+    async def park(self) -> None:
+        """Wait until :meth:`unpark_all`; cancelling it just stops the wait."""
+        if self._lot is None:
+            self._lot = trio.lowlevel.ParkingLot()
+        await self._lot.park()
+
+    def unpark_all(self) -> None:
+        """Wake every waiting task (a later one parks in a new lot)."""
+        lot, self._lot = self._lot, None
+        if lot is not None:
+            lot.unpark_all()

@@ -67,7 +67,9 @@ class Outbox:
         self._mask = mask  # a client masks its frames
         # trio.Lock is fair: messages are queued in the order they were sent.
         # Only messages take it, so pongs and Close may go between fragments.
-        self._lock = trio.Lock()
+        # Made by the first sender that must wait (see send): most
+        # connections never need one, and a lock costs about 330 bytes.
+        self._lock: trio.Lock | None = None
         # try_send: messages waiting for a stream to finish, their payload
         # bytes, and the messages refused for want of room.
         self._deferred: list[tuple[PreparedMessage, bool]] | None = None  # made when needed
@@ -114,8 +116,8 @@ class Outbox:
         # If nobody holds the lock and nothing below will wait, the frame is
         # queued before any other sender runs: the lock would order nothing,
         # and taking it costs about a tenth of the small-message rate.
-        waits = self._lock.locked() or self._writer.full or threaded
-        async with fast_lock(self._lock) if waits else UNCONTENDED:
+        waits = self._locked() or self._writer.full or threaded
+        async with fast_lock(self._take_lock()) if waits else UNCONTENDED:
             await self.wait_for_room()
             if deflate is not None:
                 if threaded:
@@ -153,7 +155,7 @@ class Outbox:
         if self._writer.full:
             self.skipped += 1
             return False
-        if self._lock.locked() or self._deferred:
+        if self._locked() or self._deferred:
             # Another message is going out piece by piece: wait behind it.
             if self._deferred and (
                 len(self._deferred) >= DEFERRED_MESSAGES
@@ -176,9 +178,18 @@ class Outbox:
         deflate = self._core.send_deflate(prepared.payload, prepared.is_text, compress)
         self._writer.put_batched(prepared.frame(deflate, mask=self._mask))
 
+    def _locked(self) -> bool:
+        """Whether a sender holds the lock (one that was never made is free)."""
+        return self._lock is not None and self._lock.locked()
+
+    def _take_lock(self) -> trio.Lock:
+        if self._lock is None:
+            self._lock = trio.Lock()
+        return self._lock
+
     async def _send_deferred(self) -> None:
         """Queue the messages try_send held back, once the lock is free."""
-        async with fast_lock(self._lock):
+        async with fast_lock(self._take_lock()):
             deferred, self._deferred, self._deferred_size = self._deferred or [], None, 0
             with contextlib.suppress(ConnectionClosed):
                 self.check_open()
@@ -199,7 +210,7 @@ class Outbox:
         error once frames are out closes with 1011, a cancellation drops the
         transport (1006); either way the exception propagates.
         """
-        async with fast_lock(self._lock):
+        async with fast_lock(self._take_lock()):
             is_text = text
             started = False  # frames are out: only a final frame or a close ends them
             deflate = False  # set by the first chunk

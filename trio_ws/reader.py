@@ -179,10 +179,15 @@ class Reader:
             core.streaming = inbox.stream is not None
             event = core.next_event()
             if event is None:
-                data = await self._writer.receive()
+                data = self._writer.read_nowait()
+                while data is None:  # the wait gives a stream's next bytes
+                    data = await self._writer.wait()
+                    if data is None:  # a socket's: read it now
+                        data = self._writer.read_nowait()
                 if not data:
                     return  # transport lost without a closing handshake: 1006
                 core.receive_data(data)
+                data = b""  # not kept alive while the next read waits
                 continue
             handled += 1
             if handled % FRAMES_PER_YIELD == 0:

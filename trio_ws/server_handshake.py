@@ -19,7 +19,7 @@ import trio
 from .handshake import VERSION, Headers, PeerGone, accept_token, render_head, shared_headers
 from .http import HTTPRequest
 from .options import MAX_HANDSHAKE_HEAD_SIZE, MAX_HEADER_COUNT
-from .socket_io import plain_socket
+from .sockets import plain_socket
 from .values import Endpoint, socket_endpoints
 
 

@@ -1,8 +1,9 @@
 """A connection's socket I/O: reads, and a bounded write buffer drained by one task.
 
 Both sides of the transport live here, on one :class:`FrameWriter` per
-connection, since they share the socket: :meth:`FrameWriter.receive` is the
-reader task's only way to read, and the rest of the class is the write side.
+connection, since they share the socket: :meth:`FrameWriter.read_nowait` and
+:meth:`FrameWriter.wait` are the reader task's only way to read, and the rest
+of the class is the write side.
 
 Senders queue whole frames and return; a writer task hands them to the
 transport. It runs only while there is something to write (an idle
@@ -34,11 +35,12 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import trio
 
 from .flusher import Flusher, current_flusher
+from .lifecycle import LazyLot
 from .options import (
     BATCH_BYTES,
     CORK_BYTES,
@@ -50,20 +52,7 @@ from .options import (
     WRITE_BUFFER_SIZE,
     WRITE_JOIN_LIMIT,
 )
-
-
-def plain_socket(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
-    """The socket of a plain TCP or unix socket stream on POSIX, else ``None``.
-
-    Such a socket may be read and written directly (``os.read``,
-    ``os.writev``). Callers keep the socket, not its number, and ask for the
-    number at each use: a closed socket answers -1, where a stale number
-    could by then belong to another connection.
-    """
-    if isinstance(stream, trio.SocketStream) and os.name == "posix":
-        return stream.socket
-    return None
-
+from .sockets import plain_socket, read_socket
 
 #: Most buffers one writev() takes (Linux and macOS allow 1024).
 _IOV_MAX = 512
@@ -79,6 +68,7 @@ class FrameWriter:
     # One writer per connection: slots, not a per-instance dict (about
     # 150 bytes less per connection). A new attribute needs a slot here.
     __slots__ = (
+        "_bulk",
         "_first_queued",
         "_flusher",
         "_held",
@@ -104,7 +94,8 @@ class FrameWriter:
     ) -> None:
         self._stream = stream
         self._receive_size = receive_size  # bytes asked of the transport per read
-        self._reads_unyielded = 0  # reads by receive() without a schedule point
+        self._reads_unyielded = 0  # reads by read_nowait() without a schedule point
+        self._bulk = False  # the last read filled the buffer (see read_socket)
         self._nursery: trio.Nursery | None = None  # where writer tasks run
         # Plain sockets can be written without a scheduler pass (see put()).
         self._socket = plain_socket(stream)
@@ -117,8 +108,8 @@ class FrameWriter:
         self._first_queued = 0.0  # when the oldest queued frame was queued
         # Senders wait here for room, and drain() for nothing left; both
         # check again when woken, so one lot (woken after each write) serves
-        # both and an idle connection keeps one lot, not two.
-        self._progress = trio.lowlevel.ParkingLot()
+        # both, and it exists only while someone waits.
+        self._progress = LazyLot()
         self._stopping = False
         self._unyielded = 0  # frames queued by send() without a schedule point
         self._held: int | None = None  # the flusher's pass since which _pieces wait
@@ -140,8 +131,7 @@ class FrameWriter:
         if not self._pieces:
             self._first_queued = trio.current_time()
         self._pieces.extend(pieces)
-        for piece in pieces:
-            self._queued += len(piece)
+        self._queued += sum(map(len, pieces))
         self._start_writer()
 
     def put(self, *pieces: Piece) -> None:
@@ -176,8 +166,7 @@ class FrameWriter:
             self._first_queued = -math.inf  # a writer task taking these over writes at once
         assert self._flusher is not None
         self._pieces += frame
-        for piece in frame:
-            self._queued += len(piece)
+        self._queued += sum(map(len, frame))
         held, passes = self._held, self._flusher.passes
         if held is None and self._queued < BATCH_BYTES:
             self._held = passes
@@ -428,38 +417,45 @@ class FrameWriter:
 
     # -- the read side
 
-    async def receive(self) -> bytes | bytearray:
-        """The next bytes from the transport; empty at its end.
-
-        A plain socket is read directly, waiting for it to be readable only
-        when it is empty: trio's ``receive_some`` also yields a scheduler
-        pass after each read, which on the path from the peer's frame to
-        ``get_message()`` is a pass too many. A run of reads that never had
-        to wait still yields every READS_PER_YIELD reads. Cancelling it
-        while it waits loses nothing: no bytes were taken.
-        """
-        size = self._receive_size
+    def read_nowait(self) -> bytes | bytearray | None:
+        """The next bytes of a plain socket, empty at its end; ``None``: await
+        :meth:`wait` first. Read directly (see :mod:`trio_ws.sockets`):
+        trio's ``receive_some`` also yields a scheduler pass per read, one too
+        many between the peer's frame and ``get_message()``."""
         sock = self._socket
-        if sock is None:
-            return await self._stream.receive_some(size)
+        if sock is None or self._reads_unyielded >= READS_PER_YIELD:
+            return None
+        try:  # a closed socket answers -1 (EBADF below), never a stale number
+            data = read_socket(sock.fileno(), self._receive_size, self._bulk)
+        except BlockingIOError:  # (the wait is not in here: this exception and
+            self._reads_unyielded = 0  # its traceback would live as long)
+            return None
+        except OSError as exc:  # reset by the peer, or closed under us
+            raise trio.BrokenResourceError(str(exc)) from exc
+        self._reads_unyielded += 1
+        self._bulk = len(data) == self._receive_size
+        return data
+
+    def wait(self) -> Awaitable[bytes | bytearray | None]:
+        """What to await when :meth:`read_nowait` gave ``None``: a plain
+        socket's own wait in Trio (an idle reader keeps no frame of ours) or
+        a checkpoint, then ``None`` (read again); else the stream's next
+        bytes. Cancelling it loses nothing. :meth:`receive` does both."""
+        if self._socket is None:
+            return self._stream.receive_some(self._receive_size)
         if self._reads_unyielded >= READS_PER_YIELD:
             self._reads_unyielded = 0
-            await trio.lowlevel.checkpoint()
-        while True:
-            try:
-                # A closed socket answers -1 (EBADF below), never a stale number.
-                data = os.read(sock.fileno(), size)
-            except BlockingIOError:
-                data = None  # wait below: inside the except, the exception and
-                # its traceback would stay alive as long as the connection idles
-            except OSError as exc:  # reset by the peer, or closed under us
-                raise trio.BrokenResourceError(str(exc)) from exc
+            return trio.lowlevel.checkpoint()
+        return trio.lowlevel.wait_readable(self._socket)
+
+    async def receive(self) -> bytes | bytearray:
+        """The next bytes from the transport, empty at its end."""
+        data = self.read_nowait()
+        while data is None:
+            data = await self.wait()
             if data is None:
-                self._reads_unyielded = 0
-                await trio.lowlevel.wait_readable(sock)
-                continue
-            self._reads_unyielded += 1
-            return data
+                data = self.read_nowait()
+        return data
 
     # -- the end of the transport
 

@@ -190,3 +190,18 @@ def test_wsproto_is_made_only_when_needed() -> None:
     assert not other.general_branch_made  # compressed fragments: the fast branch too
     feed(other, frame(TEXT, b"bad", rsv=2))
     assert other.general_branch_made
+
+
+@pytest.mark.parametrize(
+    "ending",
+    [PEER_CLOSE, frame(TEXT, b"\xff"), frame(0x3, b"reserved opcode")],
+    ids=["close", "invalid utf-8", "reserved opcode"],
+)
+def test_nothing_is_decoded_after_the_input_is_over(ending: bytes) -> None:
+    # After a Close or a Violation the core answers None for good, whatever
+    # comes (the parser now yields None instead of ending).
+    core = make()
+    events = feed(core, frame(TEXT, b"before") + ending)
+    assert events[0] == "before" and len(events) == 2
+    assert feed(core, frame(TEXT, b"after") + PEER_CLOSE) == []
+    assert core.next_event() is None

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Generator
-from functools import partial
+from typing import NoReturn
 
 from ..options import INFLATE_CHUNK_SIZE
 from .control import OPCODE_CLOSE, OPCODE_PING, OPCODE_PONG, close_payload, control_event
@@ -68,6 +68,12 @@ STREAM_INFLATE_SLICE = 1024
 _CONTROL = frozenset((0x80 | OPCODE_CLOSE, 0x80 | OPCODE_PING, 0x80 | OPCODE_PONG))
 
 
+def _over() -> Generator[None, None, NoReturn]:
+    """What the parser yields once the input is over (a Close, a violation)."""
+    while True:
+        yield None
+
+
 class State(enum.Enum):
     """Where the connection is in its life; the one closing state there is."""
 
@@ -97,7 +103,6 @@ class Protocol:
         "_general",
         "_incoming",
         "_limit",
-        "_parser",
         "client",
         "close_received",
         "close_sent",
@@ -128,17 +133,15 @@ class Protocol:
         self.streaming = False
         self._incoming: bytes | bytearray = trailing_data
         self._general: GeneralBranch | None = None  # made when first needed
-        self._parser = self._parse()
         #: ``next_event()``: the next event of the bytes received so far, or
-        #: ``None`` for "need more". A ``str`` or ``bytes`` is a whole
-        #: message; the other events are described in
-        #: :mod:`trio_ws.core.events`. A :class:`ThreadJob` must be run
-        #: (ideally in a worker thread) before the next call. After a
-        #: :class:`Close` or a :class:`Violation` the answer is always
-        #: ``None``. Each call decodes at most one frame's worth of work, so
-        #: the caller decides how many events it handles before it yields.
-        #: (A C-level partial, not a method: it is called once per message.)
-        self.next_event: Callable[[], Event | None] = partial(next, self._parser, None)
+        #: ``None`` for "need more". A ``str`` or ``bytes`` is a whole message;
+        #: the other events are in :mod:`trio_ws.core.events`. A ThreadJob
+        #: must be run (ideally in a worker thread) before the next call.
+        #: After a Close or a Violation the answer is always ``None``. Each
+        #: call decodes at most one frame's worth of work, so the caller
+        #: decides how many events it handles before it yields. (The parser's
+        #: own ``__next__``: a C-level call once per message, no partial.)
+        self.next_event: Callable[[], Event | None] = self._parse().__next__
 
     # ------------------------------------------------------------ receiving
 
@@ -168,13 +171,6 @@ class Protocol:
         """Whether wsproto's parser has been needed yet (an idle connection,
         or one that only ever saw the frames of the fast branch, has none)."""
         return self._general is not None
-
-    def _need(self) -> Generator[None, None, bytes | bytearray]:
-        """Yield ``None`` until bytes arrive, then take them all."""
-        while not self._incoming:
-            yield None
-        data, self._incoming = self._incoming, b""
-        return data
 
     def _general_branch(self) -> GeneralBranch:
         if self._general is None:
@@ -211,10 +207,19 @@ class Protocol:
         fragmented: FragmentedMessage | None = None
         frag_left = frag_offset = 0
         frag_fin = False
+        # What the last frame was decoded into, reset before the idle wait.
+        piece: bytes | bytearray = b""
+        message: str | bytes | Violation | None = None
+        job: ThreadJob | None = None
+        event: Event | None = None  # (an exhausted iterator of events holds none)
         while True:
             if pos == len(data):
-                data = b""  # an idle connection need not keep its last read
-                data = yield from self._need()
+                # Idle, keep neither the last read nor what it was decoded into.
+                data = piece = b""
+                message = job = event = None
+                while not self._incoming:
+                    yield None
+                data, self._incoming = self._incoming, b""
                 pos = 0
             if piece_left:
                 step = min(piece_left, len(data) - pos)
@@ -227,8 +232,8 @@ class Protocol:
                 else:
                     pieces.append(piece)
                     if not piece_left:
-                        whole, pieces = b"".join(pieces), None
-                        yield whole
+                        message, pieces = b"".join(pieces), None
+                        yield message
                 continue
             if frag_left:
                 assert fragmented is not None
@@ -239,7 +244,7 @@ class Protocol:
                 frag_left -= step
                 done = frag_fin and not frag_left
                 if not (yield from fragment_events(fragmented, piece, done)):
-                    return
+                    yield from _over()
                 if done:
                     fragmented = None
                 continue
@@ -268,16 +273,17 @@ class Protocol:
                 for event in events:
                     if isinstance(event, Close):
                         yield self._closed_by_peer(event.code, event.reason)
-                        return
+                        yield from _over()
                     yield event
                     if isinstance(event, Violation):
-                        return
+                        yield from _over()
                 continue
             extent = frame_extent(data, pos)
             if extent is None:  # the header is split across reads
                 rest = data[pos:]
-                more = yield from self._need()
-                data, pos = rest + more, 0
+                while not self._incoming:
+                    yield None
+                data, pos, self._incoming = rest + self._incoming, 0, b""
                 continue
             header, size = extent
             end = pos + size
@@ -295,7 +301,7 @@ class Protocol:
                 )
                 if kind == NEW_DATA:
                     yield Violation(*new_data_violation())
-                    return
+                    yield from _over()
                 if kind is not None:
                     if kind == START:
                         inflater = None
@@ -306,14 +312,14 @@ class Protocol:
                     violation = fragmented.frame(size - header, limit.max_size)
                     if violation is not None:
                         yield Violation(*violation)  # before any payload is read
-                        return
+                        yield from _over()
                     key = masking_key(data, pos, header, masked)
                     frag_fin = bool(first & 0x80)
                     frag_left, frag_offset = size - header, 0
                     pos += header
                     if not frag_left and frag_fin:  # an empty last frame
                         if not (yield from fragment_events(fragmented, b"", True)):
-                            return
+                            yield from _over()
                         fragmented = None
                     continue
             if first in _CONTROL:
@@ -326,7 +332,7 @@ class Protocol:
                         pos = end
                         if isinstance(control, Close):
                             yield self._closed_by_peer(control.code, control.reason)
-                            return
+                            yield from _over()
                         yield control
                         continue
                 left = size  # incomplete, or wrong: the general branch decides
@@ -337,15 +343,14 @@ class Protocol:
                 opcode = simple_opcode(
                     data, pos, header, end, masked=masked, limit=limit.max_size, kinds=kinds
                 )
-            message: str | bytes | None = None
+            message = None
             if opcode is not None and end <= len(data):
                 key = masking_key(data, pos, header, masked)
                 if opcode & COMPRESSED:
-                    result = yield from self._inflate(data, pos + header, end, opcode, key)
-                    if isinstance(result, Violation):
-                        yield result
-                        return
-                    message = result
+                    message = yield from self._inflate(data, pos + header, end, opcode, key)
+                    if isinstance(message, Violation):
+                        yield message
+                        yield from _over()
                 else:
                     message = decode_message(data, pos + header, end, opcode, key)
             elif opcode == OPCODE_TEXT or (
