@@ -19,7 +19,7 @@ import trio
 from .handshake import VERSION, Headers, PeerGone, accept_token, render_head, shared_headers
 from .http import HTTPRequest
 from .options import MAX_HANDSHAKE_HEAD_SIZE, MAX_HEADER_COUNT
-from .sockets import plain_socket
+from .sockets import plain_socket, read_socket
 from .values import Endpoint, socket_endpoints
 
 
@@ -123,7 +123,9 @@ async def _receive(
         return await stream.receive_some(size)
     while True:
         try:
-            return os.read(sock.fileno(), size)  # a closed socket answers -1: EBADF
+            # Into this thread's read buffer (see trio_ws.sockets), not a new
+            # object of *size* bytes; a closed socket answers -1: EBADF.
+            return read_socket(sock.fileno(), size, False)
         except BlockingIOError:
             pass
         except OSError as exc:
