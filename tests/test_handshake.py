@@ -9,6 +9,7 @@ import trio.testing
 import trio_ws
 
 from .conftest import HOST, echo_handler
+from .support.codec import frame
 from .support.handshake import accept_answer, upgrade_request
 from .support.peers import Reader, http_exchange, serve_raw
 
@@ -223,3 +224,20 @@ async def test_wrap_server_stream_raises_handshake_error_on_bad_request() -> Non
             await trio_ws.wrap_server_stream(nursery, server)
         answer = await client.receive_some(1000)
         assert answer.startswith(b"HTTP/1.1 426 ")
+
+
+@pytest.mark.parametrize("body", [b"", b"hi"])
+async def test_frames_sent_with_the_request_reach_the_handler(
+    echo_server: trio_ws.WebSocketServer, body: bytes
+) -> None:
+    # The first frame in the same write as the head is the connection's
+    # first message; a request body (which an upgrade should not have) is
+    # read and dropped first, not taken for frames.
+    extra = f"Content-Length: {len(body)}\r\n".encode() if body else b""
+    request = upgrade_request(extra=extra)
+    async with await trio.open_tcp_stream(HOST, echo_server.port) as stream:
+        await stream.send_all(request + body + frame(0x1, b"early"))
+        reader = Reader(stream)
+        with trio.fail_after(5):
+            assert (await reader.head()).startswith(b"HTTP/1.1 101 ")
+            assert await reader.frame() == (0x1, b"early")

@@ -1,9 +1,10 @@
 """The HTTP/1.1 opening handshake of RFC 6455 section 4, parsed with h11.
 
 This module knows HTTP and nothing about Trio tasks: the client side sends the
-upgrade request and checks the answer; the server side reads a request, says
-what is wrong with it as an HTTP status, and renders the answer. Reads go
-through a single helper that bounds the head size.
+upgrade request and checks the answer; the rules both sides share (header
+checks, the accept token, shared header pairs) live here too. The server
+side is :mod:`trio_ws.server_handshake`. Reads go through a single helper
+that bounds the head size.
 """
 
 from __future__ import annotations
@@ -13,28 +14,26 @@ import hashlib
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from http import HTTPStatus
+from dataclasses import dataclass
 
 import h11
 import trio
 
 from .exceptions import ConnectionRejected, HandshakeError
-from .http import HeaderInput, HTTPRequest
+from .http import HeaderInput
 from .options import (
     DEFAULT_USER_AGENT,
     MAX_HANDSHAKE_HEAD_SIZE,
-    MAX_HEADER_COUNT,
     MAX_REJECT_BODY_SIZE,
     SHARED_HEADER_VALUE_SIZE,
     SHARED_HEADERS,
 )
-from .values import Endpoint, socket_endpoints
 
 Headers = list[tuple[bytes, bytes]]
 
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-_VERSION = b"13"
+#: The only Sec-WebSocket-Version there is (RFC 6455 4.1).
+VERSION = b"13"
 #: A header name (RFC 9110 5.1: a token) and what a header value may not
 #: hold (controls other than tab): both sides render their heads themselves,
 #: so these checks stand where h11's would.
@@ -135,21 +134,26 @@ _seen_headers: dict[tuple[bytes, bytes], tuple[bytes, bytes]] = {}
 
 
 def shared_headers(headers: Iterable[tuple[bytes, bytes]]) -> Headers:
-    """*headers* as a list, each pair replaced by an equal one seen before if any.
+    """*headers* as ``(lowercase name, value)`` pairs, each one an equal pair
+    seen before if any.
 
+    The names may come in any case (h11's ``raw_items()``, which is cheaper
+    to read than its lowercased view): the table maps each pair as received
+    to its lowercased pair, so a header seen before costs one look-up.
     Measured on 1,000 idle server connections: about 0.8 KiB less per
-    connection, for a dictionary look-up per header.
+    connection.
     """
     pairs = []
     for pair in headers:
-        if pair[0] != b"sec-websocket-key" and len(pair[1]) <= SHARED_HEADER_VALUE_SIZE:
-            seen = _seen_headers.get(pair)
-            if seen is None:
+        seen = _seen_headers.get(pair)
+        if seen is None:
+            name, value = pair
+            seen = (name.lower(), value)
+            if seen[0] != b"sec-websocket-key" and len(value) <= SHARED_HEADER_VALUE_SIZE:
                 if len(_seen_headers) >= SHARED_HEADERS:
                     _seen_headers.clear()
-                _seen_headers[pair] = seen = pair
-            pair = seen
-        pairs.append(pair)
+                _seen_headers[pair] = seen
+        pairs.append(seen)
     return pairs
 
 
@@ -208,7 +212,7 @@ async def client_handshake(
         (b"upgrade", b"websocket"),
         (b"connection", b"Upgrade"),
         (b"sec-websocket-key", key),
-        (b"sec-websocket-version", _VERSION),
+        (b"sec-websocket-version", VERSION),
     ]
     if subprotocols:
         headers.append((b"sec-websocket-protocol", ", ".join(subprotocols).encode()))
@@ -275,135 +279,8 @@ async def _read_body(conn: h11.Connection, stream: trio.abc.Stream, receive_size
     return bytes(body[:MAX_REJECT_BODY_SIZE])
 
 
-# ---------------------------------------------------------------- server side
-
-
-class BadRequest(Exception):
-    """A request the server answers with an HTTP error instead of upgrading."""
-
-    def __init__(self, status: int, detail: str, headers: Headers | None = None) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.headers = headers or []
-
-
-@dataclass(frozen=True)
-class UpgradeRequest:
-    """A valid WebSocket upgrade request."""
-
-    target: str
-    headers: Headers
-    key: bytes
-    subprotocols: tuple[str, ...]  # tuples: the usual empty one is shared
-    extensions: tuple[str, ...]
-    trailing_data: bytes = field(repr=False)
-
-
-async def read_request(
-    stream: trio.abc.Stream, receive_size: int, remote: Endpoint | str | None = None
-) -> HTTPRequest:
-    """Read one HTTP request head from *stream*, within the size limits.
-
-    *remote* is the client's address when the caller has asked the socket
-    already (otherwise this asks it). Raises :class:`BadRequest` with the
-    status the client should get, or :class:`PeerGone` when the client left
-    first. A request body is read and dropped (an upgrade request has none).
-    """
-    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HANDSHAKE_HEAD_SIZE)
-    try:
-        event = await next_event(conn, stream, receive_size)
-        if isinstance(event, h11.ConnectionClosed):
-            raise PeerGone()
-        assert isinstance(event, h11.Request)
-        while not isinstance(await next_event(conn, stream, receive_size), h11.EndOfMessage):
-            pass
-    except h11.RemoteProtocolError as exc:
-        raise BadRequest(exc.error_status_hint, f"malformed request: {exc}") from exc
-    headers = shared_headers(event.headers)
-    # h11 bounds only heads that arrive in pieces; one read can hold more.
-    head_size = len(event.target) + sum(len(n) + len(v) + 4 for n, v in headers)
-    if head_size > MAX_HANDSHAKE_HEAD_SIZE:
-        raise BadRequest(431, f"request head is larger than {MAX_HANDSHAKE_HEAD_SIZE} bytes")
-    if len(headers) > MAX_HEADER_COUNT:
-        raise BadRequest(431, f"request has more than {MAX_HEADER_COUNT} headers")
-    return HTTPRequest(
-        method=event.method.decode("latin-1"),
-        path=event.target.decode("latin-1"),
-        http_version=event.http_version.decode("latin-1"),
-        headers=headers,
-        remote=socket_endpoints(stream)[1] if remote is None else remote,
-        trailing_data=conn.trailing_data[0],
-    )
-
-
-def check_upgrade(request: HTTPRequest) -> UpgradeRequest:
-    """Check that *request* is a valid WebSocket upgrade, or raise BadRequest."""
-    headers = request.headers
-    upgrade_advice = [(b"upgrade", b"websocket"), (b"sec-websocket-version", _VERSION)]
-    if request.method != "GET":
-        raise BadRequest(405, "a WebSocket upgrade must use GET", [(b"allow", b"GET")])
-    if not _has_token(headers, b"upgrade", "websocket"):
-        raise BadRequest(426, "this is a WebSocket endpoint", upgrade_advice)
-    if request.http_version != "1.1":
-        raise BadRequest(400, "a WebSocket upgrade needs HTTP/1.1")
-    if not _has_token(headers, b"connection", "upgrade"):
-        raise BadRequest(400, "missing 'Connection: Upgrade'")
-    if _tokens(headers, b"sec-websocket-version") != ["13"]:
-        raise BadRequest(426, "unsupported Sec-WebSocket-Version", upgrade_advice)
-    keys = [v for n, v in headers if n == b"sec-websocket-key"]
-    try:
-        valid_key = len(keys) == 1 and len(base64.b64decode(keys[0], validate=True)) == 16
-    except ValueError:
-        valid_key = False
-    if not valid_key:
-        raise BadRequest(400, "missing or invalid Sec-WebSocket-Key")
-    return UpgradeRequest(
-        target=request.path,
-        headers=headers,
-        key=keys[0],
-        subprotocols=tuple(_tokens(headers, b"sec-websocket-protocol")),
-        extensions=tuple(_tokens(headers, b"sec-websocket-extensions")),
-        trailing_data=request.trailing_data,
-    )
-
-
 def render_head(start_line: bytes, headers: Headers) -> bytes:
     """An HTTP/1.1 head: *start_line*, then *headers* (checked by normalize_headers)."""
     lines = [start_line]
     lines += [name + b": " + value for name, value in headers]
     return b"\r\n".join(lines) + b"\r\n\r\n"
-
-
-def render_response(status: int, headers: Headers, body: bytes = b"") -> bytes:
-    """An HTTP/1.1 response head (and body) as bytes."""
-    try:
-        phrase = HTTPStatus(status).phrase
-    except ValueError:
-        phrase = ""
-    return render_head(f"HTTP/1.1 {status} {phrase}".encode(), headers) + body
-
-
-def rejection(status: int, headers: Headers, body: bytes) -> bytes:
-    """A complete non-101 answer, after which the server closes the connection."""
-    framing = [(b"content-length", str(len(body)).encode()), (b"connection", b"close")]
-    names = {name for name, _ in framing}
-    return render_response(status, [h for h in headers if h[0] not in names] + framing, body)
-
-
-def acceptance(
-    request: UpgradeRequest,
-    subprotocol: str | None,
-    extensions: str | None,
-    extra_headers: Headers,
-) -> bytes:
-    """The 101 answer that completes *request*'s upgrade."""
-    headers: Headers = [
-        (b"upgrade", b"websocket"),
-        (b"connection", b"Upgrade"),
-        (b"sec-websocket-accept", accept_token(request.key)),
-    ]
-    if subprotocol is not None:
-        headers.append((b"sec-websocket-protocol", subprotocol.encode()))
-    if extensions:
-        headers.append((b"sec-websocket-extensions", extensions.encode()))
-    return render_response(101, headers + extra_headers)

@@ -190,6 +190,10 @@ DEFAULT_SHUTDOWN_TIMEOUT = 10.0
 #: want of file descriptors or memory (EMFILE, ENFILE, ENOMEM, ENOBUFS).
 ACCEPT_RETRY_DELAY = 0.1
 
+#: A server's accept loop takes every connection waiting on a socket
+#: listener in one go, but yields to other tasks after this many in a row.
+ACCEPT_BATCH = 64
+
 #: With piped (not interactive) input, the command-line client waits after
 #: the end of input until no message has arrived for CLI_QUIET_SECONDS, and
 #: at most CLI_PIPE_LINGER_MAX seconds, so the answers to the last lines print.

@@ -18,20 +18,18 @@ from .connection import WebSocketConnection, start_connection
 from .core.deflate import NAME, PerMessageDeflate
 from .core.size_limit import MessageSizeLimit
 from .exceptions import ConnectionClosed, HandshakeError
-from .handshake import (
-    BadRequest,
-    Headers,
-    PeerGone,
-    UpgradeRequest,
-    acceptance,
-    check_subprotocols,
-    check_upgrade,
-    normalize_headers,
-    read_request,
-    rejection,
-)
+from .handshake import Headers, PeerGone, check_subprotocols, normalize_headers
 from .http import HeaderInput, HTTPRequest, HTTPResponse, header_value, query_params
 from .options import DEFAULT_SERVER_HEADER, ConnectionOptions, DeflateOptions
+from .server_handshake import (
+    BadRequest,
+    UpgradeRequest,
+    acceptance,
+    check_upgrade,
+    read_request,
+    rejection,
+    send_head,
+)
 from .values import CloseReason, Endpoint, socket_endpoints
 
 logger = logging.getLogger("trio_ws.server")
@@ -90,8 +88,24 @@ class WebSocketRequest:
 
     Call :meth:`accept` to complete the handshake or :meth:`reject` to answer
     with an HTTP error. A handler that returns without deciding has the
-    request rejected with 403; one that raises first, with 500.
+    request rejected with 403; one that raises first, with 500. Data of
+    your own goes in :attr:`state`: a request has slots, not a ``__dict__``
+    (a handler keeps its request for the whole connection, and the dict
+    cost about 300 bytes per connection).
     """
+
+    __slots__ = (
+        "_default_headers",
+        "_local",
+        "_nursery",
+        "_options",
+        "_outcome",
+        "_remote",
+        "_state",
+        "_stream",
+        "_subprotocols",
+        "_upgrade",
+    )
 
     def __init__(
         self,
@@ -177,7 +191,11 @@ class WebSocketRequest:
         *subprotocol* must be one of :attr:`proposed_subprotocols` (or
         ``None``); if it is ``None`` and the server was given
         ``subprotocols``, that setting chooses. The connection is closed when
-        the handler returns.
+        the handler returns. On a plain socket the 101 answer is written at
+        once, without a scheduler pass unless the socket is full. Cancelled
+        before the answer went out (already cancelled when called, say,
+        because the server is shutting down), nothing is sent and the
+        request counts as decided: the server then closes the stream.
         """
         if subprotocol is None:
             subprotocol = choose_subprotocol(self._subprotocols, self._upgrade.subprotocols)
@@ -188,7 +206,7 @@ class WebSocketRequest:
         limit = MessageSizeLimit(self._options.max_message_size)
         deflate, answer = _negotiate(self._upgrade.extensions, self._options.compression, limit)
         try:
-            await self._stream.send_all(acceptance(self._upgrade, subprotocol, answer, headers))
+            await send_head(self._stream, acceptance(self._upgrade, subprotocol, answer, headers))
         except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
             raise ConnectionClosed(CloseReason(ABNORMAL_CLOSURE, None)) from exc
         connection = WebSocketConnection(
