@@ -129,37 +129,8 @@ class Reader:
     # Ctrl-C reaches the main task at a checkpoint, never mid-frame here.
     @trio.lowlevel.enable_ki_protection
     async def run(self) -> None:
-        """Read until the connection closes; never raises except Cancelled.
-
-        Cancelling it (its nursery going away) queues a 1001 Close, then
-        closes the transport as any end of the reader does.
-        """
-        try:
-            await self._read_frames()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionClosed):
-            pass
-        except trio.Cancelled:
-            # The nursery running this connection is being torn down (its
-            # server or client is going away): say so, whichever of its
-            # tasks saw the cancellation first, before the transport goes.
-            self._outbox.send_close(GOING_AWAY, None, set_reason=True)
-            raise
-        except Exception:  # a bug here must not crash the user's nursery
-            self._log.exception("unexpected error in WebSocket reader task")
-        finally:
-            self._life.set_reason(ABNORMAL_CLOSURE, None)
-            self._inbox.finish()
-            self._pings.release_all()
-            self._keepalive = None  # the handle refers to this reader: no cycle left
-            try:
-                await self._writer.close_transport(self._timeout)
-            finally:
-                self._life.finish_reader()
-            if self._log.isEnabledFor(logging.DEBUG):
-                self._log.debug("closed: %s", self._life.final_reason())
-
-    async def _read_frames(self) -> None:
-        """Read the transport and act on what the protocol core makes of it.
+        """Read the transport and act on what the protocol core makes of it,
+        until the connection closes; never raises except Cancelled.
 
         The core (:mod:`trio_ws.core.protocol`) splits the bytes into frames
         and decodes them; this loop does the I/O around it: reads when the
@@ -169,57 +140,85 @@ class Reader:
         then waits for that thread, which the size limit bounds) and ends
         the connection on a Close frame or a violation. Every
         FRAMES_PER_YIELD events it yields, for fairness to other connections.
+        The loop is this coroutine's own, not one it awaits: an idle reader
+        keeps one suspended frame of ours (about 280 bytes less each).
+
+        Cancelling it (its nursery going away) queues a 1001 Close, then
+        closes the transport as any end of the reader does.
         """
         core = self._core
         inbox = self._inbox
         log = self._log
+        writer = self._writer
         handled = 0
-        while True:
-            # A message stream wants chunks, not whole messages.
-            core.streaming = inbox.stream is not None
-            event = core.next_event()
-            if event is None:
-                data = self._writer.read_nowait()
-                while data is None:  # the wait gives a stream's next bytes
-                    data = await self._writer.wait()
-                    if data is None:  # a socket's: read it now
-                        data = self._writer.read_nowait()
-                if not data:
-                    return  # transport lost without a closing handshake: 1006
-                core.receive_data(data)
-                data = b""  # not kept alive while the next read waits
-                continue
-            handled += 1
-            if handled % FRAMES_PER_YIELD == 0:
-                await trio.lowlevel.checkpoint()  # fairness to other connections
-            # The most frequent first; no assert per message (they cost).
-            if isinstance(event, (str, bytes)):
-                log.message("<", isinstance(event, str), len(event))
-                if inbox.stream is None:
-                    await inbox.deliver(event)
+        try:
+            while True:
+                # A message stream wants chunks, not whole messages.
+                core.streaming = inbox.stream is not None
+                event = core.next_event()
+                if event is None:
+                    data = writer.read_nowait()
+                    while data is None:  # the wait gives a stream's next bytes
+                        data = await writer.wait()
+                        if data is None:  # a socket's: read it now
+                            data = writer.read_nowait()
+                    if not data:
+                        return  # transport lost without a closing handshake: 1006
+                    core.receive_data(data)
+                    data = b""  # not kept alive while the next read waits
+                    continue
+                handled += 1
+                if handled % FRAMES_PER_YIELD == 0:
+                    await trio.lowlevel.checkpoint()  # fairness to other connections
+                # The most frequent first; no assert per message (they cost).
+                if isinstance(event, (str, bytes)):
+                    log.message("<", isinstance(event, str), len(event))
+                    if inbox.stream is None:
+                        await inbox.deliver(event)
+                    else:
+                        await self._deliver_whole(event)
+                elif isinstance(event, Chunk):
+                    log.frame("<", event)
+                    await inbox.take_chunk(event.data, event.final)
+                elif isinstance(event, ThreadJob):
+                    await trio.to_thread.run_sync(event.run)
+                elif isinstance(event, Ping):
+                    log.frame("<", event)
+                    self._answer_ping(event.payload)
+                elif isinstance(event, Pong):
+                    log.frame("<", event)
+                    if self._keepalive is not None:
+                        self._keepalive.pong(event.payload)
+                    self._pings.acknowledge(event.payload)
+                elif isinstance(event, Close):
+                    log.frame("<", event)
+                    await self._peer_closed(event)
+                    return
                 else:
-                    await self._deliver_whole(event)
-            elif isinstance(event, Chunk):
-                log.frame("<", event)
-                await inbox.take_chunk(event.data, event.final)
-            elif isinstance(event, ThreadJob):
-                await trio.to_thread.run_sync(event.run)
-            elif isinstance(event, Ping):
-                log.frame("<", event)
-                self._answer_ping(event.payload)
-            elif isinstance(event, Pong):
-                log.frame("<", event)
-                if self._keepalive is not None:
-                    self._keepalive.pong(event.payload)
-                self._pings.acknowledge(event.payload)
-            elif isinstance(event, Close):
-                log.frame("<", event)
-                await self._peer_closed(event)
-                return
-            else:
-                assert isinstance(event, Violation)
-                await self._violated(event)
-                return
+                    assert isinstance(event, Violation)
+                    await self._violated(event)
+                    return
+        except (trio.BrokenResourceError, trio.ClosedResourceError, ConnectionClosed):
+            pass
+        except trio.Cancelled:
+            # The nursery running this connection is being torn down (its
+            # server or client is going away): say so, whichever of its
+            # tasks saw the cancellation first, before the transport goes.
+            self._outbox.send_close(GOING_AWAY, None, set_reason=True)
+            raise
+        except Exception:  # a bug here must not crash the user's nursery
+            log.exception("unexpected error in WebSocket reader task")
+        finally:
+            self._life.set_reason(ABNORMAL_CLOSURE, None)
+            inbox.finish()
+            self._pings.release_all()
+            self._keepalive = None  # the handle refers to this reader: no cycle left
+            try:
+                await writer.close_transport(self._timeout)
+            finally:
+                self._life.finish_reader()
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("closed: %s", self._life.final_reason())
 
     async def _deliver_whole(self, message: str | bytes) -> None:
         """Hand a whole message to the open message stream (perhaps opened
