@@ -97,6 +97,46 @@ async def test_invalid_headers_are_a_value_error_before_connecting(
     assert accepted == []
 
 
+async def test_a_host_in_extra_headers_replaces_the_default(nursery: trio.Nursery) -> None:
+    # A virtual host reached by address: one Host header, the caller's.
+    hosts: list[list[bytes]] = []
+
+    async def handler(request: trio_ws.WebSocketRequest) -> None:
+        hosts.append([v for n, v in request.headers if n == b"host"])
+        ws = await request.accept()
+        await ws.get_message()
+
+    server = await nursery.start(trio_ws.serve_websocket, handler, HOST, 0, None)
+    headers = {"Host": "chat.example.test"}
+    async with trio_ws.open_websocket(HOST, server.port, "/", use_ssl=False, extra_headers=headers):
+        pass
+    assert hosts == [[b"chat.example.test"]]
+
+
+@pytest.mark.parametrize(
+    ("name", "hint"),
+    [
+        ("Upgrade", "handshake sends it"),
+        ("connection", "handshake sends it"),
+        ("Sec-WebSocket-Key", "fresh one"),
+        ("Sec-WebSocket-Version", "handshake sends it"),
+        ("Sec-WebSocket-Accept", "server's answer"),
+        ("Sec-WebSocket-Protocol", "subprotocols="),
+        ("Sec-WebSocket-Extensions", "compression="),
+    ],
+)
+async def test_headers_the_handshake_owns_are_refused_before_connecting(
+    idle_port: tuple[int, list[int]], name: str, hint: str
+) -> None:
+    port, accepted = idle_port
+    with pytest.raises(ValueError, match=f"may not set '{name.lower()}': .*{hint}"):
+        async with trio_ws.open_websocket(
+            HOST, port, "/", use_ssl=False, extra_headers={name: "x"}
+        ):
+            pass  # pragma: no cover
+    assert accepted == []
+
+
 @pytest.mark.parametrize("resource", ["/a b", "/chat\r\nX-Evil: 1", "/caf\u00e9", "", "/\t"])
 def test_invalid_resource_is_a_value_error_from_the_call(resource: str) -> None:
     # Before, h11 refused the target after the TCP connection was made.

@@ -1,7 +1,7 @@
 """Compressed fragmented messages on the fast branch.
 
 A message whose first frame has RSV1 and no FIN is inflated piece by piece
-(trio_ws.core.deflate.MessageInflater, driven through
+(trio_ws.core.inflater.MessageInflater, driven through
 trio_ws.core.fragments.FragmentedMessage): whatever the cut into pieces, the
 chunks add up to the message, none is bigger than the chunk size, the size
 limit holds after decompression, and the connection's decompressor context

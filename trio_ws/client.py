@@ -28,10 +28,10 @@ from .core.size_limit import MessageSizeLimit
 from .exceptions import ConnectionTimeout, DisconnectionTimeout, HandshakeError
 from .groups import one_error, only_cancelled
 from .handshake import (
+    check_extra_request_headers,
     check_request_line,
     check_subprotocols,
     client_handshake,
-    normalize_headers,
 )
 from .http import HeaderInput
 from .options import (
@@ -159,9 +159,9 @@ async def wrap_client_stream(
 ) -> WebSocketConnection:
     """Run the client handshake over an already connected *stream*.
 
-    *host* is sent as the Host header. The reader runs in *nursery*; the
-    connection owns *stream* from now on and the caller must close the
-    connection. No timeout applies to the handshake: wrap the call in
+    *host* is sent as the Host header (unless *extra_headers* has one).
+    The reader runs in *nursery*; the connection owns *stream* from now on
+    and the caller must close the connection. No timeout applies to the handshake: wrap the call in
     :func:`trio.fail_after` if you need one. *options* are described under
     :ref:`connection-options`.
     """
@@ -219,7 +219,7 @@ def _check_request(
     subprotocols: Sequence[str] | None, extra_headers: HeaderInput | None
 ) -> list[str]:
     """Check the upgrade request's arguments before any network: TypeError or ValueError."""
-    normalize_headers(extra_headers)
+    check_extra_request_headers(extra_headers)
     return check_subprotocols(subprotocols)
 
 

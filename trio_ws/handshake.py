@@ -116,6 +116,34 @@ def check_request_line(host: str, resource: str) -> None:
         raise ValueError(f"invalid host {host!r}")
 
 
+#: Request headers the handshake writes itself, with what to use instead.
+#: One of these in a client's ``extra_headers`` would go out twice, or
+#: contradict what the connection then does, so it is refused up front.
+RESERVED_REQUEST_HEADERS = {
+    b"upgrade": "the handshake sends it",
+    b"connection": "the handshake sends it",
+    b"sec-websocket-key": "the handshake makes a fresh one per connection",
+    b"sec-websocket-version": "the handshake sends it",
+    b"sec-websocket-accept": "it belongs to the server's answer",
+    b"sec-websocket-protocol": "offer subprotocols with subprotocols=[...]",
+    b"sec-websocket-extensions": "permessage-deflate is set with compression=",
+}
+
+
+def check_extra_request_headers(headers: HeaderInput | None) -> None:
+    """Refuse a client's extra headers that are malformed or reserved.
+
+    ``TypeError`` or ``ValueError`` as :func:`normalize_headers`, and a
+    ``ValueError`` naming the header for one the handshake owns
+    (:data:`RESERVED_REQUEST_HEADERS`). ``Host`` is allowed: it replaces the
+    one made from the URL.
+    """
+    for name, _ in normalize_headers(headers):
+        if name in RESERVED_REQUEST_HEADERS:
+            why = RESERVED_REQUEST_HEADERS[name]
+            raise ValueError(f"extra_headers may not set {name.decode()!r}: {why}")
+
+
 def check_subprotocols(subprotocols: object) -> list[str]:
     """*subprotocols* as a list of tokens; TypeError for a bare string or non-str items."""
     if subprotocols is None:
@@ -240,8 +268,15 @@ async def client_handshake(
     :class:`HandshakeError` when the server hangs up or answers 101 wrongly.
     """
     key = base64.b64encode(os.urandom(16))
+    host_header = host.encode("idna")
+    extra = normalize_headers(extra_headers, [(b"user-agent", DEFAULT_USER_AGENT.encode())])
+    if extra_headers and any(name == b"host" for name, _ in extra):
+        # The caller's Host (a virtual host reached by address) replaces ours:
+        # a request with two is one that servers must refuse (RFC 9112 3.2).
+        host_header = next(value for name, value in extra if name == b"host")
+        extra = [(name, value) for name, value in extra if name != b"host"]
     headers: Headers = [
-        (b"host", host.encode("idna")),
+        (b"host", host_header),
         (b"upgrade", b"websocket"),
         (b"connection", b"Upgrade"),
         (b"sec-websocket-key", key),
@@ -251,7 +286,7 @@ async def client_handshake(
         headers.append((b"sec-websocket-protocol", ", ".join(subprotocols).encode()))
     if extension_offers:
         headers.append((b"sec-websocket-extensions", ", ".join(extension_offers).encode()))
-    headers += normalize_headers(extra_headers, [(b"user-agent", DEFAULT_USER_AGENT.encode())])
+    headers += extra
 
     conn = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HANDSHAKE_HEAD_SIZE)
     # h11 parses the answer, so it must know that a GET offering an upgrade

@@ -88,24 +88,8 @@ class WebSocketRequest:
 
     Call :meth:`accept` to complete the handshake or :meth:`reject` to answer
     with an HTTP error. A handler that returns without deciding has the
-    request rejected with 403; one that raises first, with 500. Data of
-    your own goes in :attr:`state`: a request has slots, not a ``__dict__``
-    (a handler keeps its request for the whole connection, and the dict
-    cost about 300 bytes per connection).
+    request rejected with 403; one that raises first, with 500.
     """
-
-    __slots__ = (
-        "_default_headers",
-        "_local",
-        "_nursery",
-        "_options",
-        "_outcome",
-        "_remote",
-        "_state",
-        "_stream",
-        "_subprotocols",
-        "_upgrade",
-    )
 
     def __init__(
         self,

@@ -35,7 +35,7 @@ class BadRequest(Exception):
 @dataclass(frozen=True, slots=True)
 class UpgradeRequest:
     """A valid WebSocket upgrade request (kept by its request for the whole
-    connection: slots, about 270 bytes less than a ``__dict__``)."""
+    connection: slots, about 50 bytes less by tracemalloc)."""
 
     target: str
     headers: Headers

@@ -71,7 +71,9 @@ async def receive(
         return await stream.receive_some(size)
     while True:
         try:
-            return os.read(sock.fileno(), size)  # a closed socket answers -1: EBADF
+            # Into this thread's read buffer, not a new object of *size*
+            # bytes; a closed socket answers -1: EBADF.
+            return read_socket(sock.fileno(), size, False)
         except BlockingIOError:
             pass
         except OSError as exc:

@@ -46,10 +46,15 @@ ROWS: list[tuple[str, bytes, list[object]]] = [
     (
         "RSV1 on a continuation",
         frame(TEXT, b"a", fin=False) + frame(CONT, b"b", rsv=RSV1),
-        [("partial", "a"), Violation(1002, "error in extension")],
+        [("partial", "a"), Violation(1002, "RSV1 on a continuation frame (never compressed)")],
     ),
-    # The deflate extension refuses these; wsproto names no more than that.
-    ("RSV1 on a ping", frame(PING, b"", rsv=RSV1), [Violation(1002, "error in extension")]),
+    # The deflate extension refuses these and says why (wsproto's own reason
+    # is only "error in extension").
+    (
+        "RSV1 on a ping",
+        frame(PING, b"", rsv=RSV1),
+        [Violation(1002, "RSV1 on a control frame (never compressed)")],
+    ),
     (
         "corrupt data",
         frame(BINARY, b"\xff\xff\xff\xff", rsv=RSV1),

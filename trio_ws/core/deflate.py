@@ -12,32 +12,26 @@ from __future__ import annotations
 
 import sys
 import zlib
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from wsproto.extensions import Extension
 from wsproto.frame_protocol import CloseReason, FrameDecoder, FrameProtocol, Opcode, RsvBits
 
-from ..close_codes import INVALID_FRAME_PAYLOAD_DATA, MESSAGE_TOO_BIG
+from ..close_codes import INVALID_FRAME_PAYLOAD_DATA, MESSAGE_TOO_BIG, PROTOCOL_ERROR
 from ..options import DeflateOptions
+from .inflater import TAIL as _TAIL
+from .inflater import MessageInflater, stream_ended
 
 if TYPE_CHECKING:
     from .size_limit import MessageSizeLimit
 
 NAME = "permessage-deflate"
-_TAIL = b"\x00\x00\xff\xff"  # RFC 7692 7.2.1: removed by senders, restored here
 _RSV1 = RsvBits(True, False, False)
 _NONE = RsvBits(False, False, False)
 
 
 class NegotiationError(ValueError):
     """A permessage-deflate offer or answer breaks RFC 7692's rules."""
-
-
-def stream_ended() -> tuple[int, str]:
-    """Compressed data after a BFINAL block ended the peer's deflate stream:
-    nothing can follow on it (wsproto says 1007 too; dropping it loses data)."""
-    return INVALID_FRAME_PAYLOAD_DATA, "compressed data after the end of the deflate stream"
 
 
 def parse_offer(text: str) -> tuple[str, dict[str, str | None]]:
@@ -102,6 +96,9 @@ class PerMessageDeflate(Extension):
         self._inbound_compressed = False  # the current inbound message
         self._in_control_frame = False
         self._skip_next = False
+        #: What the peer did wrong, when a frame is refused (wsproto's own
+        #: reason would be "error in extension").
+        self.violation: str | None = None
         #: Output per input byte of the last inflated message: the reader's
         #: guess at how much work the next compressed bytes will be.
         self.inflate_ratio = 8.0
@@ -207,7 +204,8 @@ class PerMessageDeflate(Extension):
     ) -> CloseReason | RsvBits:
         self._in_control_frame = opcode.iscontrol()
         if rsv.rsv1 and (self._in_control_frame or opcode is Opcode.CONTINUATION):
-            return CloseReason.PROTOCOL_ERROR  # RSV1 marks only a message's first frame
+            kind = "a control" if self._in_control_frame else "a continuation"
+            return self._refuse(PROTOCOL_ERROR, f"RSV1 on {kind} frame (never compressed)")
         if not self._in_control_frame and opcode is not Opcode.CONTINUATION:
             self._inbound_compressed = rsv.rsv1
         return _RSV1
@@ -218,18 +216,22 @@ class PerMessageDeflate(Extension):
         # One byte more than the budget reveals an overflow.
         budget = min(self._limit.remaining() + 1, sys.maxsize)
         if self._decompressor.eof:  # a BFINAL block ended the peer's stream
-            return b"" if data is _TAIL else CloseReason.INVALID_FRAME_PAYLOAD_DATA
+            return b"" if data is _TAIL else self._refuse(*stream_ended())
         try:
             output = self._decompressor.decompress(data, budget)
-        except zlib.error:
-            return CloseReason.INVALID_FRAME_PAYLOAD_DATA
+        except zlib.error as exc:
+            return self._refuse(INVALID_FRAME_PAYLOAD_DATA, f"invalid compressed data: {exc}")
         if self._decompressor.unused_data and data is not _TAIL:
-            return CloseReason.INVALID_FRAME_PAYLOAD_DATA
+            return self._refuse(*stream_ended())
         self._message_in += len(data)
         self._message_out += len(output)
         if self._decompressor.unconsumed_tail:
             return self._limit.overflow(len(output))
         return output
+
+    def _refuse(self, code: int, reason: str) -> CloseReason:
+        self.violation = reason
+        return CloseReason(code)
 
     def frame_inbound_payload_data(
         self, proto: FrameDecoder | FrameProtocol, data: bytes
@@ -260,13 +262,12 @@ class PerMessageDeflate(Extension):
         """A whole compressed message (one final frame's *payload*), inflated.
 
         The fast branch's counterpart of the wsproto hooks above, on the same
-        decompressor, so the context stays right whichever decodes the next
-        message. Returns the message, or ``(close code, reason)`` for a
-        message the peer should not have sent: corrupt deflate data (1007),
-        invalid UTF-8 (1007), or more than *max_size* bytes once inflated
-        (1009). Never inflates more than ``max_size + 1`` bytes, so a
-        compression bomb costs no more memory than an honest message. Safe
-        in a worker thread while nothing else inflates.
+        decompressor (the context stays right whichever decodes the next
+        message). Returns the message, or ``(close code, reason)``: corrupt
+        deflate data or UTF-8 (1007), more than *max_size* bytes inflated
+        (1009; never more than ``max_size + 1`` are made, so a bomb costs no
+        more than an honest message). Safe in a worker thread while nothing
+        else inflates.
         """
         if self._decompressor is None:
             self._decompressor = zlib.decompressobj(-self.remote_bits)
@@ -300,7 +301,7 @@ class PerMessageDeflate(Extension):
         connection's decompressor (see :class:`MessageInflater`)."""
         if self._decompressor is None:
             self._decompressor = zlib.decompressobj(-self.remote_bits)
-        return MessageInflater(self, self._decompressor, chunk_size)
+        return MessageInflater(self._decompressor, chunk_size, self._message_inflated)
 
     def _message_inflated(self, wire: int, size: int) -> None:
         # A message inflated piece by piece has ended.
@@ -313,14 +314,13 @@ class PerMessageDeflate(Extension):
     def should_compress(self, payload: bytes, text: bool) -> bool:
         """Whether compressing *payload* is likely to pay (the sending policy).
 
-        Short messages never gain enough to pay for the CPU. Text is
-        compressed whatever its ratio. Binary data is probed only while the
-        last binary message did not compress: a probe of its first
-        ``probe_size`` bytes through a small throw-away compressor (which
-        leaves the connection's context alone) decides, and after a bad one
-        ``reprobe_interval`` binary messages go out uncompressed untested.
-        Skipping compression for a message never desynchronises the peer:
-        an uncompressed message does not touch either side's context.
+        Short messages never gain enough to pay for the CPU; text is always
+        compressed. Binary data is probed only while the last binary message
+        did not compress: its first ``probe_size`` bytes through a small
+        throw-away compressor decide, and after a bad probe
+        ``reprobe_interval`` binary messages go out untested. Skipping
+        compression never desynchronises the peer: an uncompressed message
+        touches neither side's context.
         """
         o = self.options
         if len(payload) < o.min_size:
@@ -416,84 +416,3 @@ class PerMessageDeflate(Extension):
         return (RsvBits(True, rsv.rsv2, rsv.rsv3) if first else rsv), payload
 
     _outbound_compressed = False
-
-
-class MessageInflater:
-    """One compressed fragmented message, inflated piece by piece.
-
-    The streaming counterpart of :meth:`PerMessageDeflate.inflate_message`,
-    for a message whose first frame had RSV1 and no FIN: the reader hands
-    over its payload as it arrives (frame boundaries do not matter to
-    deflate), and :meth:`chunks` inflates each piece lazily into chunks of
-    at most *chunk_size* bytes, so a piece that expands 1000-fold still
-    costs one chunk of memory at a time, and a consumer that stops taking
-    chunks stops the inflating too. Output past the message's size limit
-    is refused after at most one byte too many.
-    """
-
-    __slots__ = ("_chunk_size", "_decompressor", "_deflate", "_wire", "finished", "size")
-
-    def __init__(
-        self, deflate: PerMessageDeflate, decompressor: zlib._Decompress, chunk_size: int
-    ) -> None:
-        self._deflate = deflate
-        self._decompressor = decompressor
-        self._chunk_size = max(1, chunk_size)
-        self._wire = 0  # compressed bytes taken
-        #: Bytes inflated so far (the message's size once it has ended).
-        self.size = 0
-        #: Whether the last chunk :meth:`chunks` gave ended the message.
-        self.finished = False
-
-    def chunks(
-        self, data: bytes | bytearray | memoryview, final: bool, max_size: int
-    ) -> Iterator[bytes | tuple[int, str]]:
-        """Inflate *data*, the next piece of the compressed payload (*final*:
-        its last), in chunks, the last of them with :attr:`finished` set.
-
-        Yields ``(close code, reason)`` and stops for corrupt data (1007) or
-        once the message would grow past *max_size* bytes (1009). Pieces
-        that inflate to nothing yet yield nothing, except that the final
-        piece always yields one (perhaps empty) last chunk.
-        """
-        decompressor = self._decompressor
-        self._wire += len(data)
-        pending: bytes | bytearray | memoryview = data
-        tail_due = final  # the 4 bytes senders strip (RFC 7692 7.2.1)
-        while True:
-            # One byte more than the budget reveals an overflow.
-            budget = min(self._chunk_size, max_size - self.size + 1)
-            if decompressor.eof:  # a BFINAL block ended the stream: no tail needed
-                if pending and pending is not _TAIL:
-                    yield stream_ended()
-                    return
-                pending, tail_due, output = b"", False, b""
-            else:
-                try:
-                    output = decompressor.decompress(pending, budget)
-                except zlib.error as exc:
-                    yield INVALID_FRAME_PAYLOAD_DATA, f"invalid compressed data: {exc}"
-                    return
-                if decompressor.unused_data and pending is not _TAIL:
-                    yield stream_ended()
-                    return
-            self.size += len(output)
-            if self.size > max_size:
-                yield MESSAGE_TOO_BIG, f"message inflates past the limit of {max_size} bytes"
-                return
-            pending = decompressor.unconsumed_tail
-            # A full chunk may leave output inside zlib even with no input left.
-            if not pending and len(output) < budget:
-                if tail_due:
-                    pending, tail_due = _TAIL, False
-                elif final:
-                    self.finished = True
-                    self._deflate._message_inflated(self._wire, self.size)
-                    yield output
-                    return
-                else:
-                    if output:
-                        yield output
-                    return
-            if output:
-                yield output

@@ -8,7 +8,7 @@ decoded chunk by chunk instead, as its bytes arrive, so a streamed message
 moves at close to the speed of whole ones, with memory bounded by one read.
 A compressed one (RSV1 on its first frame) is inflated piece by piece too,
 by the connection's decompressor, in chunks of bounded size
-(:class:`trio_ws.core.deflate.MessageInflater`).
+(:class:`trio_ws.core.inflater.MessageInflater`).
 
 :class:`FragmentedMessage` holds the state of one such message and applies
 the rules wsproto would (size limit, after decompression when compressed;
@@ -35,7 +35,7 @@ from .frames import CONTINUATION, OPCODE_TEXT
 from .size_limit import max_fragments
 
 if TYPE_CHECKING:
-    from .deflate import MessageInflater
+    from .inflater import MessageInflater
 
 #: ``(close code, reason)``: what the peer did wrong.
 Violation = tuple[int, str]

@@ -33,13 +33,14 @@ GeneralEvent = Chunk | Ping | Pong | Close | Violation
 class GeneralBranch:
     """wsproto's frame parser for one connection, with trio_ws's extensions."""
 
-    __slots__ = ("_limit", "_parser")
+    __slots__ = ("_extensions", "_limit", "_parser")
 
     def __init__(
         self, *, client: bool, extensions: Sequence[Extension], limit: MessageSizeLimit
     ) -> None:
         # The limit goes last, so that it counts payload after decompression.
         self._parser = FrameProtocol(client, [*extensions, limit])
+        self._extensions = extensions
         self._limit = limit
 
     @property
@@ -80,6 +81,9 @@ class GeneralBranch:
             reason = str(exc)
             if exc.code in (MESSAGE_TOO_BIG, POLICY_VIOLATION) and self._limit.violation:
                 reason = self._limit.violation  # says which limit, and by how much
+            else:  # wsproto says only "error in extension": ours say what was wrong
+                said = [getattr(e, "violation", None) for e in self._extensions]
+                reason = next((text for text in said if text), reason)
             yield Violation(int(exc.code), reason)
 
     def collect(self) -> list[GeneralEvent]:
