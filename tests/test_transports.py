@@ -9,6 +9,7 @@ import pytest
 import trio
 
 import trio_ws
+from trio_ws.transport import proxy_from_environment
 
 from .conftest import HOST, echo_handler
 from .support.peers import Reader
@@ -137,3 +138,15 @@ async def test_proxy_from_environment_and_no_proxy(
         await ws.send_message("explicitly direct")
         assert await ws.get_message() == "explicitly direct"
     assert len(proxy.targets) == 1
+
+
+def test_upper_case_http_proxy_is_ignored_in_a_cgi_script(monkeypatch: pytest.MonkeyPatch) -> None:
+    # "httpoxy": in a CGI script a client sets HTTP_PROXY with a Proxy: header.
+    monkeypatch.setenv("HTTP_PROXY", "http://upper:1")
+    assert proxy_from_environment("example.com", False) == "http://upper:1"
+    monkeypatch.setenv("REQUEST_METHOD", "GET")
+    assert proxy_from_environment("example.com", False) is None
+    monkeypatch.setenv("HTTPS_PROXY", "http://secure:1")
+    assert proxy_from_environment("example.com", True) == "http://secure:1"
+    monkeypatch.setenv("http_proxy", "http://lower:1")  # no header sets a lower-case name
+    assert proxy_from_environment("example.com", False) == "http://lower:1"
