@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 from collections.abc import Awaitable, Callable
 
 import trio
@@ -52,13 +51,10 @@ from .options import (
     WRITE_BUFFER_SIZE,
     WRITE_JOIN_LIMIT,
 )
-from .sockets import plain_socket, read_socket
+from .sockets import Piece, plain_socket, read_socket, write_nowait
 
 #: Most buffers one writev() takes (Linux and macOS allow 1024).
 _IOV_MAX = 512
-
-#: A frame, or part of one, as queued.
-Piece = bytes | bytearray | memoryview
 
 
 class FrameWriter:
@@ -337,21 +333,11 @@ class FrameWriter:
         """
         assert self._socket is not None
         try:
-            written = os.writev(self._socket.fileno(), pieces)
-        except BlockingIOError:
-            return pieces
-        except OSError as exc:
+            return write_nowait(self._socket, pieces)
+        except trio.BrokenResourceError:
             if raising:
-                raise trio.BrokenResourceError(str(exc)) from exc
+                raise
             return pieces
-        rest: list[Piece] = []
-        for piece in pieces:
-            if written >= len(piece):
-                written -= len(piece)
-            else:
-                rest.append(memoryview(piece)[written:] if written else piece)
-                written = 0
-        return tuple(rest)
 
     async def _cork(self) -> None:
         """Let tasks that are ready to run queue their frames first.

@@ -35,6 +35,34 @@ def plain_socket(stream: trio.abc.Stream) -> trio.socket.SocketType | None:
     return None
 
 
+#: A frame, or part of one, as written.
+Piece = bytes | bytearray | memoryview
+
+
+def write_nowait(sock: trio.socket.SocketType, pieces: tuple[Piece, ...]) -> tuple[Piece, ...]:
+    """Write what *sock* takes of *pieces* now (one ``writev``); return the rest.
+
+    Nothing is written while the socket is full (*pieces* come back as they
+    are). Raises ``trio.BrokenResourceError`` for a socket reset by the peer
+    or closed under us (its number is then -1: EBADF). At most IOV_MAX
+    pieces at a time (the caller slices).
+    """
+    try:
+        written = os.writev(sock.fileno(), pieces)
+    except BlockingIOError:
+        return pieces
+    except OSError as exc:
+        raise trio.BrokenResourceError(str(exc)) from exc
+    rest: list[Piece] = []
+    for piece in pieces:
+        if written >= len(piece):
+            written -= len(piece)
+        else:
+            rest.append(memoryview(piece)[written:] if written else piece)
+            written = 0
+    return tuple(rest)
+
+
 # Per thread: a read releases the GIL, and Trio runs may live in several threads.
 _local = threading.local()
 
@@ -96,14 +124,6 @@ async def send_head(stream: trio.abc.Stream, head: bytes) -> None:
         await stream.send_all(head)
         return
     await trio.lowlevel.checkpoint_if_cancelled()
-    rest = memoryview(head)
-    while True:
-        try:
-            rest = rest[os.write(sock.fileno(), rest) :]
-        except BlockingIOError:
-            pass
-        except OSError as exc:  # reset by the peer, or closed (-1: EBADF)
-            raise trio.BrokenResourceError(str(exc)) from exc
-        if not rest:
-            return
+    rest: tuple[Piece, ...] = (head,)
+    while rest := write_nowait(sock, rest):
         await trio.lowlevel.wait_writable(sock)
